@@ -1,0 +1,142 @@
+"""The `sts` command line: one subcommand per pipeline step.
+
+Subcommand handlers import their modules lazily, so that a per-cell job run by
+Snakemake pays only for what it uses (``scipy.signal`` or ``pynwb`` alone cost
+~1 s of start-up each on a small machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from sts.synth_cli import run
+
+    return run(args)
+
+
+def _select_sweeps(args: argparse.Namespace) -> int:
+    from sts.sweeps import SelectionParams, select_sweeps_file
+
+    params = SelectionParams(
+        window_s=args.window_s,
+        fs_hz=args.fs_hz,
+        plus_pa=args.plus_pa,
+        tolerance_pa=args.tolerance_pa,
+        dvdt_cutoff_mv_ms=args.dvdt_cutoff,
+    )
+    meta = {"specimen_id": args.specimen_id, "dataset": args.dataset, "label": args.label}
+    result = select_sweeps_file(args.nwb, args.out, params, meta)
+    logging.getLogger("sts").info("%s: %s %s", args.specimen_id, result.status, result.reason)
+    return 0
+
+
+def _scalogram(args: argparse.Namespace) -> int:
+    from sts.scalogram_step import ScalogramParams, scalogram_file
+
+    params = ScalogramParams(
+        wavelet=args.wavelet, fmin_hz=args.fmin_hz, fmax_hz=args.fmax_hz, n_freqs=args.n_freqs
+    )
+    scalogram_file(args.sweeps, args.out, params)
+    return 0
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from sts.manifest import SplitParams, build_manifest_from_dir
+
+    split = SplitParams(
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        n_folds=args.n_folds,
+        train_file=args.train_file,
+        test_file=args.test_file,
+    )
+    build_manifest_from_dir(args.metadata, args.scalograms, args.out, split, classes=args.classes)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sts", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from sts.synth_cli import add_arguments as add_synth_arguments
+
+    p = sub.add_parser("synth", help="write the synthetic cohort (metadata table or one cell's NWB)")
+    add_synth_arguments(p)
+    p.set_defaults(func=_synth)
+
+    p = sub.add_parser(
+        "select-sweeps",
+        help="pick the rheobase and rheobase+40 pA long squares of one cell, resample to 4 kHz",
+        description="Detect spikes (dV/dt threshold), choose the rheobase long square and the one "
+        "at rheobase + PLUS pA, cut a window from step onset, resample to FS. A cell that cannot be "
+        "used still gets OUT.h5, with status 'excluded' and the reason.",
+    )
+    p.add_argument("nwb", help="the cell's NWB file (Allen NWB v1 or MIES NWB 2)")
+    p.add_argument("out", help="output HDF5 (dataset traces_mv, shape (2, n))")
+    p.add_argument("--specimen-id", required=True)
+    p.add_argument("--dataset", default="", help="dataset tag stored as attribute (clamp, seq, ...)")
+    p.add_argument("--label", default="", help="cell class stored as attribute")
+    p.add_argument("--window-s", type=float, default=1.2, help="window length from step onset (s)")
+    p.add_argument("--fs-hz", type=float, default=4000.0, help="output sampling rate (Hz)")
+    p.add_argument("--plus-pa", type=float, default=40.0, help="second sweep = rheobase + this (pA)")
+    p.add_argument("--tolerance-pa", type=float, default=5.0, help="tolerance on the second sweep (pA)")
+    p.add_argument("--dvdt-cutoff", type=float, default=20.0, help="spike dV/dt threshold (mV/ms)")
+    p.set_defaults(func=_select_sweeps)
+
+    p = sub.add_parser(
+        "scalogram",
+        help="Mexican-hat CWT of a cell's two selected sweeps",
+        description="Read the sweeps file written by select-sweeps and write dataset 'scalogram' "
+        "(float32, shape (2, n_freqs, n_times)) with attributes freqs_hz, fs_hz, wavelet.",
+    )
+    p.add_argument("sweeps", help="input HDF5 from select-sweeps")
+    p.add_argument("out", help="output HDF5")
+    p.add_argument("--wavelet", default="mexh")
+    p.add_argument("--fmin-hz", type=float, default=20.0)
+    p.add_argument("--fmax-hz", type=float, default=200.0)
+    p.add_argument("--n-freqs", type=int, default=180)
+    p.set_defaults(func=_scalogram)
+
+    p = sub.add_parser(
+        "manifest",
+        help="one row per cell: status, reason, split and fold",
+        description="Combine the metadata table and the per-cell scalogram files into the manifest "
+        "CSV; stratified holdout and folds (seeded), or the split of the paper's files.",
+    )
+    p.add_argument("metadata", help="CSV with specimen_id, dataset, label")
+    p.add_argument("scalograms", help="folder of per-cell scalogram files ({specimen_id}.h5)")
+    p.add_argument("out", help="manifest CSV")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--n-folds", type=int, default=3)
+    p.add_argument("--train-file", default=None, help="paper-format split file (id, Seq|Clamp)")
+    p.add_argument("--test-file", default=None)
+    p.add_argument("--classes", nargs="+", default=None, help="classes kept (default: the study's four)")
+    p.set_defaults(func=_manifest)
+
+    for module in ("sts.baseline.cli",):
+        try:
+            mod = __import__(module, fromlist=["add_parser"])
+        except ImportError:
+            continue
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

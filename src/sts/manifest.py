@@ -1,0 +1,156 @@
+"""The split manifest: one row per cell with status, reason, split and fold.
+
+Columns: specimen_id, dataset, label, status, reason, split, fold, then per-cell extras
+(rheobase_pa, plus_pa_amplitude, sweep numbers, spike counts, source rate, source file).
+Usable cells (status 'ok') are split into a stratified holdout ('test') and 'train' cells
+carrying fold 0..n_folds-1 (stratified, seeded); or the split comes from the paper's files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from sts.h5io import read_attrs
+
+log = logging.getLogger(__name__)
+
+STUDY_CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
+COLUMNS = ["specimen_id", "dataset", "label", "status", "reason", "split", "fold"]
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    seed: int = 42
+    test_fraction: float = 0.2
+    n_folds: int = 3
+    train_file: str | None = None  # paper format: "specimen_id, Seq|Clamp", no header
+    test_file: str | None = None
+
+
+def read_split_file(path: str | Path) -> list[str]:
+    """Specimen ids of a paper-format split file (``id, Seq|Clamp`` per line, no header)."""
+    table = pd.read_csv(path, header=None, names=["specimen_id", "dataset"], dtype=str, skipinitialspace=True)
+    return table["specimen_id"].str.strip().tolist()
+
+
+def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes) -> pd.DataFrame:
+    """Status and reason per unique specimen_id, before splitting.
+
+    Metadata problems (duplicate id, label outside the classes, e.g. Unsure) come first;
+    then the per-cell file's own status (unreadable NWB, no spiking sweep, ...).
+    """
+    meta = metadata.astype({"specimen_id": str})
+    counts = meta["specimen_id"].value_counts()
+    rows = []
+    for sid, first in meta.drop_duplicates("specimen_id").set_index("specimen_id").iterrows():
+        reasons = []
+        if counts[sid] > 1:
+            reasons.append(f"duplicate specimen_id ({counts[sid]} metadata rows)")
+        label = str(first.get("label", ""))
+        if label not in classes:
+            reasons.append(f"label {label!r} not in classes" if label != "Unsure" else "label Unsure")
+        attrs = scalogram_attrs.get(sid)
+        if attrs is None:
+            reasons.append("no scalogram file")
+            attrs = {}
+        elif attrs.get("status") != "ok":
+            reasons.append(str(attrs.get("reason") or "excluded upstream"))
+        amps = attrs.get("amplitudes_pa") or [np.nan, np.nan]
+        sweeps = attrs.get("sweep_numbers") or [np.nan, np.nan]
+        spikes = attrs.get("n_spikes") or [np.nan, np.nan]
+        rows.append(
+            {
+                "specimen_id": sid,
+                "dataset": first.get("dataset", ""),
+                "label": label,
+                "status": "excluded" if reasons else "ok",
+                "reason": "; ".join(reasons),
+                "rheobase_pa": amps[0],
+                "second_pa": amps[1],
+                "sweep_rheobase": sweeps[0],
+                "sweep_second": sweeps[1],
+                "n_spikes_rheobase": spikes[0],
+                "n_spikes_second": spikes[1],
+                "fs_source_hz": (attrs.get("fs_source_hz") or [np.nan])[0],
+                "source_file": attrs.get("source_file", ""),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def assign_split(table: pd.DataFrame, split: SplitParams) -> pd.DataFrame:
+    """Add ``split`` ('train'/'test'/'') and ``fold`` (0..n_folds-1 for train cells, else -1)."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    table = table.copy()
+    table["split"] = ""
+    table["fold"] = -1
+    ok = table.index[table["status"] == "ok"]
+    labels = table.loc[ok, "label"]
+    if split.train_file or split.test_file:
+        if not (split.train_file and split.test_file):
+            raise ValueError("split files: give both train_file and test_file")
+        train_ids, test_ids = set(read_split_file(split.train_file)), set(read_split_file(split.test_file))
+        sid = table["specimen_id"]
+        table.loc[ok, "split"] = np.where(sid[ok].isin(test_ids), "test", np.where(sid[ok].isin(train_ids), "train", ""))
+        outside = ok[table.loc[ok, "split"] == ""]
+        table.loc[outside, ["status", "reason"]] = ["excluded", "not in the split files"]
+        ok = ok.difference(outside)
+        labels = table.loc[ok, "label"]
+    else:
+        # Each class needs a holdout cell and one cell per fold: stop here, before training.
+        need = split.n_folds + 1
+        counts = labels.value_counts()
+        small = counts[counts < need]
+        if len(small) or labels.empty:
+            raise ValueError(
+                f"classes with too few usable cells for a {split.test_fraction:g} holdout and "
+                f"{split.n_folds} folds: {small.to_dict() or 'no usable cells'} (need >= {need} each)"
+            )
+        train_idx, test_idx = train_test_split(
+            ok, test_size=split.test_fraction, stratify=labels, random_state=split.seed
+        )
+        table.loc[train_idx, "split"] = "train"
+        table.loc[test_idx, "split"] = "test"
+    train = table.index[(table["split"] == "train")]
+    folds = StratifiedKFold(n_splits=split.n_folds, shuffle=True, random_state=split.seed)
+    for k, (_, val) in enumerate(folds.split(np.zeros(len(train)), table.loc[train, "label"])):
+        table.loc[train[val], "fold"] = k
+    return table
+
+
+def build_manifest(
+    metadata_csv: str | Path, scalogram_files: list[str | Path], out_csv: str | Path,
+    split: SplitParams = SplitParams(), classes=STUDY_CLASSES,
+) -> pd.DataFrame:
+    """Read the metadata and per-cell files, split, write the manifest atomically."""
+    metadata = pd.read_csv(metadata_csv, dtype={"specimen_id": str})
+    attrs = {}
+    for path in scalogram_files:
+        with h5py.File(path, "r") as f:
+            a = read_attrs(f)
+        attrs[str(a.get("specimen_id") or Path(path).stem)] = a
+    table = assign_split(cell_rows(metadata, attrs, tuple(classes or STUDY_CLASSES)), split)
+    extras = [c for c in table.columns if c not in COLUMNS]
+    table = table[COLUMNS + extras].sort_values("specimen_id", kind="stable")
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, out_csv)
+    n_ok = int((table["status"] == "ok").sum())
+    log.info("manifest: %d cells, %d usable, %d excluded", len(table), n_ok, len(table) - n_ok)
+    return table
+
+
+def build_manifest_from_dir(metadata_csv, scalogram_dir, out_csv, split: SplitParams, classes=None):
+    """CLI form: every ``*.h5`` in scalogram_dir belongs to the cohort."""
+    files = sorted(Path(scalogram_dir).glob("*.h5"))
+    return build_manifest(metadata_csv, files, out_csv, split, classes or STUDY_CLASSES)

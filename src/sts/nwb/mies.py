@@ -1,0 +1,62 @@
+"""MIES NWB 2 (DANDI 000020): ``/acquisition/data_XXXXX_AD0`` + ``/stimulus/presentation/data_XXXXX_DA0``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sts.nwb.common import NwbReadError, Recording, decode, series_values
+
+CURRENT_CLAMP = {"CurrentClampSeries", "IZeroClampSeries"}
+
+
+class MiesRecording(Recording):
+    layout = "mies_nwb2"
+
+    def __init__(self, f):
+        super().__init__(f)
+        self._acq: dict[int, str] = {}
+        self._stim: dict[int, str] = {}
+        for group, target, types in (
+            ("acquisition", self._acq, CURRENT_CLAMP),
+            ("stimulus/presentation", self._stim, {"CurrentClampStimulusSeries"}),
+        ):
+            for name, obj in f.get(group, {}).items():
+                if decode(obj.attrs.get("neurodata_type", "")) not in types:
+                    continue
+                number = obj.attrs.get("sweep_number")
+                if number is None:  # fall back on the name: data_00012_AD0
+                    digits = name.split("_")[1] if name.count("_") >= 1 else ""
+                    if not digits.isdigit():
+                        continue
+                    number = int(digits)
+                target.setdefault(int(number), name)
+
+    @property
+    def sweep_numbers(self) -> list[int]:
+        return sorted(set(self._acq) & set(self._stim))
+
+    def stimulus_name(self, n: int) -> str:
+        """The MIES protocol code, e.g. ``C1LSCOARSE150216_DA_0``."""
+        for group, table in (("acquisition", self._acq), ("stimulus/presentation", self._stim)):
+            if n in table:
+                desc = self.file[f"{group}/{table[n]}"].attrs.get("stimulus_description")
+                if desc is not None:
+                    return decode(desc)
+        return ""
+
+    def fs_hz(self, n: int) -> float:
+        try:
+            return float(self.file[f"acquisition/{self._acq[n]}/starting_time"].attrs["rate"])
+        except KeyError as err:
+            raise NwbReadError(f"{self.path}: sweep {n} has no sampling rate") from err
+
+    def load(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            response_mv = series_values(self.file[f"acquisition/{self._acq[n]}/data"], "mV", "volts")
+            stimulus_pa = series_values(
+                self.file[f"stimulus/presentation/{self._stim[n]}/data"], "pA", "amperes"
+            )
+        except (KeyError, OSError) as err:
+            raise NwbReadError(f"{self.path}: cannot read sweep {n}: {err}") from err
+        size = min(response_mv.size, stimulus_pa.size)
+        return stimulus_pa[:size], response_mv[:size]

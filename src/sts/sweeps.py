@@ -1,0 +1,207 @@
+"""Select a cell's rheobase and rheobase + 40 pA long-square sweeps and resample them to 4 kHz.
+
+Output per cell (``results/sweeps/{specimen_id}.h5``): dataset ``traces_mv`` (float32,
+shape (2, n): rheobase, rheobase + plus_pa) and attributes (status, reason, amplitudes,
+sweep numbers, rates, onset...). A cell that cannot be used still gets its file, with
+``status = 'excluded'`` and a reason naming the cause, so one bad cell never stops a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sts.h5io import atomic_h5, write_attrs
+from sts.nwb import NwbReadError, open_recording
+from sts.resample import resample
+from sts.spikes import detect_spikes
+
+log = logging.getLogger(__name__)
+
+# Long squares by name: Allen's aibs_stimulus_name, and MIES protocol codes (ipfx's
+# stimulus ontology). Codes may carry suffixes such as "_DA_0", hence prefix matching.
+ALLEN_LONG_SQUARE = ("Long Square",)
+MIES_LONG_SQUARE = (
+    "C1LSCOARSE", "C1LSFINEST", "X1PS_SubThresh", "X3LP_Rheo", "X4PS_SupraThresh", "subthreshold_171",
+)
+
+
+@dataclass(frozen=True)
+class SelectionParams:
+    window_s: float = 1.2  # window length from step onset (s)
+    fs_hz: float = 4000.0  # output rate (Hz)
+    plus_pa: float = 40.0  # second sweep = rheobase + plus_pa
+    tolerance_pa: float = 5.0  # |amplitude - (rheobase + plus_pa)| allowed (pA)
+    dvdt_cutoff_mv_ms: float = 20.0
+    margin_s: float = 0.05  # real data kept either side of the window while resampling
+    long_square_names: tuple[str, ...] = ALLEN_LONG_SQUARE + MIES_LONG_SQUARE
+
+
+@dataclass
+class Step:
+    """A long-square step found in a stimulus trace."""
+
+    onset_idx: int
+    duration_idx: int
+    amplitude_pa: float
+
+
+@dataclass
+class Selection:
+    status: str  # 'ok' or 'excluded'
+    reason: str = ""
+    traces_mv: np.ndarray | None = None  # (2, n) float32
+    attrs: dict = field(default_factory=dict)
+
+
+def is_long_square(name: str, names: tuple[str, ...]) -> bool:
+    low = name.strip().lower()
+    return any(low == n.lower() or low.startswith(n.lower()) for n in names)
+
+
+def find_step(stimulus_pa: np.ndarray, fs_hz: float, min_duration_s: float = 0.1) -> Step | None:
+    """The longest constant-current deviation from baseline (the step), ignoring test pulses.
+
+    Baseline is the median current (the step covers < half of an Allen/MIES sweep); the
+    amplitude is the median current during the step minus baseline, rounded to 0.1 pA.
+    """
+    baseline = float(np.median(stimulus_pa))
+    dev = np.abs(stimulus_pa - baseline) > 1.0  # pA
+    if not dev.any():
+        return None
+    edges = np.flatnonzero(np.diff(np.r_[0, dev.astype(np.int8), 0]))
+    starts, stops = edges[::2], edges[1::2]
+    k = int(np.argmax(stops - starts))
+    if (stops[k] - starts[k]) < min_duration_s * fs_hz:
+        return None
+    amp = float(np.median(stimulus_pa[starts[k] : stops[k]]) - baseline)
+    return Step(int(starts[k]), int(stops[k] - starts[k]), round(amp, 1))
+
+
+def _cut(response_mv: np.ndarray, fs_in: float, onset: int, params: SelectionParams) -> np.ndarray:
+    """Window from onset, resampled with real-data margins so filter edges fall outside it."""
+    n_win = int(round(params.window_s * fs_in))
+    margin = int(round(params.margin_s * fs_in))
+    lo, hi = max(onset - margin, 0), min(onset + n_win + margin, response_mv.size)
+    seg = np.pad(response_mv[lo:hi], (margin - (onset - lo), margin - (hi - onset - n_win)), mode="edge")
+    out = resample(seg, fs_in, params.fs_hz)
+    m_out = int(round(params.margin_s * params.fs_hz))
+    n_out = int(round(params.window_s * params.fs_hz))
+    return out[m_out : m_out + n_out]
+
+
+def select_sweeps(nwb_path: str | Path, params: SelectionParams = SelectionParams()) -> Selection:
+    """Choose and prepare the two sweeps of one cell; never raises for bad data, excludes."""
+    try:
+        rec = open_recording(nwb_path)
+    except NwbReadError as err:
+        return Selection("excluded", str(err))
+    with rec:
+        try:
+            return _select(rec, params)
+        except NwbReadError as err:
+            return Selection("excluded", str(err))
+
+
+def _select(rec, params: SelectionParams) -> Selection:
+    candidates = []  # (amplitude, sweep_number, step, fs)
+    for n in rec.sweep_numbers:
+        if not is_long_square(rec.stimulus_name(n), params.long_square_names):
+            continue
+        fs = rec.fs_hz(n)
+        stimulus_pa, _ = rec.load(n)
+        step = find_step(stimulus_pa, fs)
+        if step is not None:
+            candidates.append((step.amplitude_pa, n, step, fs))
+    if not candidates:
+        return Selection("excluded", f"no long-square sweeps in {rec.path}")
+    candidates.sort(key=lambda c: (c[0], c[1]))  # by amplitude, then first sweep
+
+    cache: dict[int, np.ndarray] = {}
+    n_spikes: dict[int, int] = {}
+
+    def response(n: int) -> np.ndarray:
+        if n not in cache:
+            cache[n] = rec.load(n)[1]
+        return cache[n]
+
+    def spikes_in_step(n: int, step: Step, fs: float) -> int:
+        t0, t1 = step.onset_idx / fs, (step.onset_idx + step.duration_idx) / fs
+        v = response(n)[: step.onset_idx + step.duration_idx]
+        if np.isnan(v[step.onset_idx :]).any():
+            raise _NanSweep(n)
+        count = detect_spikes(v, fs, t0, t1, params.dvdt_cutoff_mv_ms).size
+        n_spikes[n] = count
+        return count
+
+    try:
+        rheo = next((c for c in candidates if c[0] > 0 and spikes_in_step(c[1], c[2], c[3]) > 0), None)
+        if rheo is None:
+            top = candidates[-1][0]
+            return Selection(
+                "excluded", f"no long-square sweep with a spike ({len(candidates)} sweeps up to {top:g} pA)"
+            )
+        target = rheo[0] + params.plus_pa
+        near = [c for c in candidates if abs(c[0] - target) <= params.tolerance_pa and c[1] != rheo[1]]
+        if not near:
+            amps = ", ".join(f"{c[0]:g}" for c in candidates)
+            return Selection(
+                "excluded",
+                f"no sweep at rheobase+{params.plus_pa:g} pA = {target:g} ± {params.tolerance_pa:g} pA "
+                f"(rheobase {rheo[0]:g} pA; long-square amplitudes: {amps})",
+            )
+        second = min(near, key=lambda c: (abs(c[0] - target), c[1]))
+        spikes_in_step(second[1], second[2], second[3])
+        traces = []
+        for amp, n, step, fs in (rheo, second):
+            v = response(n)
+            end = step.onset_idx + int(round(params.window_s * fs))
+            if end > v.size:
+                return Selection(
+                    "excluded",
+                    f"sweep {n} too short: {(v.size - step.onset_idx) / fs:.3f} s after onset < "
+                    f"window {params.window_s:g} s",
+                )
+            if np.isnan(v[step.onset_idx : end]).any():
+                raise _NanSweep(n)
+            traces.append(_cut(v, fs, step.onset_idx, params))
+    except _NanSweep as nan:
+        return Selection("excluded", f"NaN values in the response of sweep {nan.sweep_number}")
+
+    attrs = {
+        "sweep_numbers": [rheo[1], second[1]],
+        "amplitudes_pa": [rheo[0], second[0]],
+        "rheobase_pa": rheo[0],
+        "n_spikes": [n_spikes[rheo[1]], n_spikes[second[1]]],
+        "fs_source_hz": [rheo[3], second[3]],
+        "onset_s": [rheo[2].onset_idx / rheo[3], second[2].onset_idx / second[3]],
+        "layout": rec.layout,
+    }
+    return Selection("ok", "", np.stack(traces).astype(np.float32), attrs)
+
+
+class _NanSweep(Exception):
+    def __init__(self, sweep_number: int):
+        super().__init__(sweep_number)
+        self.sweep_number = sweep_number
+
+
+def select_sweeps_file(nwb_path, out_path, params: SelectionParams, meta: dict) -> Selection:
+    """Run ``select_sweeps`` and write the per-cell HDF5 atomically (also for excluded cells)."""
+    sel = select_sweeps(nwb_path, params)
+    if sel.status != "ok":
+        log.warning("%s excluded: %s", meta.get("specimen_id", nwb_path), sel.reason)
+    with atomic_h5(out_path) as f:
+        if sel.traces_mv is not None:
+            f.create_dataset("traces_mv", data=sel.traces_mv)
+        base = {**meta, "status": sel.status, "reason": sel.reason, "source_file": str(nwb_path)}
+        p = asdict(params)
+        p.pop("long_square_names")
+        write_attrs(f, {**base, **{k: v for k, v in p.items() if k != "fs_hz"}, "fs_hz": params.fs_hz})
+        write_attrs(f, sel.attrs)
+    return sel
+
+

@@ -1,0 +1,73 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from sts.manifest import SplitParams, assign_split, cell_rows, read_split_file
+
+CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
+
+
+def table(n_per_class):
+    rows = []
+    for label, n in n_per_class.items():
+        rows += [{"specimen_id": f"{label[:3]}{k}", "label": label, "status": "ok", "reason": ""} for k in range(n)]
+    return pd.DataFrame(rows)
+
+
+def test_stratified_holdout_and_folds():
+    t = assign_split(table({"Pvalb": 40, "Sst": 70, "Vip/Lamp5": 60, "Excitatory": 30}), SplitParams(seed=3))
+    test = t[t["split"] == "test"]
+    assert len(test) == 40
+    for label, n in {"Pvalb": 40, "Sst": 70, "Vip/Lamp5": 60, "Excitatory": 30}.items():
+        assert (test["label"] == label).sum() == pytest.approx(0.2 * n, abs=1)
+    train = t[t["split"] == "train"]
+    assert set(train["fold"]) == {0, 1, 2} and (test["fold"] == -1).all()
+    per_fold = train.groupby(["fold", "label"]).size().unstack()
+    assert (per_fold.max() - per_fold.min()).max() <= 1  # each class spread evenly over folds
+
+
+def test_split_is_seeded():
+    base = table({"Pvalb": 20, "Sst": 20, "Vip/Lamp5": 20, "Excitatory": 20})
+    a, b = assign_split(base, SplitParams(seed=1)), assign_split(base, SplitParams(seed=1))
+    c = assign_split(base, SplitParams(seed=2))
+    assert a.equals(b) and not a["split"].equals(c["split"])
+
+
+def test_too_few_cells_stops_with_clear_message():
+    with pytest.raises(ValueError, match="Excitatory"):
+        assign_split(table({"Pvalb": 20, "Sst": 20, "Vip/Lamp5": 20, "Excitatory": 2}), SplitParams())
+
+
+def test_metadata_exclusions():
+    meta = pd.DataFrame(
+        {"specimen_id": ["1", "2", "2", "3", "4"], "dataset": "seq", "label": ["Sst", "Sst", "Sst", "Unsure", "Pvalb"]}
+    )
+    attrs = {s: {"status": "ok", "amplitudes_pa": [50.0, 90.0]} for s in "123"}
+    rows = cell_rows(meta, attrs, CLASSES).set_index("specimen_id")
+    assert rows.loc["1", "status"] == "ok" and rows.loc["1", "rheobase_pa"] == 50.0
+    assert "duplicate specimen_id" in rows.loc["2", "reason"]
+    assert rows.loc["3", "reason"] == "label Unsure"
+    assert rows.loc["4", "reason"] == "no scalogram file"
+    assert (rows.loc[["2", "3", "4"], "status"] == "excluded").all()
+
+
+def test_paper_split_files(tmp_path):
+    ref = pd.DataFrame({"specimen_id": [f"{i}" for i in range(40)], "label": np.repeat(CLASSES, 10),
+                        "status": "ok", "reason": ""})
+    (tmp_path / "train.csv").write_text("".join(f"{i}, Seq\n" for i in range(8, 40)))
+    (tmp_path / "test.csv").write_text("".join(f"{i}, Clamp\n" for i in range(0, 6)))
+    assert read_split_file(tmp_path / "test.csv") == [str(i) for i in range(6)]
+    t = assign_split(ref, SplitParams(train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.csv")))
+    assert (t.loc[t["specimen_id"].isin([str(i) for i in range(6)]), "split"] == "test").all()
+    outside = t[t["specimen_id"].isin(["6", "7"])]
+    assert (outside["status"] == "excluded").all() and (outside["reason"] == "not in the split files").all()
+
+
+def test_reference_split_files_read():
+    from conftest import SHARED
+
+    train = SHARED / "reference" / "Train_split.csv"
+    if not train.exists():
+        pytest.skip("../shared/reference not present")
+    ids = read_split_file(train)
+    assert len(ids) == 4472 and len(set(ids)) == 4472

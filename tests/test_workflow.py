@@ -1,0 +1,165 @@
+"""End-to-end: the Snakemake workflow on .test/config.yaml in a temporary directory.
+
+One full run is shared by the tests below; each incremental check is a dry run with a
+changed config and reads which rules Snakemake would run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+DEFECT_REASONS = {
+    "corrupt_file": "unreadable NWB file",
+    "no_long_square": "no long-square sweeps",
+    "no_spiking": "no long-square sweep with a spike",
+    "no_plus40": "no sweep at rheobase+40 pA",
+    "nan_trace": "NaN values in the response of sweep",
+    "duplicate_id": "duplicate specimen_id",
+    "unsure_label": "label Unsure",
+}
+
+
+def smk(workdir: Path, *args: str, config: dict | None = None, check=True) -> subprocess.CompletedProcess:
+    cfg = workdir / "config.yaml"
+    if config is not None:
+        cfg.write_text(yaml.safe_dump(config))
+    cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(cfg), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def planned_jobs(workdir: Path, config: dict) -> dict[str, int]:
+    """Rule -> number of jobs a dry run would execute."""
+    out = smk(workdir, "--dry-run", config=config).stdout
+    stats = out.split("Job stats:")[-1] if "Job stats:" in out else ""
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, re.M) if m[0] != "total"}
+
+
+@pytest.fixture(scope="module")
+def base_config():
+    return yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, base_config):
+    workdir = tmp_path_factory.mktemp("workflow")
+    smk(workdir, "--cores", "2", config=base_config)
+    return workdir
+
+
+def test_manifest_and_outputs(run, base_config):
+    from sts.synth import make_cohort
+
+    s = base_config["synthetic"]
+    cohort = make_cohort(s["n_cells"], s["seed"], s["defect_fraction"])
+    manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
+    assert list(manifest.columns[:7]) == ["specimen_id", "dataset", "label", "status", "reason", "split", "fold"]
+    assert set(manifest["specimen_id"]) == set(cohort["specimen_id"])
+    by_id = manifest.set_index("specimen_id")
+    for defect, reason in DEFECT_REASONS.items():
+        ids = cohort.loc[cohort["defect"] == defect, "specimen_id"]
+        assert len(ids), defect
+        for sid in ids:
+            assert by_id.loc[sid, "status"] == "excluded" and reason in by_id.loc[sid, "reason"], (defect, sid)
+    ok = manifest[manifest["status"] == "ok"]
+    assert len(ok) >= 0.7 * len(manifest)
+    assert set(ok["split"]) == {"train", "test"}
+    for sid in ok["specimen_id"]:
+        with h5py.File(run / "results" / "scalograms" / f"{sid}.h5") as f:
+            assert f["scalogram"].shape == (2, 180, 4800) and f["scalogram"].dtype == "float32"
+            assert f.attrs["wavelet"] == "mexh" and f.attrs["fs_hz"] == 4000
+            assert f.attrs["freqs_hz"][0] == 20 and f.attrs["freqs_hz"][-1] == 200
+    assert (run / "logs" / "select_sweeps").is_dir()
+
+
+def test_nothing_left_to_do(run, base_config):
+    assert planned_jobs(run, base_config) == {}
+
+
+def test_changing_frequencies_reruns_scalograms_not_selection(run, base_config):
+    cfg = yaml.safe_load(yaml.safe_dump(base_config))
+    cfg["scalogram"]["fmax_hz"] = 150
+    jobs = planned_jobs(run, cfg)
+    n_cells = len(list((run / "results" / "sweeps").glob("*.h5")))
+    assert jobs == {"scalogram": n_cells, "manifest": 1, "all": 1}
+
+
+def test_changing_split_seed_reruns_only_manifest(run, base_config):
+    cfg = yaml.safe_load(yaml.safe_dump(base_config))
+    cfg["split"]["seed"] = 43
+    assert planned_jobs(run, cfg) == {"manifest": 1, "all": 1}
+
+
+def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
+    nwb = sorted((run / "results" / "nwb").glob("*.nwb"))[3]
+    os.utime(nwb)
+    try:
+        assert planned_jobs(run, base_config) == {"select_sweeps": 1, "scalogram": 1, "manifest": 1, "all": 1}
+    finally:
+        smk(run, "--cores", "2", config=base_config)
+
+
+def test_kill_9_then_resume_gives_same_results(run, base_config):
+    results = run / "results"
+    before = (results / "manifest.csv").read_bytes()
+    victims = sorted(results.glob("sweeps/*.h5"))[:12]
+    reference = {p.name: h5py.File(results / "scalograms" / p.name)["scalogram"][()] if "scalogram" in
+                 h5py.File(results / "scalograms" / p.name) else None for p in victims}
+    for p in victims:
+        p.unlink()
+    cfg = run / "config.yaml"
+    proc = subprocess.Popen(
+        SNAKEMAKE + ["--directory", str(run), "--configfile", str(cfg), "--cores", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and sum((results / "sweeps" / p.name).exists() for p in victims) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert sum((results / "sweeps" / p.name).exists() for p in victims) < len(victims), "run finished before kill"
+    smk(run, "--unlock")
+    smk(run, "--cores", "2", "--rerun-incomplete")
+    assert (results / "manifest.csv").read_bytes() == before
+    for name, arr in reference.items():
+        with h5py.File(results / "scalograms" / name) as f:
+            if arr is None:
+                assert "scalogram" not in f
+            else:
+                assert (f["scalogram"][()] == arr).all()
+    assert not list(results.rglob(".*.tmp*")), "temporary files left behind"
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda c: c.update(colour="blue"), "colour"),
+        (lambda c: c["scalogram"].update(n_freqs="many"), "many"),
+        (lambda c: c["split"].update(test_fraction=1.5), "1.5"),
+        (lambda c: c.update(cohort="martian"), "martian"),
+    ],
+)
+def test_bad_config_is_rejected(tmp_path, base_config, edit, message):
+    cfg = yaml.safe_load(yaml.safe_dump(base_config))
+    edit(cfg)
+    proc = smk(tmp_path, "--dry-run", config=cfg, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr

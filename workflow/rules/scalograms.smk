@@ -1,0 +1,21 @@
+# Per cell: Mexican-hat CWT of both selected sweeps.
+
+
+rule scalogram:
+    input:
+        sweeps="results/sweeps/{specimen_id}.h5",
+    output:
+        scalogram="results/scalograms/{specimen_id}.h5",
+    log:
+        "logs/scalogram/{specimen_id}.log",
+    group:
+        "prepare_cell"
+    conda:
+        "../envs/sts.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        args=scalogram_args,
+    shell:
+        "sts scalogram {input.sweeps} {output.scalogram} {params.args} 2> {log}"

@@ -1,0 +1,24 @@
+# Per cell: rheobase and rheobase + 40 pA long squares, windowed and resampled to 4 kHz.
+
+
+rule select_sweeps:
+    input:
+        nwb=lambda w: nwb_path(w.specimen_id),
+    output:
+        sweeps="results/sweeps/{specimen_id}.h5",
+    log:
+        "logs/select_sweeps/{specimen_id}.log",
+    group:
+        "prepare_cell"
+    conda:
+        "../envs/sts.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    params:
+        args=selection_args,
+        dataset=lambda w: cell(w)["dataset"],
+        label=lambda w: cell(w)["label"],
+    shell:
+        "sts select-sweeps {input.nwb} {output.sweeps} --specimen-id {wildcards.specimen_id} "
+        "--dataset '{params.dataset}' --label '{params.label}' {params.args} 2> {log}"

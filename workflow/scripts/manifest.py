@@ -1,0 +1,14 @@
+"""Snakemake adapter: build the split manifest (logic in sts.manifest)."""
+
+import logging
+
+from sts.manifest import SplitParams, build_manifest
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+build_manifest(
+    snakemake.input.metadata,
+    list(snakemake.input.scalograms),
+    snakemake.output.manifest,
+    SplitParams(**snakemake.params.split),
+    classes=snakemake.params.classes,
+)
