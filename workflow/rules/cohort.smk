@@ -10,14 +10,14 @@ rule synth_metadata:
     conda:
         "../envs/sts.yaml"
     params:
-        args=synth_args,
+        args=synth_args(),
     shell:
         "sts synth metadata {output.metadata} {params.args} 2> {log}"
 
 
 rule synth_cell:
     output:
-        nwb=nwb_path("{specimen_id}"),
+        nwb=NWB,
     log:
         "logs/synth_cell/{specimen_id}.log",
     conda:

@@ -1,5 +1,6 @@
 # Config validation, the cell table and every input/params function live here.
-import pandas as pd
+import os
+
 from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
@@ -20,19 +21,26 @@ def cohort_table():
 
 
 COHORT = cohort_table()
-CELLS = COHORT.drop_duplicates("specimen_id").set_index("specimen_id", drop=False)
-SPECIMEN_IDS = sorted(CELLS.index)
-
-
-def nwb_path(specimen_id):
-    return f"{config['nwb_dir']}/{specimen_id}.nwb"
+# Plain dicts, not DataFrame lookups: param functions run for every job of the DAG.
+CELLS = {
+    r["specimen_id"]: r
+    for r in COHORT.drop_duplicates("specimen_id").to_dict("records")
+}
+SPECIMEN_IDS = sorted(CELLS)
+NWB = os.path.join(config["nwb_dir"], "{specimen_id}.nwb")
 
 
 def cell(wildcards):
-    return CELLS.loc[wildcards.specimen_id]
+    return CELLS[wildcards.specimen_id]
 
 
-def synth_args(wildcards):
+def cell_meta_args(wildcards):
+    """Metadata stored with the cell's files (quoted: labels such as Vip/Lamp5)."""
+    row = cell(wildcards)
+    return f"--dataset '{row['dataset']}' --label '{row['label']}'"
+
+
+def synth_args():
     """Everything that determines one synthetic cell, so only changed cells re-run."""
     s = config["synthetic"]
     return f"--n-cells {s['n_cells']} --seed {s['seed']} --defect-fraction {s['defect_fraction']}"
@@ -47,7 +55,7 @@ def synth_cell_args(wildcards):
     )
 
 
-def selection_args(wildcards):
+def selection_args():
     s = config["sweeps"]
     return (
         f"--window-s {s['window_s']} --fs-hz {s['fs_hz']} --plus-pa {s['plus_pa']} "
@@ -55,7 +63,7 @@ def selection_args(wildcards):
     )
 
 
-def scalogram_args(wildcards):
+def scalogram_args():
     s = config["scalogram"]
     return f"--wavelet {s['wavelet']} --fmin-hz {s['fmin_hz']} --fmax-hz {s['fmax_hz']} --n-freqs {s['n_freqs']}"
 

@@ -3,7 +3,7 @@
 
 rule select_sweeps:
     input:
-        nwb=lambda w: nwb_path(w.specimen_id),
+        nwb=NWB,
     output:
         sweeps="results/sweeps/{specimen_id}.h5",
     log:
@@ -16,9 +16,8 @@ rule select_sweeps:
         mem_mb=1000,
         runtime=5,
     params:
-        args=selection_args,
-        dataset=lambda w: cell(w)["dataset"],
-        label=lambda w: cell(w)["label"],
+        args=selection_args(),
+        meta=cell_meta_args,
     shell:
         "sts select-sweeps {input.nwb} {output.sweeps} --specimen-id {wildcards.specimen_id} "
-        "--dataset '{params.dataset}' --label '{params.label}' {params.args} 2> {log}"
+        "{params.meta} {params.args} 2> {log}"
