@@ -121,8 +121,10 @@ def test_kill_9_then_resume_gives_same_results(run, base_config):
     results = run / "results"
     before = (results / "manifest.csv").read_bytes()
     victims = sorted(results.glob("sweeps/*.h5"))[:12]
-    reference = {p.name: h5py.File(results / "scalograms" / p.name)["scalogram"][()] if "scalogram" in
-                 h5py.File(results / "scalograms" / p.name) else None for p in victims}
+    reference = {}
+    for p in victims:
+        with h5py.File(results / "scalograms" / p.name) as f:
+            reference[p.name] = f["scalogram"][()] if "scalogram" in f else None
     for p in victims:
         p.unlink()
     cfg = run / "config.yaml"

@@ -132,8 +132,10 @@ def build_manifest(
 ) -> pd.DataFrame:
     """Read the metadata and per-cell files, split, write the manifest atomically."""
     metadata = pd.read_csv(metadata_csv, dtype={"specimen_id": str})
+    from tqdm import tqdm
+
     attrs = {}
-    for path in scalogram_files:
+    for path in tqdm(scalogram_files, desc="manifest: reading cells", unit="cell", mininterval=2):
         with h5py.File(path, "r") as f:
             a = read_attrs(f)
         attrs[str(a.get("specimen_id") or Path(path).stem)] = a

@@ -112,8 +112,7 @@ def _select(rec, params: SelectionParams) -> Selection:
         if not is_long_square(rec.stimulus_name(n), params.long_square_names):
             continue
         fs = rec.fs_hz(n)
-        stimulus_pa, _ = rec.load(n)
-        step = find_step(stimulus_pa, fs)
+        step = find_step(rec.stimulus_pa(n), fs)
         if step is not None:
             candidates.append((step.amplitude_pa, n, step, fs))
     if not candidates:
@@ -125,7 +124,7 @@ def _select(rec, params: SelectionParams) -> Selection:
 
     def response(n: int) -> np.ndarray:
         if n not in cache:
-            cache[n] = rec.load(n)[1]
+            cache[n] = rec.response_mv(n)
         return cache[n]
 
     def spikes_in_step(n: int, step: Step, fs: float) -> int:

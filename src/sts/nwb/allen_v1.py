@@ -33,13 +33,10 @@ class AllenV1Recording(Recording):
         except KeyError as err:
             raise NwbReadError(f"{self.path}: sweep {n} has no sampling rate") from err
 
-    def load(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _series(self, n: int, which: str) -> np.ndarray:
         try:
-            resp = self.file[f"acquisition/timeseries/Sweep_{n}/data"]
-            stim = self.file[f"stimulus/presentation/Sweep_{n}/data"]
-            response_mv = series_values(resp, "mV", "volts")
-            stimulus_pa = series_values(stim, "pA", "amperes")
+            if which == "response":
+                return series_values(self.file[f"acquisition/timeseries/Sweep_{n}/data"], "mV", "volts")
+            return series_values(self.file[f"stimulus/presentation/Sweep_{n}/data"], "pA", "amperes")
         except (KeyError, OSError) as err:
-            raise NwbReadError(f"{self.path}: cannot read sweep {n}: {err}") from err
-        size = min(response_mv.size, stimulus_pa.size)  # truncated sweeps: keep the common part
-        return stimulus_pa[:size], response_mv[:size]
+            raise NwbReadError(f"{self.path}: cannot read the {which} of sweep {n}: {err}") from err

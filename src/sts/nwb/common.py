@@ -59,9 +59,22 @@ class Recording:
     def fs_hz(self, sweep_number: int) -> float:
         raise NotImplementedError
 
-    def load(self, sweep_number: int) -> tuple[np.ndarray, np.ndarray]:
-        """(stimulus_pa, response_mv), float64 arrays of equal length at fs_hz(sweep_number)."""
+    def _series(self, sweep_number: int, which: str) -> np.ndarray:
         raise NotImplementedError
+
+    def stimulus_pa(self, sweep_number: int) -> np.ndarray:
+        """Injected current (pA), float64."""
+        return self._series(sweep_number, "stimulus")
+
+    def response_mv(self, sweep_number: int) -> np.ndarray:
+        """Membrane potential (mV), float64."""
+        return self._series(sweep_number, "response")
+
+    def load(self, sweep_number: int) -> tuple[np.ndarray, np.ndarray]:
+        """(stimulus_pa, response_mv), float64 arrays cut to a common length (truncated sweeps)."""
+        stimulus, response = self.stimulus_pa(sweep_number), self.response_mv(sweep_number)
+        size = min(stimulus.size, response.size)
+        return stimulus[:size], response[:size]
 
     def close(self) -> None:
         self.file.close()

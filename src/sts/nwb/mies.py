@@ -50,13 +50,10 @@ class MiesRecording(Recording):
         except KeyError as err:
             raise NwbReadError(f"{self.path}: sweep {n} has no sampling rate") from err
 
-    def load(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def _series(self, n: int, which: str) -> np.ndarray:
         try:
-            response_mv = series_values(self.file[f"acquisition/{self._acq[n]}/data"], "mV", "volts")
-            stimulus_pa = series_values(
-                self.file[f"stimulus/presentation/{self._stim[n]}/data"], "pA", "amperes"
-            )
+            if which == "response":
+                return series_values(self.file[f"acquisition/{self._acq[n]}/data"], "mV", "volts")
+            return series_values(self.file[f"stimulus/presentation/{self._stim[n]}/data"], "pA", "amperes")
         except (KeyError, OSError) as err:
-            raise NwbReadError(f"{self.path}: cannot read sweep {n}: {err}") from err
-        size = min(response_mv.size, stimulus_pa.size)
-        return stimulus_pa[:size], response_mv[:size]
+            raise NwbReadError(f"{self.path}: cannot read the {which} of sweep {n}: {err}") from err

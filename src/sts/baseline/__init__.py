@@ -1,0 +1,1 @@
+"""LightGBM baseline on electrophysiological (EP) features."""

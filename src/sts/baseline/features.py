@@ -1,0 +1,244 @@
+"""Per-cell electrophysiological (EP) features from the cell's own long-square sweeps, by ipfx.
+
+``compute_features(nwb_path)`` reads every long-square sweep with ``sts.nwb`` (ipfx 2.1.2
+cannot open these files itself), builds ipfx ``Sweep`` objects from the arrays and runs
+ipfx's ``LongSquareAnalysis`` (spike detection: 10 kHz Bessel, dV/dt >= 20 mV/ms, as
+``ipfx.data_set_features.extract_cell_long_square_features``). The per-cell record is then
+read off the analysis as ipfx's own ``feature_record.build_cell_feature_record`` does, so the
+names and units are those of the Allen cell-feature table and of the patch-seq EP table
+(../shared/reference/*_EP_features.csv):
+
+* ``vrest``, ``ri``, ``sag``, ``vm_for_sag``, ``tau`` (ms), ``f_i_curve_slope`` (Hz/pA) —
+  cell level. ``ri`` is ipfx's input resistance (MOhm) and ``threshold_i_long_square`` the
+  rheobase (pA); the Allen table's ``input_resistance_mohm`` is a different (LIMS) quantity.
+* ``adaptation``, ``latency`` (s), ``avg_isi`` (ms) — the hero sweep (first spiking sweep
+  between rheobase + 39 and + 61 pA, else the one closest to rheobase + 39 pA).
+* ``*_long_square`` — the first spike of the rheobase sweep (lowest positive spiking
+  amplitude). Voltages in mV, ``width_long_square`` in ms, ``*_t_long_square`` in s **from
+  the step onset** (the published tables count from the sweep or epoch start, which differs by
+  dataset: ~1.02 s Allen, ~0.5 s patch-seq; subtract that to compare).
+* ``has_burst``, ``has_pause``, ``has_delay`` (0/1) — ipfx's burst, pause and delay analyses
+  of the hero sweep (ipfx's own extractor cannot run 'pause': it reads a removed attribute,
+  so the functions are called directly). has_burst: at least one burst detected; has_pause:
+  at least one pause; has_delay: latency longer than the fitted pre-spike rise time constant
+  (delay ratio > 1). The published Allen table has these columns constant False and the
+  patch-seq table lacks them.
+
+NaN is kept where a feature is undefined, never imputed: ``avg_isi`` and ``adaptation`` need
+two and three spikes in the hero sweep, slow-trough features need a slow trough, ``tau``
+needs a successful exponential fit. A cell whose features cannot be computed at all
+(unreadable file, no long squares, NaN in a step, no spiking sweep, no subthreshold sweep in
+ipfx's range, any ipfx error) gets ``status='excluded'`` and a reason naming cause and file.
+
+Sweeps are aligned on their own step onset (found in the stimulus trace), so ipfx's single
+start/end window fits every sweep even if onsets differ; the stimulus is baseline-subtracted
+so ipfx's ``stim_amp`` is the step amplitude. Long squares whose step is cut short (recording
+stopped early) or shorter than the cell's usual step are left out and counted in ``info``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sts.nwb import NwbReadError, open_recording
+from sts.sweeps import SelectionParams, find_step, is_long_square
+
+log = logging.getLogger(__name__)
+
+# Output feature name -> (where ipfx has it, ipfx key, scale to the output unit).
+#   cell: LongSquareAnalysis.analyze() result; hero: hero-sweep spike-train features;
+#   rheo_spike: first spike of the rheobase sweep; hero_extra: computed here with ipfx's
+#   burst / pause / delay functions on the hero sweep (value -> 0/1 by the rule in the docstring).
+FEATURE_MAP: dict[str, tuple[str, str, float]] = {
+    "f_i_curve_slope": ("cell", "fi_fit_slope", 1.0),  # Hz/pA
+    "threshold_i_long_square": ("cell", "rheobase_i", 1.0),  # pA (rheobase)
+    "vrest": ("cell", "v_baseline", 1.0),  # mV, mean pre-step baseline of all long squares
+    "ri": ("cell", "input_resistance", 1.0),  # MOhm
+    "sag": ("cell", "sag", 1.0),  # fraction
+    "vm_for_sag": ("cell", "vm_for_sag", 1.0),  # mV
+    "tau": ("cell", "tau", 1e3),  # s -> ms
+    "avg_isi": ("hero", "mean_isi", 1e3),  # s -> ms
+    "adaptation": ("hero", "adapt", 1.0),
+    "latency": ("hero", "latency", 1.0),  # s
+    "first_isi": ("hero", "first_isi", 1e3),  # s -> ms
+    "isi_cv": ("hero", "isi_cv", 1.0),
+    "avg_rate": ("hero", "avg_rate", 1.0),  # Hz
+    "has_burst": ("hero_extra", "burst", 1.0),
+    "has_pause": ("hero_extra", "pause", 1.0),
+    "has_delay": ("hero_extra", "delay", 1.0),
+    "upstroke_downstroke_ratio_long_square": ("rheo_spike", "upstroke_downstroke_ratio", 1.0),
+    "peak_v_long_square": ("rheo_spike", "peak_v", 1.0),
+    "peak_t_long_square": ("rheo_spike", "peak_t", 1.0),
+    "trough_v_long_square": ("rheo_spike", "trough_v", 1.0),
+    "trough_t_long_square": ("rheo_spike", "trough_t", 1.0),
+    "fast_trough_v_long_square": ("rheo_spike", "fast_trough_v", 1.0),
+    "fast_trough_t_long_square": ("rheo_spike", "fast_trough_t", 1.0),
+    "slow_trough_v_long_square": ("rheo_spike", "slow_trough_v", 1.0),
+    "slow_trough_t_long_square": ("rheo_spike", "slow_trough_t", 1.0),
+    "threshold_v_long_square": ("rheo_spike", "threshold_v", 1.0),
+    "threshold_t_long_square": ("rheo_spike", "threshold_t", 1.0),
+    "width_long_square": ("rheo_spike", "width", 1e3),  # s -> ms
+}
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_MAP)
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    dv_cutoff_mv_ms: float = 20.0  # ipfx default for long squares
+    filter_khz: float = 10.0  # ipfx Bessel low-pass before dV/dt
+    subthresh_min_amp_pa: float = -100.0  # ipfx's choice for 20 pA coarse steps
+    pre_s: float = 0.3  # data kept before the step onset (ipfx baseline needs 0.1 s)
+    post_s: float = 0.2  # data kept after the step end
+    duration_tolerance: float = 0.02  # a step this much shorter than the cell's usual one is dropped
+    long_square_names: tuple[str, ...] = SelectionParams().long_square_names
+
+
+@dataclass
+class FeatureResult:
+    status: str  # 'ok' or 'excluded'
+    reason: str = ""
+    features: dict[str, float] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # sweeps used, rheobase/hero sweep numbers...
+
+
+class FeatureFailure(Exception):
+    """A cell whose features cannot be computed; the message is the exclusion reason."""
+
+
+def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams()) -> FeatureResult:
+    """EP features of one cell; never raises for bad data: the cell is excluded with a reason."""
+    try:
+        rec = open_recording(nwb_path)
+    except NwbReadError as err:
+        return FeatureResult("excluded", str(err))
+    try:
+        with rec:
+            sweeps, info = _load_long_squares(rec, params)
+        return _analyze(sweeps, info, params, nwb_path)
+    except (NwbReadError, FeatureFailure) as err:
+        return FeatureResult("excluded", str(err))
+    except Exception as err:  # an ipfx error on this cell must not stop the run
+        log.debug("ipfx failure on %s", nwb_path, exc_info=True)
+        return FeatureResult("excluded", f"ipfx error on {nwb_path}: {type(err).__name__}: {err}")
+
+
+@dataclass
+class _LS:
+    number: int
+    amplitude_pa: float
+    fs_hz: float
+    t: np.ndarray  # s from step onset
+    v: np.ndarray  # mV
+    i: np.ndarray  # pA, baseline-subtracted
+    duration_s: float
+
+
+def _load_long_squares(rec, params: FeatureParams) -> tuple[list[_LS], dict]:
+    found = []
+    for n in rec.sweep_numbers:
+        if not is_long_square(rec.stimulus_name(n), params.long_square_names):
+            continue
+        fs = rec.fs_hz(n)
+        stim, resp = rec.load(n)
+        step = find_step(stim, fs)
+        if step is not None:
+            found.append((n, fs, stim, resp, step))
+    if not found:
+        raise FeatureFailure(f"no long-square sweeps in {rec.path}")
+    usual = float(np.median([s.duration_idx / fs for _, fs, _, _, s in found]))
+    sweeps, dropped = [], []
+    for n, fs, stim, resp, step in found:
+        dur = step.duration_idx / fs
+        end = step.onset_idx + step.duration_idx
+        if dur < usual * (1 - params.duration_tolerance) or end >= resp.size:
+            dropped.append(n)  # step cut short by the end of the recording, or a shorter protocol
+            continue
+        lo = max(step.onset_idx - int(round(params.pre_s * fs)), 0)
+        hi = min(end + int(round(params.post_s * fs)), resp.size)
+        v = resp[lo:hi]
+        if np.isnan(v).any():
+            raise FeatureFailure(f"NaN values in the response of long-square sweep {n} in {rec.path}")
+        baseline = float(np.median(stim[lo : step.onset_idx])) if step.onset_idx > lo else 0.0
+        t = (np.arange(lo, hi) - step.onset_idx) / fs
+        sweeps.append(_LS(n, step.amplitude_pa, fs, t, v.astype(np.float64),
+                          (stim[lo:hi] - baseline).astype(np.float64), dur))
+    if not sweeps:
+        raise FeatureFailure(f"no complete long-square sweep in {rec.path} (all {len(found)} cut short)")
+    sweeps.sort(key=lambda s: (s.amplitude_pa, s.number))
+    info = {"n_long_squares": len(sweeps), "dropped_sweeps": dropped, "step_duration_s": usual,
+            "layout": rec.layout}
+    return sweeps, info
+
+
+def _ipfx_sweep(s: _LS):
+    from ipfx.sweep import Sweep
+
+    whole = (0, s.t.size - 1)
+    epochs = {"test": None, "sweep": whole, "recording": whole, "stim": whole, "experiment": whole}
+    return Sweep(s.t, s.v, s.i, clamp_mode="CurrentClamp", sampling_rate=s.fs_hz,
+                 sweep_number=s.number, epochs=epochs)
+
+
+def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, path) -> FeatureResult:
+    from ipfx import spike_train_features as strf
+    from ipfx.error import FeatureError
+    from ipfx.feature_extractor import SpikeFeatureExtractor, SpikeTrainFeatureExtractor
+    from ipfx.stimulus_protocol_analysis import LongSquareAnalysis
+    from ipfx.sweep import SweepSet
+
+    duration = info["step_duration_s"]
+    spx = SpikeFeatureExtractor(start=0.0, end=duration, filter=params.filter_khz,
+                                dv_cutoff=params.dv_cutoff_mv_ms)
+    sptx = SpikeTrainFeatureExtractor(start=0.0, end=duration)
+    lsa = LongSquareAnalysis(spx, sptx, subthresh_min_amp=params.subthresh_min_amp_pa)
+    sweep_set = SweepSet([_ipfx_sweep(s) for s in sweeps])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            cell = lsa.analyze(sweep_set)
+        except FeatureError as err:
+            raise FeatureFailure(f"{err} ({len(sweeps)} long squares, "
+                                 f"{sweeps[0].amplitude_pa:g} to {sweeps[-1].amplitude_pa:g} pA) in {path}")
+        hero = cell["hero_sweep"]
+        rheo = cell["rheobase_sweep"]
+        rheo_spikes = cell["spikes_set"][rheo.name]
+        hero_spikes = cell["spikes_set"][hero.name]
+        hero_sweep = sweep_set.sweeps[hero.name]
+        extra = _hero_extra(strf, hero_sweep, hero_spikes, duration)
+
+    sources = {"cell": cell, "hero": hero, "rheo_spike": rheo_spikes.iloc[0], "hero_extra": extra}
+    features = {}
+    for name, (src, key, scale) in FEATURE_MAP.items():
+        features[name] = _num(sources[src].get(key, math.nan)) * scale
+    info = {**info, "rheobase_sweep": sweeps[rheo.name].number, "hero_sweep": sweeps[hero.name].number,
+            "hero_amplitude_pa": _num(hero["stim_amp"]),
+            "n_spiking_sweeps": int(len(cell["spiking_sweeps"]))}
+    return FeatureResult("ok", "", features, info)
+
+
+def _hero_extra(strf, sweep, spikes, duration: float) -> dict[str, float]:
+    """has_burst / has_pause / has_delay (0/1) from ipfx's functions on the hero sweep."""
+    out = {}
+    n = len(spikes)
+    if n >= 3:  # a burst or a pause needs ISIs to compare
+        out["burst"] = float(strf.burst(sweep.t, spikes, tol=0.5, pause_cost=1.0)[1] > 0)
+        out["pause"] = float(strf.pause(sweep.t, spikes, 0.0, duration, cost_weight=1.0)[0] > 0)
+    else:
+        out["burst"] = out["pause"] = 0.0
+    ratio = _num(strf.delay(sweep.t, sweep.v, spikes, 0.0, duration)[0]) if n else math.nan
+    out["delay"] = float(ratio > 1.0) if np.isfinite(ratio) else math.nan
+    return out
+
+
+def _num(value) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
