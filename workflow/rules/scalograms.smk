@@ -8,8 +8,6 @@ rule scalogram:
         scalogram="results/scalograms/{specimen_id}.h5",
     log:
         "logs/scalogram/{specimen_id}.log",
-    group:
-        "prepare_cell"
     conda:
         "../envs/sts.yaml"
     resources:

@@ -8,8 +8,6 @@ rule select_sweeps:
         sweeps="results/sweeps/{specimen_id}.h5",
     log:
         "logs/select_sweeps/{specimen_id}.log",
-    group:
-        "prepare_cell"
     conda:
         "../envs/sts.yaml"
     resources:

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.signal import lfilter
 
 CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
 
@@ -102,6 +101,8 @@ def draw_params(cls: str, rng: np.random.Generator) -> CellParams:
 def _lowpass(x: np.ndarray, dt_ms: float, tau_ms: float) -> np.ndarray:
     """Exact one-pole low-pass along the last axis (unit DC gain), starting from 0."""
     a = np.exp(-dt_ms / tau_ms)
+    from scipy.signal import lfilter  # lazy: Snakemake imports this package at parse time
+
     return lfilter([1.0 - a], [1.0, -a], x, axis=-1)
 
 
@@ -121,6 +122,8 @@ def subthreshold(p: CellParams, i_pa: np.ndarray, dt_ms: float, rng: np.random.G
     a = np.exp(-dt_ms / p.noise_tau_ms)
     w = rng.standard_normal(i_pa.shape) * p.noise_mv * np.sqrt(1.0 - a * a)
     w[:, 0] = rng.standard_normal(i_pa.shape[0]) * p.noise_mv
+    from scipy.signal import lfilter
+
     return v + lfilter([1.0], [1.0, -a], w, axis=-1)
 
 
