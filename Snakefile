@@ -1,5 +1,6 @@
 # STS: Spike Train Scalograms. Per-cell preparation DAG:
 #   NWB (synthetic or downloaded) -> select sweeps -> scalogram -> manifest
+#   NWB -> EP features (ipfx) -> features table (baseline input)
 # Config: config/config.yaml (validated against workflow/schemas/config.schema.yaml).
 
 
@@ -11,9 +12,11 @@ include: "workflow/rules/cohort.smk"
 include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/scalograms.smk"
 include: "workflow/rules/manifest.smk"
+include: "workflow/rules/features.smk"
 
 
 rule all:
     default_target: True
     input:
         manifest="results/manifest.csv",
+        ep_features="results/baseline/features.csv",

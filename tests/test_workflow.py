@@ -112,7 +112,9 @@ def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
     nwb = sorted((run / "results" / "nwb").glob("*.nwb"))[3]
     os.utime(nwb)
     try:
-        assert planned_jobs(run, base_config) == {"select_sweeps": 1, "scalogram": 1, "manifest": 1, "all": 1}
+        assert planned_jobs(run, base_config) == {
+            "select_sweeps": 1, "scalogram": 1, "manifest": 1, "ep_features": 1, "ep_features_table": 1, "all": 1
+        }
     finally:
         smk(run, "--cores", "2", config=base_config)
 

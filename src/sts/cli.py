@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", default=None, help="classes kept (default: the study's four)")
     p.set_defaults(func=_manifest)
 
-    for module in ("sts.baseline.cli",):
+    for module in ("sts.baseline.cli", "sts.baseline.features_cli"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:

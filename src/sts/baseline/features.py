@@ -18,15 +18,18 @@ names and units are those of the Allen cell-feature table and of the patch-seq E
   the step onset** (the published tables count from the sweep or epoch start, which differs by
   dataset: ~1.02 s Allen, ~0.5 s patch-seq; subtract that to compare).
 * ``has_burst``, ``has_pause``, ``has_delay`` (0/1) — ipfx's burst, pause and delay analyses
-  of the hero sweep (ipfx's own extractor cannot run 'pause': it reads a removed attribute,
-  so the functions are called directly). has_burst: at least one burst detected; has_pause:
-  at least one pause; has_delay: latency longer than the fitted pre-spike rise time constant
-  (delay ratio > 1). The published Allen table has these columns constant False and the
-  patch-seq table lacks them.
+  of the hero sweep (ipfx 2.1.2's ``pause``/``burst`` wrappers are broken, so its detectors
+  are called directly). has_burst: at least one burst detected; has_pause: at least one
+  pause; has_delay: ipfx's delay ratio (latency / fitted pre-spike rise time constant, also
+  output as ``delay_ratio``) above DELAY_RATIO_MIN. The published Allen table has these three
+  columns constant False and the patch-seq table lacks them.
+* ``first_isi`` (ms), ``isi_cv``, ``avg_rate`` (Hz) of the hero sweep: extra, not in the
+  published tables.
 
-NaN is kept where a feature is undefined, never imputed: ``avg_isi`` and ``adaptation`` need
-two and three spikes in the hero sweep, slow-trough features need a slow trough, ``tau``
-needs a successful exponential fit. A cell whose features cannot be computed at all
+NaN is kept where a feature is undefined, never imputed: ``avg_isi`` and ``first_isi`` need
+two spikes in the hero sweep, ``adaptation`` three; slow-trough features need a slow trough;
+spike-shape features need a first spike not clipped by the step end; ``tau`` needs a
+successful exponential fit. A cell whose features cannot be computed at all
 (unreadable file, no long squares, NaN in a step, no spiking sweep, no subthreshold sweep in
 ipfx's range, any ipfx error) gets ``status='excluded'`` and a reason naming cause and file.
 
@@ -72,6 +75,7 @@ FEATURE_MAP: dict[str, tuple[str, str, float]] = {
     "has_burst": ("hero_extra", "burst", 1.0),
     "has_pause": ("hero_extra", "pause", 1.0),
     "has_delay": ("hero_extra", "delay", 1.0),
+    "delay_ratio": ("hero_extra", "delay_ratio", 1.0),  # latency / pre-spike rise time constant
     "upstroke_downstroke_ratio_long_square": ("rheo_spike", "upstroke_downstroke_ratio", 1.0),
     "peak_v_long_square": ("rheo_spike", "peak_v", 1.0),
     "peak_t_long_square": ("rheo_spike", "peak_t", 1.0),
@@ -86,6 +90,10 @@ FEATURE_MAP: dict[str, tuple[str, str, float]] = {
     "width_long_square": ("rheo_spike", "width", 1e3),  # s -> ms
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_MAP)
+# has_delay: ipfx's delay ratio (latency / pre-spike rise time constant) above this. Prompt
+# first spikes give 2-7 on the synthetic cohort, delayed (late-spiking) cells ~30; the
+# published tables give no positive example to calibrate on (Allen: all False).
+DELAY_RATIO_MIN = 10.0
 
 
 @dataclass(frozen=True)
@@ -119,13 +127,31 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
         return FeatureResult("excluded", str(err))
     try:
         with rec:
-            sweeps, info = _load_long_squares(rec, params)
-        return _analyze(sweeps, info, params, nwb_path)
-    except (NwbReadError, FeatureFailure) as err:
+            raw = [(n, *rec.load(n), rec.fs_hz(n)) for n in rec.sweep_numbers
+                   if is_long_square(rec.stimulus_name(n), params.long_square_names)]
+            layout = rec.layout
+    except NwbReadError as err:
+        return FeatureResult("excluded", str(err))
+    result = features_from_arrays(raw, params, source=str(nwb_path))
+    result.info.setdefault("layout", layout)
+    return result
+
+
+def features_from_arrays(sweeps, params: FeatureParams = FeatureParams(), source: str = "") -> FeatureResult:
+    """EP features from a cell's long squares given as (number, stimulus_pa, response_mv, fs_hz).
+
+    Each sweep is a whole recorded sweep (test pulse and baseline included); the step is found
+    in the stimulus. ``source`` names the cell's file in exclusion reasons.
+    """
+    where = f" in {source}" if source else ""
+    try:
+        prepared, info = _prepare(sweeps, params, where)
+        return _analyze(prepared, info, params, where)
+    except FeatureFailure as err:
         return FeatureResult("excluded", str(err))
     except Exception as err:  # an ipfx error on this cell must not stop the run
-        log.debug("ipfx failure on %s", nwb_path, exc_info=True)
-        return FeatureResult("excluded", f"ipfx error on {nwb_path}: {type(err).__name__}: {err}")
+        log.debug("ipfx failure%s", where, exc_info=True)
+        return FeatureResult("excluded", f"ipfx error{where}: {type(err).__name__}: {err}")
 
 
 @dataclass
@@ -139,41 +165,36 @@ class _LS:
     duration_s: float
 
 
-def _load_long_squares(rec, params: FeatureParams) -> tuple[list[_LS], dict]:
+def _prepare(sweeps, params: FeatureParams, where: str) -> tuple[list[_LS], dict]:
     found = []
-    for n in rec.sweep_numbers:
-        if not is_long_square(rec.stimulus_name(n), params.long_square_names):
-            continue
-        fs = rec.fs_hz(n)
-        stim, resp = rec.load(n)
+    for n, stim, resp, fs in sweeps:
+        stim, resp = np.asarray(stim, dtype=np.float64), np.asarray(resp, dtype=np.float64)
         step = find_step(stim, fs)
         if step is not None:
             found.append((n, fs, stim, resp, step))
     if not found:
-        raise FeatureFailure(f"no long-square sweeps in {rec.path}")
+        raise FeatureFailure(f"no long-square sweeps{where}")
     usual = float(np.median([s.duration_idx / fs for _, fs, _, _, s in found]))
-    sweeps, dropped = [], []
+    prepared, dropped = [], []
     for n, fs, stim, resp, step in found:
         dur = step.duration_idx / fs
         end = step.onset_idx + step.duration_idx
         if dur < usual * (1 - params.duration_tolerance) or end >= resp.size:
-            dropped.append(n)  # step cut short by the end of the recording, or a shorter protocol
+            dropped.append(int(n))  # step cut short by the end of the recording, or a shorter protocol
             continue
         lo = max(step.onset_idx - int(round(params.pre_s * fs)), 0)
         hi = min(end + int(round(params.post_s * fs)), resp.size)
         v = resp[lo:hi]
         if np.isnan(v).any():
-            raise FeatureFailure(f"NaN values in the response of long-square sweep {n} in {rec.path}")
+            raise FeatureFailure(f"NaN values in the response of long-square sweep {n}{where}")
         baseline = float(np.median(stim[lo : step.onset_idx])) if step.onset_idx > lo else 0.0
         t = (np.arange(lo, hi) - step.onset_idx) / fs
-        sweeps.append(_LS(n, step.amplitude_pa, fs, t, v.astype(np.float64),
-                          (stim[lo:hi] - baseline).astype(np.float64), dur))
-    if not sweeps:
-        raise FeatureFailure(f"no complete long-square sweep in {rec.path} (all {len(found)} cut short)")
-    sweeps.sort(key=lambda s: (s.amplitude_pa, s.number))
-    info = {"n_long_squares": len(sweeps), "dropped_sweeps": dropped, "step_duration_s": usual,
-            "layout": rec.layout}
-    return sweeps, info
+        prepared.append(_LS(int(n), step.amplitude_pa, float(fs), t, v, stim[lo:hi] - baseline, dur))
+    if not prepared:
+        raise FeatureFailure(f"no complete long-square sweep{where} (all {len(found)} cut short)")
+    prepared.sort(key=lambda s: (s.amplitude_pa, s.number))
+    info = {"n_long_squares": len(prepared), "dropped_sweeps": dropped, "step_duration_s": usual}
+    return prepared, info
 
 
 def _ipfx_sweep(s: _LS):
@@ -185,7 +206,7 @@ def _ipfx_sweep(s: _LS):
                  sweep_number=s.number, epochs=epochs)
 
 
-def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, path) -> FeatureResult:
+def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -> FeatureResult:
     from ipfx import spike_train_features as strf
     from ipfx.error import FeatureError
     from ipfx.feature_extractor import SpikeFeatureExtractor, SpikeTrainFeatureExtractor
@@ -204,7 +225,7 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, path) -> Feat
             cell = lsa.analyze(sweep_set)
         except FeatureError as err:
             raise FeatureFailure(f"{err} ({len(sweeps)} long squares, "
-                                 f"{sweeps[0].amplitude_pa:g} to {sweeps[-1].amplitude_pa:g} pA) in {path}")
+                                 f"{sweeps[0].amplitude_pa:g} to {sweeps[-1].amplitude_pa:g} pA){where}")
         hero = cell["hero_sweep"]
         rheo = cell["rheobase_sweep"]
         rheo_spikes = cell["spikes_set"][rheo.name]
@@ -216,6 +237,8 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, path) -> Feat
     features = {}
     for name, (src, key, scale) in FEATURE_MAP.items():
         features[name] = _num(sources[src].get(key, math.nan)) * scale
+    # ipfx reads the amplitude off one stimulus sample (float32 in files): 179.99998 -> 180.0
+    features["threshold_i_long_square"] = round(features["threshold_i_long_square"], 2)
     info = {**info, "rheobase_sweep": sweeps[rheo.name].number, "hero_sweep": sweeps[hero.name].number,
             "hero_amplitude_pa": _num(hero["stim_amp"]),
             "n_spiking_sweeps": int(len(cell["spiking_sweeps"]))}
@@ -223,16 +246,24 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, path) -> Feat
 
 
 def _hero_extra(strf, sweep, spikes, duration: float) -> dict[str, float]:
-    """has_burst / has_pause / has_delay (0/1) from ipfx's functions on the hero sweep."""
-    out = {}
-    n = len(spikes)
-    if n >= 3:  # a burst or a pause needs ISIs to compare
-        out["burst"] = float(strf.burst(sweep.t, spikes, tol=0.5, pause_cost=1.0)[1] > 0)
-        out["pause"] = float(strf.pause(sweep.t, spikes, 0.0, duration, cost_weight=1.0)[0] > 0)
-    else:
-        out["burst"] = out["pause"] = 0.0
-    ratio = _num(strf.delay(sweep.t, sweep.v, spikes, 0.0, duration)[0]) if n else math.nan
-    out["delay"] = float(ratio > 1.0) if np.isfinite(ratio) else math.nan
+    """has_burst / has_pause / has_delay (0/1) by ipfx's detectors on the hero sweep.
+
+    ipfx 2.1.2's wrappers ``strf.pause`` / ``strf.burst`` call ``spike_features.detect_*``,
+    which moved to ``spike_train_features``, so the wrappers' few lines are repeated here.
+    """
+    out = {"burst": 0.0, "pause": 0.0}
+    if len(spikes) >= 3:  # a burst or a pause needs ISIs to compare
+        isis = strf.get_isis(sweep.t, spikes["threshold_index"].values.astype(int))
+        isi_types = spikes["isi_type"][:-1].values
+        pauses = strf.detect_pauses(isis, isi_types, cost_weight=1.0)
+        bursts = strf.detect_bursts(
+            isis, isi_types, spikes["fast_trough_v"].values, spikes["fast_trough_t"].values,
+            spikes["slow_trough_v"].values, spikes["slow_trough_t"].values,
+            spikes["threshold_v"].values, tol=0.5, pause_cost=1.0)
+        out = {"burst": float(len(bursts) > 0), "pause": float(len(pauses) > 0)}
+    ratio = _num(strf.delay(sweep.t, sweep.v, spikes, 0.0, duration)[0]) if len(spikes) else math.nan
+    out["delay_ratio"] = ratio
+    out["delay"] = float(ratio > DELAY_RATIO_MIN) if np.isfinite(ratio) else math.nan
     return out
 
 

@@ -1,0 +1,132 @@
+"""Command line of the per-cell EP features: ``sts ep-features`` and ``sts ep-features-aggregate``.
+
+``sts ep-features NWB OUT.json --specimen-id ID [--dataset D] [--label L]`` writes
+``{specimen_id, dataset, label, status, reason, source_file, features: {...}, info: {...}}``
+(NaN features as JSON null) atomically, also for an excluded cell.
+``sts ep-features-aggregate OUT.csv JSON...`` writes one row per cell: specimen_id, dataset,
+label, status, reason, then the feature columns (in ``FEATURE_NAMES`` order; empty = NaN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+META_COLUMNS = ("specimen_id", "dataset", "label", "status", "reason")
+
+
+def _atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _json_safe(value):
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python numbers, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def features_file(nwb, out, specimen_id: str, dataset: str = "", label: str = "") -> dict:
+    """Compute one cell's features and write its JSON record (atomically); returns the record."""
+    from sts.baseline.features import compute_features
+
+    result = compute_features(nwb)
+    if result.status != "ok":
+        log.warning("%s excluded: %s", specimen_id, result.reason)
+    record = {
+        "specimen_id": str(specimen_id), "dataset": dataset, "label": label,
+        "status": result.status, "reason": result.reason, "source_file": str(nwb),
+        "features": result.features, "info": result.info,
+    }
+    _atomic_write_text(out, json.dumps(_json_safe(record), indent=1, allow_nan=False) + "\n")
+    return record
+
+
+def aggregate(json_paths, out_csv) -> int:
+    """One CSV row per per-cell JSON (any order in, sorted by specimen_id out); returns rows."""
+    from sts.baseline.features import FEATURE_NAMES
+
+    records = [json.loads(Path(p).read_text()) for p in json_paths]
+    records.sort(key=lambda r: str(r["specimen_id"]))
+    extra = sorted({k for r in records for k in r.get("features", {})} - set(FEATURE_NAMES))
+    columns = list(META_COLUMNS) + list(FEATURE_NAMES) + extra
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(columns)
+            for r in records:
+                feats = r.get("features", {})
+                row = [r.get(c, "") for c in META_COLUMNS]
+                names = columns[len(META_COLUMNS):]
+                row += ["" if feats.get(c) is None else repr(float(feats[c])) for c in names]
+                writer.writerow(row)
+        os.replace(tmp, out_csv)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    n_ok = sum(r["status"] == "ok" for r in records)
+    log.info("%d cells (%d ok, %d excluded) -> %s", len(records), n_ok, len(records) - n_ok, out_csv)
+    return len(records)
+
+
+def _run_features(args: argparse.Namespace) -> int:
+    rec = features_file(args.nwb, args.out, args.specimen_id, args.dataset, args.label)
+    log.info("%s: %s %s", args.specimen_id, rec["status"], rec["reason"])
+    return 0
+
+
+def _run_aggregate(args: argparse.Namespace) -> int:
+    aggregate(args.jsons, args.out)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Register ``ep-features`` and ``ep-features-aggregate`` on the ``sts`` subparsers."""
+    p = subparsers.add_parser(
+        "ep-features",
+        help="ipfx EP features of one cell from its long-square sweeps (JSON)",
+        description="Run ipfx's long-square analysis on all long squares of the cell and write "
+        "the Allen-table features (f_i_curve_slope, avg_isi, adaptation, latency, *_long_square, "
+        "...) as JSON. A cell whose features cannot be computed still gets OUT.json, with status "
+        "'excluded' and the reason; undefined features are null.",
+    )
+    p.add_argument("nwb", help="the cell's NWB file (Allen NWB v1 or MIES NWB 2)")
+    p.add_argument("out", help="output JSON")
+    p.add_argument("--specimen-id", required=True)
+    p.add_argument("--dataset", default="", help="dataset tag stored in the record (clamp, seq, ...)")
+    p.add_argument("--label", default="", help="cell class stored in the record")
+    p.set_defaults(func=_run_features)
+
+    p = subparsers.add_parser(
+        "ep-features-aggregate",
+        help="combine per-cell EP-feature JSON files into one CSV",
+        description="One row per cell: specimen_id, dataset, label, status, reason, then the "
+        "feature columns (empty = undefined).",
+    )
+    p.add_argument("out", help="output CSV")
+    p.add_argument("jsons", nargs="+", help="per-cell JSON files from ep-features")
+    p.set_defaults(func=_run_aggregate)

@@ -1,0 +1,233 @@
+"""EP features (ipfx long-square analysis) against hand-computed values, and on synthetic cells."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ipfx")
+
+from sts.baseline.features import FEATURE_NAMES, compute_features, features_from_arrays  # noqa: E402
+from sts.baseline.features_cli import aggregate, features_file  # noqa: E402
+
+FS = 50_000.0
+ONSET_S, STEP_S, SWEEP_S = 0.5, 1.0, 2.2  # sts.sweeps.find_step: step < half the sweep
+R_MOHM, TAU_S, VREST = 200.0, 0.02, -70.0
+WIDTH_MS = 0.6  # full width at half maximum of the Gaussian spikes
+SIGMA_S = WIDTH_MS / 2.355 / 1000
+
+
+def sweep(amp_pa: float, spike_times=(), fs: float = FS):
+    """(stimulus pA, response mV): a step at ONSET_S for STEP_S on a passive RC membrane
+    (R_MOHM, TAU_S), plus 100 mV Gaussian spikes whose onset (3 sigma before the peak) is at
+    each spike time (s from step onset). No noise: thresholds are exact up to ipfx's filter."""
+    t = np.arange(int(SWEEP_S * fs)) / fs
+    on = (t >= ONSET_S) & (t < ONSET_S + STEP_S)
+    stim = np.where(on, amp_pa, 0.0)
+    dv = amp_pa * R_MOHM * 1e-3  # mV
+    s = t - ONSET_S
+    v = VREST + np.where(on, dv * (1 - np.exp(-np.clip(s, 0, None) / TAU_S)), 0.0)
+    after = t >= ONSET_S + STEP_S
+    v = v + np.where(after, dv * (1 - np.exp(-STEP_S / TAU_S)) * np.exp(-(s - STEP_S) / TAU_S), 0.0)
+    for ts in spike_times:
+        v += 100.0 * np.exp(-0.5 * ((s - ts - 3 * SIGMA_S) / SIGMA_S) ** 2)
+    return stim, v
+
+
+# Spike times (s from onset) per amplitude: rheobase 60 pA, hero 100 pA (rheobase + 40).
+TRAINS = {
+    60.0: [0.300],
+    80.0: [0.150, 0.450, 0.800],
+    100.0: [0.080, 0.120, 0.180, 0.260, 0.360, 0.480, 0.620, 0.780, 0.960],
+    120.0: [0.05 + 0.07 * k for k in range(13)],
+}
+
+
+def hand_cell(trains=TRAINS, sub=(-90.0, -70.0, -50.0, -30.0, 20.0, 40.0)):
+    sweeps = [(k, *sweep(a), FS) for k, a in enumerate(sub)]
+    sweeps += [(10 + k, *sweep(a, ts), FS) for k, (a, ts) in enumerate(trains.items())]
+    return sweeps
+
+
+@pytest.fixture(scope="module")
+def hand():
+    res = features_from_arrays(hand_cell(), source="hand")
+    assert res.status == "ok", res.reason
+    return res
+
+
+def test_spike_train_features_match_hand_computation(hand):
+    f = hand.features
+    hero = np.array(TRAINS[100.0])
+    isis = np.diff(hero)
+    assert f["threshold_i_long_square"] == pytest.approx(60.0)
+    assert f["latency"] == pytest.approx(hero[0], abs=2e-4)  # s
+    assert f["avg_isi"] == pytest.approx(isis.mean() * 1e3, abs=0.02)  # ms
+    assert f["first_isi"] == pytest.approx(isis[0] * 1e3, abs=0.02)
+    # ipfx's adaptation index: mean of (isi[k+1] - isi[k]) / (isi[k+1] + isi[k])
+    adapt = np.mean((isis[1:] - isis[:-1]) / (isis[1:] + isis[:-1]))
+    assert f["adaptation"] == pytest.approx(adapt, abs=1e-3)
+    assert f["avg_rate"] == pytest.approx(len(hero) / STEP_S)
+    # f-I slope: least-squares line through (amplitude, spikes / step duration) of spiking sweeps
+    amps = np.array(list(TRAINS))
+    rates = np.array([len(v) for v in TRAINS.values()]) / STEP_S
+    assert f["f_i_curve_slope"] == pytest.approx(np.polyfit(amps, rates, 1)[0], rel=1e-6)
+    assert f["has_burst"] == 0.0 and f["has_pause"] == 0.0 and f["has_delay"] == 0.0
+
+
+def test_spike_shape_at_rheobase(hand):
+    f = hand.features
+    ts = TRAINS[60.0][0]
+    plateau = VREST + 60.0 * R_MOHM * 1e-3 * (1 - math.exp(-(ts + 3 * SIGMA_S) / TAU_S))
+    assert f["peak_v_long_square"] == pytest.approx(plateau + 100.0, abs=0.5)
+    assert f["peak_t_long_square"] == pytest.approx(ts + 3 * SIGMA_S, abs=2e-5)
+    assert f["threshold_t_long_square"] == pytest.approx(ts, abs=2e-4)
+    assert plateau < f["threshold_v_long_square"] < plateau + 10.0
+    assert f["width_long_square"] == pytest.approx(WIDTH_MS, rel=0.1)  # ms
+    assert f["upstroke_downstroke_ratio_long_square"] == pytest.approx(1.0, abs=0.15)  # symmetric
+    assert f["trough_v_long_square"] == pytest.approx(plateau, abs=1.0)
+
+
+def test_subthreshold_features_match_the_rc_membrane(hand):
+    f = hand.features
+    assert f["vrest"] == pytest.approx(VREST, abs=1e-6)
+    assert f["ri"] == pytest.approx(R_MOHM, rel=0.02)
+    assert f["tau"] == pytest.approx(TAU_S * 1e3, rel=0.05)  # ms
+    assert f["sag"] == pytest.approx(0.0, abs=0.01)
+
+
+def test_undefined_features_stay_nan():
+    """One spike in the hero sweep: no ISI, so avg_isi and adaptation are NaN, not imputed."""
+    res = features_from_arrays(hand_cell({60.0: [0.3], 100.0: [0.2], 120.0: [0.1, 0.5]}))
+    assert res.status == "ok", res.reason
+    f = res.features
+    assert math.isnan(f["avg_isi"]) and math.isnan(f["adaptation"]) and math.isnan(f["first_isi"])
+    assert f["latency"] == pytest.approx(0.2, abs=2e-4)
+    assert np.isfinite(f["f_i_curve_slope"])
+
+
+def test_alignment_on_each_sweeps_own_onset():
+    """A sweep whose step starts later still gives the same features (onset found per sweep)."""
+    sweeps = hand_cell()
+    n, stim, v, fs = sweeps[-2]
+    shift = int(0.013 * fs)
+    sweeps[-2] = (n, np.r_[np.zeros(shift), stim], np.r_[np.full(shift, VREST), v], fs)
+    res = features_from_arrays(sweeps)
+    hero = np.diff(TRAINS[100.0])
+    assert res.features["avg_isi"] == pytest.approx(hero.mean() * 1e3, abs=0.02)
+
+
+@pytest.mark.parametrize(
+    "sweeps, cause",
+    [
+        ([], "no long-square sweeps"),
+        (hand_cell({}), "No spiking long square sweeps"),
+        (hand_cell(sub=(20.0,)), "No subthreshold long square sweeps with stim_amp"),
+    ],
+)
+def test_exclusion_reasons(sweeps, cause):
+    res = features_from_arrays(sweeps, source="cell.nwb")
+    assert res.status == "excluded" and cause in res.reason and "cell.nwb" in res.reason
+    assert res.features == {}
+
+
+def test_nan_in_a_step_excludes():
+    sweeps = hand_cell()
+    n, stim, v, fs = sweeps[-1]
+    v = v.copy()
+    v[int(0.9 * fs) : int(0.91 * fs)] = np.nan
+    sweeps[-1] = (n, stim, v, fs)
+    res = features_from_arrays(sweeps, source="x.nwb")
+    assert res.status == "excluded" and f"sweep {n}" in res.reason and "x.nwb" in res.reason
+
+
+def test_truncated_sweep_is_dropped_not_fatal():
+    sweeps = hand_cell()
+    n, stim, v, fs = sweeps[-1]
+    m = int((ONSET_S + 0.4) * fs)
+    sweeps[-1] = (n, stim[:m], v[:m], fs)
+    res = features_from_arrays(sweeps)
+    assert res.status == "ok" and res.info["dropped_sweeps"] == [n]
+
+
+# -- synthetic NWB cells (both layouts, with defects) ------------------------------------------
+
+FILE_DEFECTS = {"corrupt_file": "unreadable NWB file", "no_long_square": "no long-square sweeps",
+                "no_spiking": "No spiking long square sweeps", "nan_trace": "NaN values"}
+CORE = ("f_i_curve_slope", "latency", "threshold_i_long_square", "vrest", "ri", "sag", "tau",
+        "peak_v_long_square", "threshold_v_long_square", "trough_v_long_square", "has_burst")
+
+
+@pytest.fixture(scope="module")
+def synth_features(synth_cells):
+    cohort, paths = synth_cells
+    rows = cohort.drop_duplicates("specimen_id").to_dict("records")
+    return [(r, compute_features(paths[r["specimen_id"]])) for r in rows]
+
+
+def test_synthetic_cells(synth_features):
+    seen = set()
+    for row, res in synth_features:
+        defect = row["defect"]
+        if defect in FILE_DEFECTS:
+            assert res.status == "excluded", row
+            assert FILE_DEFECTS[defect] in res.reason and row["specimen_id"] in res.reason
+            seen.add(defect)
+        else:  # good cells; label and +40 pA defects do not touch the features
+            assert res.status == "ok", (row, res.reason)
+            assert set(res.features) == set(FEATURE_NAMES)
+            bad = [k for k in CORE if not np.isfinite(res.features[k])]
+            assert not bad, (row["specimen_id"], bad)
+    assert seen == set(FILE_DEFECTS)
+
+
+def test_pvalb_spikes_are_narrower(synth_features):
+    width = {}
+    for row, res in synth_features:
+        if res.status == "ok" and np.isfinite(res.features["width_long_square"]):
+            width.setdefault(row["model_class"], []).append(res.features["width_long_square"])
+    assert np.mean(width["Pvalb"]) < np.mean(width["Excitatory"])
+    assert np.mean(width["Pvalb"]) < 0.6  # ms; fast-spiking
+
+
+def test_cli_json_and_aggregate(synth_cells, tmp_path):
+    from sts.cli import build_parser
+
+    cohort, paths = synth_cells
+    good = cohort[cohort["defect"] == ""].iloc[0]
+    bad = cohort[cohort["defect"] == "corrupt_file"].iloc[0]
+    out_good, out_bad = tmp_path / "f" / "good.json", tmp_path / "f" / "bad.json"
+    features_file(paths[good["specimen_id"]], out_good, good["specimen_id"], "clamp", "Vip/Lamp5")
+    features_file(paths[bad["specimen_id"]], out_bad, bad["specimen_id"])
+    rec = json.loads(out_good.read_text())  # strict JSON: NaN written as null
+    assert rec["status"] == "ok" and rec["label"] == "Vip/Lamp5"
+    assert set(rec["features"]) == set(FEATURE_NAMES)
+    assert json.loads(out_bad.read_text())["status"] == "excluded"
+    assert not list(out_good.parent.glob(".*tmp*"))
+
+    import pandas as pd
+
+    table = tmp_path / "features.csv"
+    assert aggregate([out_bad, out_good], table) == 2
+    df = pd.read_csv(table, dtype={"specimen_id": str})
+    assert list(df.columns[:5]) == ["specimen_id", "dataset", "label", "status", "reason"]
+    assert list(df.columns[5:]) == list(FEATURE_NAMES)
+    ok = df.set_index("specimen_id").loc[good["specimen_id"]]
+    assert ok["f_i_curve_slope"] == pytest.approx(rec["features"]["f_i_curve_slope"])
+    assert df.set_index("specimen_id").loc[bad["specimen_id"], list(FEATURE_NAMES)].isna().all()
+
+    # the argparse wiring, whether or not sts.cli registers the module yet
+    import argparse
+
+    from sts.baseline.features_cli import add_parser
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["ep-features", "a.nwb", "b.json", "--specimen-id", "7", "--label", "Sst"])
+    assert (args.nwb, args.out, args.specimen_id, args.label) == ("a.nwb", "b.json", "7", "Sst")
+    args = parser.parse_args(["ep-features-aggregate", "o.csv", "a.json", "b.json"])
+    assert args.jsons == ["a.json", "b.json"] and callable(args.func)
+    build_parser()  # the main parser still builds
