@@ -13,10 +13,11 @@ include: "workflow/rules/sweeps.smk"
 include: "workflow/rules/scalograms.smk"
 include: "workflow/rules/manifest.smk"
 include: "workflow/rules/features.smk"
+include: "workflow/rules/baseline.smk"
 
 
 rule all:
     default_target: True
     input:
         manifest="results/manifest.csv",
-        ep_features="results/baseline/features.csv",
+        baseline="results/baseline/metrics.json",

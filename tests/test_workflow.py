@@ -90,6 +90,20 @@ def test_manifest_and_outputs(run, base_config):
     assert (run / "logs" / "select_sweeps").is_dir()
 
 
+def test_baseline_outputs_match_manifest_holdout(run):
+    from sts.metrics import read_predictions
+
+    manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
+    base = run / "results" / "baseline"
+    preds, classes, proba = read_predictions(base / "predictions.csv")
+    excluded = pd.read_csv(base / "excluded.csv", dtype={"specimen_id": str})
+    holdout = set(manifest.loc[manifest["split"] == "test", "specimen_id"])
+    assert set(preds["specimen_id"].astype(str)) | set(excluded.loc[excluded["split"] == "test", "specimen_id"]) == holdout
+    assert (abs(proba.sum(axis=1) - 1) < 1e-6).all()
+    shap = pd.read_csv(base / "shap_mean_abs.csv")
+    assert shap.shape[1] == len(classes) + 1 and len(shap) > 5
+
+
 def test_nothing_left_to_do(run, base_config):
     assert planned_jobs(run, base_config) == {}
 
@@ -99,13 +113,13 @@ def test_changing_frequencies_reruns_scalograms_not_selection(run, base_config):
     cfg["scalogram"]["fmax_hz"] = 150
     jobs = planned_jobs(run, cfg)
     n_cells = len(list((run / "results" / "sweeps").glob("*.h5")))
-    assert jobs == {"scalogram": n_cells, "manifest": 1, "all": 1}
+    assert jobs == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1}
 
 
 def test_changing_split_seed_reruns_only_manifest(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["split"]["seed"] = 43
-    assert planned_jobs(run, cfg) == {"manifest": 1, "all": 1}
+    assert planned_jobs(run, cfg) == {"manifest": 1, "baseline": 1, "all": 1}
 
 
 def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
@@ -113,7 +127,8 @@ def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
     os.utime(nwb)
     try:
         assert planned_jobs(run, base_config) == {
-            "select_sweeps": 1, "scalogram": 1, "manifest": 1, "ep_features": 1, "ep_features_table": 1, "all": 1
+            "select_sweeps": 1, "scalogram": 1, "manifest": 1, "ep_features": 1, "ep_features_table": 1,
+            "baseline": 1, "all": 1,
         }
     finally:
         smk(run, "--cores", "2", config=base_config)

@@ -1,0 +1,200 @@
+"""Holdout evaluation shared by every model stage (LightGBM baseline, CNNs).
+
+``evaluate`` computes the scores from labels, predictions and class probabilities;
+``write_evaluation`` writes them to a folder as
+
+* ``metrics.json`` — ``balanced_accuracy``, ``weighted_f1``, ``accuracy``, ``per_class``
+  ({class: {precision, recall, f1, support}}), ``confusion_matrix`` (rows true, columns
+  predicted, in ``classes`` order), ``classes``, ``n_test``;
+* ``predictions.csv`` — ``specimen_id, label, predicted, p_<class>...`` (one probability
+  column per class, class names verbatim, e.g. ``p_Vip/Lamp5``);
+* ``confusion_matrix.png`` — counts and row-normalised matrices side by side.
+
+Every file is written to a temporary file in the same folder and moved into place with
+``os.replace``, so a killed job never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+CONFUSION_PNG = "confusion_matrix.png"
+
+
+def _atomic(path: Path, write: Callable[[str], None], suffix: str) -> None:
+    """Call ``write(tmp_path)`` then move the temporary file onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text), ".tmp")
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+
+
+def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> None:
+    """Write ``frame`` (no index) to ``path`` atomically."""
+    _atomic(Path(path), lambda tmp: frame.to_csv(tmp, index=False), ".csv")
+
+
+def save_figure_atomic(fig, path: str | os.PathLike, dpi: int = 120) -> None:
+    """Save a matplotlib figure to ``path`` (PNG) atomically."""
+    _atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"), ".png")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _check(y_true, y_pred, proba, classes, specimen_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y_true, y_pred = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+    proba = np.asarray(proba, dtype=float)
+    n, k = len(y_true), len(classes)
+    if len(set(classes)) != k:
+        raise ValueError(f"duplicate class names: {list(classes)}")
+    if len(y_pred) != n or proba.shape != (n, k):
+        raise ValueError(f"shapes differ: y_true {n}, y_pred {len(y_pred)}, proba {proba.shape}, {k} classes")
+    if specimen_ids is not None:
+        ids = pd.Series(list(specimen_ids))
+        if len(ids) != n:
+            raise ValueError(f"{len(ids)} specimen ids for {n} predictions")
+        if ids.duplicated().any():
+            raise ValueError(f"duplicate specimen ids: {ids[ids.duplicated()].tolist()[:5]}")
+    unknown = (set(y_true) | set(y_pred)) - set(classes)
+    if unknown:
+        raise ValueError(f"labels not among classes {list(classes)}: {sorted(map(str, unknown))}")
+    return y_true, y_pred, proba
+
+
+def evaluate(
+    y_true: Sequence, y_pred: Sequence, proba, classes: Sequence[str], specimen_ids: Sequence | None = None
+) -> dict:
+    """Scores of one holdout: see the module docstring for the keys.
+
+    ``proba`` has shape (n, len(classes)), columns in ``classes`` order; ``specimen_ids``
+    (optional) are only checked for length and uniqueness.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
+    classes = [str(c) for c in classes]
+    y_true, y_pred, _ = _check(y_true, y_pred, proba, classes, specimen_ids)
+    prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
+    return {
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "per_class": {
+            c: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for c, p, r, f, s in zip(classes, prec, rec, f1, sup)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
+        "classes": classes,
+        "n_test": int(len(y_true)),
+    }
+
+
+def predictions_frame(specimen_ids, y_true, y_pred, proba, classes: Sequence[str]) -> pd.DataFrame:
+    """The ``predictions.csv`` table."""
+    frame = pd.DataFrame({"specimen_id": list(specimen_ids), "label": list(y_true), "predicted": list(y_pred)})
+    proba = np.asarray(proba, dtype=float)
+    for j, c in enumerate(classes):
+        frame[f"p_{c}"] = proba[:, j]
+    return frame
+
+
+def plot_confusion(cm, classes: Sequence[str], title: str = ""):
+    """Figure with the count and the row-normalised confusion matrices."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm, dtype=float)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    k = len(classes)
+    fig, axes = plt.subplots(1, 2, figsize=(5.0 + 2.6 * k, 1.5 + 1.1 * k), constrained_layout=True)
+    for ax, mat, sub, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], norm, "row-normalised", "{:.2f}")):
+        im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=mat.max() or 1)
+        ax.set_xticks(range(k), classes, rotation=30, ha="right")
+        ax.set_yticks(range(k), classes)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{title} ({sub})" if title else sub)
+        for i in range(k):
+            for j in range(k):
+                light = mat[i, j] > 0.6 * (mat.max() or 1)
+                ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center", color="white" if light else "black")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def write_evaluation(
+    out_dir: str | os.PathLike,
+    specimen_ids: Sequence,
+    y_true: Sequence,
+    y_pred: Sequence,
+    proba,
+    classes: Sequence[str],
+    title: str = "holdout",
+) -> dict:
+    """Write metrics.json, predictions.csv and confusion_matrix.png to ``out_dir``; return the metrics."""
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    classes = [str(c) for c in classes]
+    metrics = evaluate(y_true, y_pred, proba, classes, specimen_ids)
+    write_csv_atomic(out / PREDICTIONS_FILE, predictions_frame(specimen_ids, y_true, y_pred, proba, classes))
+    fig = plot_confusion(metrics["confusion_matrix"], classes, title)
+    try:
+        save_figure_atomic(fig, out / CONFUSION_PNG)
+    finally:
+        plt.close(fig)
+    write_json_atomic(out / METRICS_FILE, metrics)
+    return metrics
+
+
+def read_predictions(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+    """Read a predictions.csv back: (table, classes, probabilities)."""
+    frame = pd.read_csv(path)
+    cols = [c for c in frame.columns if c.startswith("p_")]
+    return frame, [c[2:] for c in cols], frame[cols].to_numpy(float)

@@ -1,0 +1,84 @@
+"""sts.metrics: scores, files written, and their agreement with scikit-learn."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from sts.metrics import evaluate, read_predictions, write_evaluation
+
+CLASSES = ["Excitatory", "Pvalb", "Sst", "Vip/Lamp5"]
+
+
+def check_against_sklearn(out_dir) -> dict:
+    """Recompute metrics.json from predictions.csv with scikit-learn; return the metrics."""
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    frame, classes, proba = read_predictions(out_dir / "predictions.csv")
+    assert classes == metrics["classes"]
+    assert list(frame.columns[:3]) == ["specimen_id", "label", "predicted"]
+    assert metrics["n_test"] == len(frame) and frame["specimen_id"].is_unique
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert (np.asarray(classes)[proba.argmax(axis=1)] == frame["predicted"]).all()
+    y, p = frame["label"].astype(str), frame["predicted"].astype(str)
+    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
+    assert metrics["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(y, p))
+    assert metrics["confusion_matrix"] == confusion_matrix(y, p, labels=classes).tolist()
+    prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=classes, zero_division=0)
+    for j, c in enumerate(classes):
+        got = metrics["per_class"][c]
+        assert (got["precision"], got["recall"], got["f1"]) == pytest.approx((prec[j], rec[j], f1[j]))
+        assert got["support"] == sup[j]
+    assert (out_dir / "confusion_matrix.png").stat().st_size > 1000
+    return metrics
+
+
+@pytest.fixture
+def fake_predictions():
+    rng = np.random.default_rng(3)
+    n = 200
+    y = rng.choice(CLASSES, n, p=[0.15, 0.2, 0.35, 0.3])
+    logits = rng.normal(size=(n, 4)) + 2.0 * (np.asarray(CLASSES)[None, :] == y[:, None])
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    pred = np.asarray(CLASSES)[proba.argmax(axis=1)]
+    return np.arange(1000, 1000 + n), y, pred, proba
+
+
+def test_write_evaluation_matches_sklearn(tmp_path, fake_predictions):
+    ids, y, pred, proba = fake_predictions
+    written = write_evaluation(tmp_path, ids, y, pred, proba, CLASSES)
+    metrics = check_against_sklearn(tmp_path)
+    assert written == metrics
+    assert set(metrics) >= {"balanced_accuracy", "weighted_f1", "accuracy", "per_class", "confusion_matrix"}
+    assert "p_Vip/Lamp5" in pd.read_csv(tmp_path / "predictions.csv").columns
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_evaluate_checks_inputs(fake_predictions):
+    ids, y, pred, proba = fake_predictions
+    with pytest.raises(ValueError, match="shapes"):
+        evaluate(y, pred, proba[:, :3], CLASSES, ids)
+    with pytest.raises(ValueError, match="duplicate specimen"):
+        evaluate(y, pred, proba, CLASSES, np.zeros(len(y), int))
+    with pytest.raises(ValueError, match="not among classes"):
+        evaluate(y, pred, proba, ["a", "b", "c", "d"], ids)
+
+
+def test_absent_class_scores_zero(tmp_path):
+    y = ["Pvalb", "Sst", "Sst"]
+    pred = ["Pvalb", "Sst", "Pvalb"]
+    proba = np.array([[0, 0.9, 0.1, 0], [0, 0.2, 0.8, 0], [0, 0.6, 0.4, 0]])
+    metrics = write_evaluation(tmp_path, [1, 2, 3], y, pred, proba, CLASSES)
+    assert metrics["per_class"]["Excitatory"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert metrics["confusion_matrix"][2] == [0, 1, 1, 0]
+    check_against_sklearn(tmp_path)
