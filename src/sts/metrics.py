@@ -134,7 +134,9 @@ def evaluate(
 
 def predictions_frame(specimen_ids, y_true, y_pred, proba, classes: Sequence[str]) -> pd.DataFrame:
     """The ``predictions.csv`` table."""
-    frame = pd.DataFrame({"specimen_id": list(specimen_ids), "label": list(y_true), "predicted": list(y_pred)})
+    frame = pd.DataFrame(
+        {"specimen_id": list(specimen_ids), "label": list(y_true), "predicted": list(y_pred)}
+    )
     proba = np.asarray(proba, dtype=float)
     for j, c in enumerate(classes):
         frame[f"p_{c}"] = proba[:, j]
@@ -163,7 +165,9 @@ def plot_confusion(cm, classes: Sequence[str], title: str = ""):
         for i in range(k):
             for j in range(k):
                 light = mat[i, j] > 0.6 * (mat.max() or 1)
-                ax.text(j, i, fmt.format(mat[i, j]), ha="center", va="center", color="white" if light else "black")
+                ax.text(
+                    j, i, fmt.format(mat[i, j]), ha="center", va="center", color="white" if light else "black"
+                )
         fig.colorbar(im, ax=ax, shrink=0.8)
     return fig
 

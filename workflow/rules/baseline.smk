@@ -1,26 +1,57 @@
-# LightGBM on the computed EP features: Optuna search (CV on training cells), final fit,
-# holdout evaluation and SHAP explanations.
+# LightGBM baseline: Optuna search (CV on training cells), final fit, holdout evaluation and
+# SHAP explanations, on computed EP features (ipfx, per cell) or on the study's published
+# feature tables with its split (baseline.features: published).
+
+BASELINE_OUT = "results/baseline"
 
 
-rule baseline:
-    input:
-        features="results/baseline/features.csv",
-        manifest="results/manifest.csv",
-    output:
-        metrics="results/baseline/metrics.json",
-        predictions="results/baseline/predictions.csv",
-        shap="results/baseline/shap_mean_abs.csv",
-    log:
-        "logs/baseline/baseline.log",
-    conda:
-        "../envs/baseline.yaml"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    params:
-        trials=config["baseline"]["trials"],
-        seed=config["baseline"]["seed"],
-        n_folds=config["split"]["n_folds"],
-    script:
-        "../scripts/baseline.py"
+if config["baseline"]["features"] == "computed":
+
+    rule baseline:
+        input:
+            features="results/baseline/features.csv",
+            manifest="results/manifest.csv",
+        output:
+            metrics=f"{BASELINE_OUT}/metrics.json",
+            predictions=f"{BASELINE_OUT}/predictions.csv",
+            shap=f"{BASELINE_OUT}/shap_mean_abs.csv",
+        log:
+            "logs/baseline/baseline.log",
+        conda:
+            "../envs/baseline.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            trials=config["baseline"]["trials"],
+            seed=config["baseline"]["seed"],
+            n_folds=config["split"]["n_folds"],
+        script:
+            "../scripts/baseline.py"
+
+else:
+
+    rule baseline_published:
+        input:
+            tables=published_reference_files(),
+        output:
+            metrics=f"{BASELINE_OUT}/metrics.json",
+            predictions=f"{BASELINE_OUT}/predictions.csv",
+            shap=f"{BASELINE_OUT}/shap_mean_abs.csv",
+        log:
+            "logs/baseline/baseline_published.log",
+        conda:
+            "../envs/baseline.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=60,
+        params:
+            reference_dir=config["baseline"]["reference_dir"],
+            trials=config["baseline"]["trials"],
+            seed=config["baseline"]["seed"],
+            n_folds=config["split"]["n_folds"],
+        shell:
+            "sts baseline-published {params.reference_dir} $(dirname {output.metrics}) --trials {params.trials} "
+            "--seed {params.seed} --folds {params.n_folds} --jobs {threads} 2> {log}"

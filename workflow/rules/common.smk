@@ -77,3 +77,15 @@ def split_params():
         "train_file": s.get("train_file"),
         "test_file": s.get("test_file"),
     }
+
+
+def published_reference_files():
+    """The study's feature tables, labels and split files (baseline.features: published)."""
+    from sts.baseline.published import FILES
+
+    ref = config["baseline"].get("reference_dir")
+    if not ref:
+        raise ValueError(
+            "baseline.features is 'published' but baseline.reference_dir is not set"
+        )
+    return [os.path.join(ref, name) for name in FILES.values()]

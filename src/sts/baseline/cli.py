@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         journal.unlink(missing_ok=True)
     result = search(
         data.train.X, data.train.y, n_trials=args.trials, seed=args.seed, n_jobs=args.jobs,
-        n_folds=args.folds, space=parse_space(args.space), storage=journal, study_name=f"lgbm-seed{args.seed}",
-        early_stopping_rounds=args.early_stopping or None,
+        n_folds=args.folds, space=parse_space(args.space), storage=journal,
+        study_name=f"lgbm-seed{args.seed}", early_stopping_rounds=args.early_stopping or None,
     )  # fmt: skip
     log.info("search: %d trials in %.1f s, best CV balanced accuracy %.4f", result.n_trials, result.wall_s,
              result.best_score)  # fmt: skip
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     metrics = write_evaluation(out, data.test.specimen_id, data.test.y, pred, proba, classes,
                                title="LightGBM, holdout")  # fmt: skip
     log.info("holdout: balanced accuracy %.4f, weighted F1 %.4f, accuracy %.4f (n=%d)",
-             metrics["balanced_accuracy"], metrics["weighted_f1"], metrics["accuracy"], metrics["n_test"])  # fmt: skip
+             *(metrics[k] for k in ("balanced_accuracy", "weighted_f1", "accuracy", "n_test")))  # fmt: skip
     explain(model, data.test.X, classes, out, top_k=args.top_k)
     log.info("done in %.1f s: %s", time.perf_counter() - start, out)
     return 0
