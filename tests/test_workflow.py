@@ -139,10 +139,13 @@ def test_published_baseline_replaces_computed_features(run, base_config):
 
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["baseline"].update(features="published", reference_dir=str(SHARED / "reference"))
-    assert planned_jobs(run, cfg) == {"baseline_published": 1, "all": 1}
-    cfg["baseline"]["reference_dir"] = None
-    proc = smk(run, "--dry-run", config=cfg, check=False)
-    assert proc.returncode != 0 and "baseline.reference_dir is not set" in proc.stdout + proc.stderr
+    try:
+        assert planned_jobs(run, cfg) == {"baseline_published": 1, "all": 1}
+        cfg["baseline"]["reference_dir"] = None
+        proc = smk(run, "--dry-run", config=cfg, check=False)
+        assert proc.returncode != 0 and "baseline.reference_dir is not set" in proc.stdout + proc.stderr
+    finally:  # later tests run with the run folder's config.yaml
+        (run / "config.yaml").write_text(yaml.safe_dump(base_config))
 
 
 def test_kill_9_then_resume_gives_same_results(run, base_config):
