@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", default=None, help="classes kept (default: the study's four)")
     p.set_defaults(func=_manifest)
 
-    for module in ("sts.baseline.cli", "sts.baseline.features_cli"):
+    for module in ("sts.baseline.cli", "sts.baseline.features_cli", "sts.acquire.cli", "sts.dl.cli"):
         try:
             mod = __import__(module, fromlist=["add_parser"])
         except ImportError:
@@ -141,7 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, warm: bool | None = None) -> int:
+    """Run one command. From the command line (``argv`` None), per-cell commands go through
+    the warm-start server (``sts.warm``) unless ``STS_WARM=0``; ``warm`` forces either way."""
+    if warm is None:
+        warm = argv is None
+    argv = sys.argv[1:] if argv is None else argv
+    if warm:
+        from sts import warm as warm_start
+
+        if warm_start.enabled(argv):
+            code = warm_start.run_remote(argv)
+            if code is not None:
+                return code
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
