@@ -9,6 +9,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
+# Reason fragments expected for each defect kind of the synthetic cohort: file-level defects
+# (sweep selection) and metadata defects (manifest).
+FILE_DEFECT_REASONS = {
+    "corrupt_file": "unreadable NWB file",
+    "no_long_square": "no long-square sweeps",
+    "no_spiking": "no long-square sweep with a spike",
+    "no_plus40": "no sweep at rheobase+40 pA",
+    "nan_trace": "NaN values in the response of sweep",
+}
+DEFECT_REASONS = {**FILE_DEFECT_REASONS, "duplicate_id": "duplicate specimen_id", "unsure_label": "label Unsure"}
+
 
 @pytest.fixture(scope="session")
 def synth_cells(tmp_path_factory):
@@ -23,3 +34,19 @@ def synth_cells(tmp_path_factory):
         write_cell(row, path)
         paths[row["specimen_id"]] = path
     return cohort, paths
+
+
+@pytest.fixture(scope="session")
+def acquire_services(tmp_path_factory):
+    """Loopback Allen + DANDI services serving 14 synthetic cells (seed 6) in the real layouts.
+
+    Clamp cells: 3 good, corrupt_file (truncated NWB), no_spiking; seq cells: 6 good,
+    no_plus40, no_long_square, nan_trace. Tests that inject faults restore what they change.
+    """
+    from acquire_fixtures import build_services, write_fixture_cells
+
+    out = tmp_path_factory.mktemp("acquire")
+    cohort, nwb = write_fixture_cells(out / "nwb", 14, seed=6, defect_fraction=0.35)
+    services = build_services(cohort, nwb, out)
+    yield services
+    services.server.stop()

@@ -5,14 +5,7 @@ import pytest
 from sts.nwb import NwbReadError, open_recording
 from sts.sweeps import SelectionParams, find_step, select_sweeps, select_sweeps_file
 
-# Reason fragments expected for each file-level defect of the synthetic cohort.
-DEFECT_REASONS = {
-    "corrupt_file": "unreadable NWB file",
-    "no_long_square": "no long-square sweeps",
-    "no_spiking": "no long-square sweep with a spike",
-    "no_plus40": "no sweep at rheobase+40 pA",
-    "nan_trace": "NaN values in the response of sweep",
-}
+from conftest import FILE_DEFECT_REASONS as DEFECT_REASONS
 
 
 def test_find_step_ignores_test_pulse():
@@ -24,6 +17,16 @@ def test_find_step_ignores_test_pulse():
     assert step.onset_idx == int(1.02 * fs)
     assert step.duration_idx == int(1.0 * fs)
     assert step.amplitude_pa == 130.0
+
+
+@pytest.mark.parametrize("holding", [0.0, -20.0])
+def test_find_step_longer_than_half_the_sweep(holding):
+    """ABF protocols may step for most of the sweep: the baseline is the holding level."""
+    fs = 10_000.0
+    i = np.full(int(1.5 * fs), holding)
+    i[int(0.25 * fs) : int(1.25 * fs)] = holding + 70.0
+    step = find_step(i, fs)
+    assert (step.onset_idx, step.duration_idx, step.amplitude_pa) == (int(0.25 * fs), int(1.0 * fs), 70.0)
 
 
 def test_both_layouts_read_in_physical_units(synth_cells):

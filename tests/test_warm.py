@@ -117,3 +117,37 @@ def test_source_change_gives_a_new_server(tmp_path):
     assert source_hash(pkg) == before
     (pkg / "a.py").write_text("x = 22\n")
     assert source_hash(pkg) != before
+
+
+def test_a_server_that_drops_the_command_unstarted_is_not_fatal(synth_cells, tmp_path, warm_dir, monkeypatch):
+    """No acknowledgement (e.g. a server ending its idle time): retried, then run in-process."""
+    import socket
+    import threading
+
+    from sts import warm
+
+    monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
+    path = warm.socket_path()
+    (path.with_suffix(".lock")).write_text("")
+    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    fake.bind(str(path))
+    fake.listen(8)
+    accepted = []
+
+    def drop():
+        while True:
+            try:
+                conn, _ = fake.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=drop, daemon=True).start()
+    sid, nwb = good_cells(synth_cells, 1)[0]
+    try:
+        proc = run_sts(["select-sweeps", nwb, tmp_path / "s.h5", "--specimen-id", sid], warm_dir, True)
+    finally:
+        fake.close()
+    assert proc.returncode == 0 and f"{sid}: ok" in proc.stderr
+    assert len(accepted) == 3 and (tmp_path / "s.h5").exists()

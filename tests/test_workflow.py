@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,19 +19,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import DEFECT_REASONS, REPO
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-DEFECT_REASONS = {
-    "corrupt_file": "unreadable NWB file",
-    "no_long_square": "no long-square sweeps",
-    "no_spiking": "no long-square sweep with a spike",
-    "no_plus40": "no sweep at rheobase+40 pA",
-    "nan_trace": "NaN values in the response of sweep",
-    "duplicate_id": "duplicate specimen_id",
-    "unsure_label": "label Unsure",
-}
 
 
 def smk(workdir: Path, *args: str, config: dict | None = None, check=True) -> subprocess.CompletedProcess:
@@ -51,6 +41,14 @@ def planned_jobs(workdir: Path, config: dict) -> dict[str, int]:
     out = smk(workdir, "--dry-run", config=config).stdout
     stats = out.split("Job stats:")[-1] if "Job stats:" in out else ""
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", stats, re.M) if m[0] != "total"}
+
+
+def cnn_jobs(config: dict) -> dict[str, int]:
+    """The deep-learning jobs that re-run when everything upstream of the packed images changed."""
+    archs = config.get("cnn", {}).get("architectures", [])
+    if not archs:
+        return {}
+    return {"cnn_pack": 1, **{r: len(archs) for r in ("cnn_tune", "cnn_train", "cnn_evaluate", "cnn_explain")}}
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +111,13 @@ def test_changing_frequencies_reruns_scalograms_not_selection(run, base_config):
     cfg["scalogram"]["fmax_hz"] = 150
     jobs = planned_jobs(run, cfg)
     n_cells = len(list((run / "results" / "sweeps").glob("*.h5")))
-    assert jobs == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1}
+    assert jobs == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1, **cnn_jobs(base_config)}
 
 
 def test_changing_split_seed_reruns_only_manifest(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["split"]["seed"] = 43
-    assert planned_jobs(run, cfg) == {"manifest": 1, "baseline": 1, "all": 1}
+    assert planned_jobs(run, cfg) == {"manifest": 1, "baseline": 1, "all": 1, **cnn_jobs(base_config)}
 
 
 def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
@@ -128,7 +126,7 @@ def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
     try:
         assert planned_jobs(run, base_config) == {
             "select_sweeps": 1, "scalogram": 1, "manifest": 1, "ep_features": 1, "ep_features_table": 1,
-            "baseline": 1, "all": 1,
+            "baseline": 1, "all": 1, **cnn_jobs(base_config),
         }
     finally:
         smk(run, "--cores", "2", config=base_config)
@@ -188,6 +186,8 @@ def test_kill_9_then_resume_gives_same_results(run, base_config):
         (lambda c: c["scalogram"].update(n_freqs="many"), "many"),
         (lambda c: c["split"].update(test_fraction=1.5), "1.5"),
         (lambda c: c.update(cohort="martian"), "martian"),
+        (lambda c: c["cnn"].update(architectures=["resnet18", "vgg16"]), "vgg16"),
+        (lambda c: c["cnn"].update(architectures=["inception_v3"]), "inception_v3 needs inputs of at least 75 px"),
     ],
 )
 def test_bad_config_is_rejected(tmp_path, base_config, edit, message):
@@ -196,3 +196,44 @@ def test_bad_config_is_rejected(tmp_path, base_config, edit, message):
     proc = smk(tmp_path, "--dry-run", config=cfg, check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
+
+
+def test_cnn_outputs(run, base_config):
+    import json
+
+    import torch
+
+    from sts.metrics import read_predictions
+
+    manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
+    holdout = set(manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == "test"), "specimen_id"])
+    classes = base_config["classes"]
+    for arch in base_config["cnn"]["architectures"]:
+        models, tuning = run / "results" / "models" / arch, run / "results" / "tuning" / arch
+        best = json.loads((tuning / "best_params.json").read_text())
+        assert best["arch"] == arch and len(best["fold_scores"]) == base_config["split"]["n_folds"]
+        assert len(pd.read_csv(tuning / "trials.csv")) == base_config["cnn"]["trials"]
+        metrics = json.loads((models / "metrics.json").read_text())
+        assert metrics["classes"] == classes and metrics["n_test"] == len(holdout)
+        preds, pred_classes, _ = read_predictions(models / "predictions.csv")
+        assert pred_classes == classes and set(preds["specimen_id"].astype(str)) == holdout
+        meta = torch.load(models / "model.pt", weights_only=False)
+        assert meta["arch"] == arch and meta["classes"] == classes
+        assert meta["input_size"] == [base_config["cnn"]["input_size"]] * 2
+        assert meta["preparation"] == {"sweeps": base_config["sweeps"], "scalogram": base_config["scalogram"]}
+        with h5py.File(models / "saliency.h5") as f:
+            assert f["saliency"].shape == (len(classes), 2, 180, 4800)
+        for png in ("confusion_matrix.png", "training_curves.png", "saliency.png"):
+            assert (models / png).stat().st_size > 0
+
+
+def test_changing_one_architecture_reruns_only_it(run, base_config):
+    cfg = yaml.safe_load(yaml.safe_dump(base_config))
+    cfg["cnn"]["overrides"] = {"resnet18": {"max_epochs": 2}}
+    per_arch = {"cnn_tune": 1, "cnn_train": 1, "cnn_evaluate": 1, "cnn_explain": 1, "all": 1}
+    assert planned_jobs(run, cfg) == per_arch
+    cfg["cnn"]["overrides"] = {"resnet18": {"input_size": 40}}
+    assert planned_jobs(run, cfg) == {"cnn_pack": 1, **per_arch}
+    cfg = yaml.safe_load(yaml.safe_dump(base_config))
+    cfg["cnn"]["seed"] = 1
+    assert planned_jobs(run, cfg) == {k: 2 for k in per_arch if k != "all"} | {"all": 1}

@@ -41,9 +41,25 @@ def _select_sweeps(args: argparse.Namespace) -> int:
         dvdt_cutoff_mv_ms=args.dvdt_cutoff,
     )
     meta = {"specimen_id": args.specimen_id, "dataset": args.dataset, "label": args.label}
-    result = select_sweeps_file(args.nwb, args.out, params, meta)
+    result = select_sweeps_file(args.nwb, args.out, params, meta, _protocol(args))
     logging.getLogger("sts").info("%s: %s %s", args.specimen_id, result.status, result.reason)
     return 0
+
+
+PROTOCOL_OPTIONS = ("first_amplitude_pa", "step_pa", "onset_s", "duration_s")
+
+
+def _protocol(args: argparse.Namespace):
+    """The ABF step ladder from --first-amplitude-pa/--step-pa/--onset-s/--duration-s (all or none)."""
+    given = {k: getattr(args, k) for k in PROTOCOL_OPTIONS if getattr(args, k) is not None}
+    if not given:
+        return None
+    if len(given) < len(PROTOCOL_OPTIONS):
+        missing = ", ".join("--" + k.replace("_", "-") for k in PROTOCOL_OPTIONS if k not in given)
+        raise SystemExit(f"sts select-sweeps: a protocol needs all four options; missing {missing}")
+    from sts.nwb.abf import Protocol
+
+    return Protocol(**given)
 
 
 def _scalogram(args: argparse.Namespace) -> int:
@@ -99,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plus-pa", type=float, default=40.0, help="second sweep = rheobase + this (pA)")
     p.add_argument("--tolerance-pa", type=float, default=5.0, help="tolerance on the second sweep (pA)")
     p.add_argument("--dvdt-cutoff", type=float, default=20.0, help="spike dV/dt threshold (mV/ms)")
+    g = p.add_argument_group("ABF files without a command waveform: sweep k steps to FIRST + k*STEP pA")
+    g.add_argument("--first-amplitude-pa", type=float, help="amplitude of sweep 0 (pA)")
+    g.add_argument("--step-pa", type=float, help="amplitude increment per sweep (pA)")
+    g.add_argument("--onset-s", type=float, help="step onset from sweep start (s)")
+    g.add_argument("--duration-s", type=float, help="step duration (s)")
     p.set_defaults(func=_select_sweeps)
 
     p = sub.add_parser(

@@ -65,10 +65,14 @@ def is_long_square(name: str, names: tuple[str, ...]) -> bool:
 def find_step(stimulus_pa: np.ndarray, fs_hz: float, min_duration_s: float = 0.1) -> Step | None:
     """The longest constant-current deviation from baseline (the step), ignoring test pulses.
 
-    Baseline is the median current (the step covers < half of an Allen/MIES sweep); the
-    amplitude is the median current during the step minus baseline, rounded to 0.1 pA.
+    Baseline is the holding current: the level at the sweep's start when it matches the
+    level at its end (2 ms each), else the median current (the step covers < half of an
+    Allen/MIES sweep, not always of an ABF one). The amplitude is the median current during
+    the step minus baseline, rounded to 0.1 pA.
     """
-    baseline = float(np.median(stimulus_pa))
+    edge = max(int(0.002 * fs_hz), 1)
+    head, tail = float(np.median(stimulus_pa[:edge])), float(np.median(stimulus_pa[-edge:]))
+    baseline = (head + tail) / 2 if abs(head - tail) <= 1.0 else float(np.median(stimulus_pa))
     dev = np.abs(stimulus_pa - baseline) > 1.0  # pA
     if not dev.any():
         return None
@@ -93,10 +97,13 @@ def _cut(response_mv: np.ndarray, fs_in: float, onset: int, params: SelectionPar
     return out[m_out : m_out + n_out]
 
 
-def select_sweeps(nwb_path: str | Path, params: SelectionParams = SelectionParams()) -> Selection:
-    """Choose and prepare the two sweeps of one cell; never raises for bad data, excludes."""
+def select_sweeps(nwb_path: str | Path, params: SelectionParams = SelectionParams(), protocol=None) -> Selection:
+    """Choose and prepare the two sweeps of one cell; never raises for bad data, excludes.
+
+    ``protocol``: step ladder of an ABF file without a command waveform (``sts.nwb.abf.Protocol``).
+    """
     try:
-        rec = open_recording(nwb_path)
+        rec = open_recording(nwb_path, protocol)
     except NwbReadError as err:
         return Selection("excluded", str(err))
     with rec:
@@ -188,9 +195,9 @@ class _NanSweep(Exception):
         self.sweep_number = sweep_number
 
 
-def select_sweeps_file(nwb_path, out_path, params: SelectionParams, meta: dict) -> Selection:
+def select_sweeps_file(nwb_path, out_path, params: SelectionParams, meta: dict, protocol=None) -> Selection:
     """Run ``select_sweeps`` and write the per-cell HDF5 atomically (also for excluded cells)."""
-    sel = select_sweeps(nwb_path, params)
+    sel = select_sweeps(nwb_path, params, protocol)
     if sel.status != "ok":
         log.warning("%s excluded: %s", meta.get("specimen_id", nwb_path), sel.reason)
     with atomic_h5(out_path) as f:

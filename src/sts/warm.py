@@ -42,6 +42,7 @@ PRELOAD = (
 IDLE_S = float(os.environ.get("STS_WARM_IDLE_S", "120"))
 STARTUP_S = 60.0
 _EXIT = struct.Struct("!i")
+_ACK = b"+"
 
 
 def enabled(argv: list[str]) -> bool:
@@ -70,28 +71,37 @@ def source_hash(package: Path) -> str:
 
 
 def run_remote(argv: list[str]) -> int | None:
-    """Run ``sts ARGV`` in the warm server; None if it cannot be reached (run locally then)."""
-    path = socket_path()
-    conn = _connect(path)
-    if conn is None:
-        _start_server(path)
-        deadline = time.monotonic() + STARTUP_S
-        while conn is None and time.monotonic() < deadline:
-            time.sleep(0.02)
-            conn = _connect(path)
-        if conn is None:
-            return None
+    """Run ``sts ARGV`` in the warm server; None if it cannot be reached (run locally then).
+
+    The server acknowledges each command once its child is forked: a connection that closes
+    before that (e.g. a server just ending its idle time) is retried on a fresh server; one
+    that closes after it lost a running command, and the job fails with that message.
+    """
     request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
-    with conn:
-        try:
-            socket.send_fds(conn, [_EXIT.pack(len(request)) + request], _stdio())
-        except OSError:
-            return None
-        status = _recv_exactly(conn, _EXIT.size)
-    if status is None:  # server died mid-command: say so, fail the job
-        print("sts: warm server lost the command; rerun, or set STS_WARM=0", file=sys.stderr)
-        return 1
-    return _EXIT.unpack(status)[0]
+    path = socket_path()
+    for _attempt in range(3):
+        conn = _connect(path)
+        if conn is None:
+            _start_server(path)
+            deadline = time.monotonic() + STARTUP_S
+            while conn is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+                conn = _connect(path)
+            if conn is None:
+                return None
+        with conn:
+            try:
+                socket.send_fds(conn, [_EXIT.pack(len(request)) + request], _stdio())
+            except OSError:
+                continue
+            if _recv_exactly(conn, 1) != _ACK:
+                continue  # the command never started
+            status = _recv_exactly(conn, _EXIT.size)
+        if status is None:  # the server died while the command ran: fail the job, say so
+            print(f"sts: the warm server ({path}) lost the command; rerun, or set STS_WARM=0", file=sys.stderr)
+            return 1
+        return _EXIT.unpack(status)[0]
+    return None
 
 
 def _stdio() -> list[int]:
@@ -144,11 +154,12 @@ def _recv_exactly(conn: socket.socket, n: int) -> bytes | None:
 
 
 def serve(path: Path) -> None:
-    lock = open(path.with_suffix(".lock"), "w")
+    lock = open(path.with_suffix(".lock"), "a+")  # not "w": the owner's pid must survive
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         return  # another server owns this socket
+    lock.truncate(0)
     lock.write(f"{os.getpid()}\n")
     lock.flush()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up below
@@ -178,7 +189,11 @@ def serve(path: Path) -> None:
                         children[pid] = conn
                         sel.register(conn, selectors.EVENT_READ, pid)
                 else:  # a client went away (killed): kill its command
-                    if not key.fileobj.recv(1, socket.MSG_PEEK):
+                    try:
+                        gone = not key.fileobj.recv(1, socket.MSG_PEEK)
+                    except OSError:
+                        gone = True
+                    if gone:
                         _kill(key.data)
             for pid, conn in list(children.items()):
                 done, status = os.waitpid(pid, os.WNOHANG)
@@ -193,7 +208,8 @@ def serve(path: Path) -> None:
                     del children[pid]
                     idle_since = time.monotonic()
     finally:
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # no new clients; queued ones get no ack and retry
+        listener.close()
         for pid in children:
             _kill(pid)
 
@@ -226,6 +242,10 @@ def _fork_command(conn: socket.socket, listener: socket.socket) -> int | None:
     if pid:
         for fd in fds:
             os.close(fd)
+        try:
+            conn.sendall(_ACK)
+        except OSError:
+            pass  # the client is gone: the main loop sees it and kills the command
         return pid
     code = 1
     try:  # the child: become the client's command

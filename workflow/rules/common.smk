@@ -12,12 +12,9 @@ wildcard_constraints:
 
 def cohort_table():
     """One row per metadata entry (duplicated ids included: the manifest excludes them)."""
-    if config["cohort"] == "synthetic":
-        from sts.synth import make_cohort
+    from sts.cohort import cohort_table as table
 
-        s = config["synthetic"]
-        return make_cohort(s["n_cells"], s["seed"], s["defect_fraction"])
-    raise ValueError(f"cohort {config['cohort']!r} is not available yet")
+    return table(config)
 
 
 COHORT = cohort_table()
@@ -89,3 +86,79 @@ def published_reference_files():
             "baseline.features is 'published' but baseline.reference_dir is not set"
         )
     return [os.path.join(ref, name) for name in FILES.values()]
+
+
+# --- Deep-learning stage (workflow/rules/cnn.smk) ---------------------------------------
+CNN = config.get("cnn")
+CNN_ARCHS = CNN["architectures"] if CNN else []
+
+
+def cnn_arch(arch):
+    """One architecture's settings: the global ones with its overrides applied."""
+    over = CNN["overrides"].get(arch, {})
+    keys = ("input_size", "trials", "max_epochs", "seed")
+    settings = {k: over.get(k, CNN[k]) for k in keys}
+    settings["search_space"] = over.get("search_space", CNN.get("search_space", {}))
+    return settings
+
+
+def cnn_input_size(arch):
+    from sts.dl.models import check_arch
+
+    size = cnn_arch(arch)["input_size"]
+    # Fails the DAG build with a clear message (e.g. inception_v3 below 75 px).
+    check_arch(arch, size)
+    return size
+
+
+def cnn_packed(wildcards):
+    return f"results/cnn/packed_{cnn_input_size(wildcards.arch)}px.h5"
+
+
+def cnn_weights_file(wildcards):
+    """A pre-staged (or fetched) ImageNet state dict, when weights are imagenet from a folder."""
+    if CNN["weights"] == "imagenet" and CNN["weights_dir"]:
+        return os.path.join(CNN["weights_dir"], f"{wildcards.arch}.pth")
+    return []
+
+
+def cnn_tune_settings(wildcards):
+    """Everything that defines one architecture's search (only its own settings)."""
+    a, p = cnn_arch(wildcards.arch), CNN["pruner"]
+    return {
+        "arch": wildcards.arch,
+        "n_trials": a["trials"],
+        "max_epochs": a["max_epochs"],
+        "seed": a["seed"],
+        "space": a["search_space"],
+        "pruner": p["kind"],
+        "pruner_startup_trials": p["startup_trials"],
+        "pruner_warmup_epochs": p["warmup_epochs"],
+        "weights": CNN["weights"],
+        "weights_path": cnn_weights_file(wildcards) or None,
+        "device": CNN["device"],
+        "recalibrate_bn": CNN["recalibrate_bn"],
+    }
+
+
+def cnn_train_settings(wildcards):
+    return {
+        "seed": cnn_arch(wildcards.arch)["seed"],
+        "weights": CNN["weights"],
+        "weights_path": cnn_weights_file(wildcards) or None,
+        "device": CNN["device"],
+        "recalibrate_bn": CNN["recalibrate_bn"],
+    }
+
+
+def cnn_preparation():
+    """Sweep-selection and scalogram parameters, stored in model.pt to classify new recordings."""
+    return {"sweeps": dict(config["sweeps"]), "scalogram": dict(config["scalogram"])}
+
+
+def cnn_targets():
+    return expand(
+        "results/models/{arch}/{out}",
+        arch=CNN_ARCHS,
+        out=["metrics.json", "saliency.h5"],
+    )

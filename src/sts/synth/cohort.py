@@ -7,7 +7,7 @@ fully determined by its own row: ``simulate_cell(row)`` seeds a generator with
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np

@@ -1,0 +1,157 @@
+"""The cell table of a run, per ``cohort``: synthetic, allen, dandi or paper.
+
+Columns: specimen_id, dataset ('clamp' = Allen Cell Types NWB v1, 'seq' = DANDI 000020 patch-seq),
+label (the study's classes or Unsure), label_source; the synthetic cohort adds its generator
+columns. Snakemake calls ``cohort_table`` at parse time, so it stays cheap: the paper cohort
+reads only the split and label files; the allen and dandi cohorts read their cached listing
+(``{metadata_dir}/allen_cells.csv``, ``dandi_assets.csv``) and fetch it once when it is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+from sts.acquire import labels as lab
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["specimen_id", "dataset", "label", "label_source"]
+DATASET_OF_SPLIT = {"clamp": "clamp", "seq": "seq"}  # paper split files say Clamp / Seq
+ACQUIRE_DEFAULTS = {
+    "cells": None, "max_cells": None, "metadata_dir": "results/metadata",
+    "allen_api": "http://api.brain-map.org", "dandi_api": "https://api.dandiarchive.org/api",
+    "dandiset": "000020", "dandiset_version": None, "dandi_mode": "stream", "block_size_kb": 32,
+    "retries": 4, "backoff_s": 1.0, "timeout_s": 60, "label_file": None,
+    "patchseq_metadata": None, "patchseq_id_column": "cell_specimen_id", "patchseq_ttype_column": "T-type Label",
+}
+
+
+def acquire_settings(config: Mapping) -> dict:
+    """The ``acquire`` block with defaults filled in."""
+    return {**ACQUIRE_DEFAULTS, **(config.get("acquire") or {})}
+
+
+def listing_path(acq: Mapping, dataset: str) -> Path:
+    name = {"clamp": "allen_cells.csv", "seq": "dandi_assets.csv"}[dataset]
+    return Path(acq["metadata_dir"]) / name
+
+
+def _write_atomic(table: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_allen_listing(acq: Mapping, path: str | Path) -> pd.DataFrame:
+    from sts.acquire.allen import list_cells
+    from sts.acquire.http import RetryPolicy
+
+    table = list_cells(acq["allen_api"], RetryPolicy(acq["retries"], acq["backoff_s"], acq["timeout_s"]))
+    _write_atomic(table, Path(path))
+    return table
+
+
+def write_dandi_listing(acq: Mapping, path: str | Path) -> pd.DataFrame:
+    from sts.acquire.dandi_stream import list_assets
+
+    table = list_assets(acq["dandi_api"], acq["dandiset"], acq["dandiset_version"])
+    _write_atomic(table, Path(path))
+    return table
+
+
+def read_listing(acq: Mapping, dataset: str) -> pd.DataFrame:
+    """The cached API listing of one dataset, fetched and cached on first use."""
+    path = listing_path(acq, dataset)
+    if not path.exists():
+        log.warning("no cached %s listing at %s: fetching it now", dataset, path)
+        (write_allen_listing if dataset == "clamp" else write_dandi_listing)(acq, path)
+    return pd.read_csv(path, dtype=str)
+
+
+def _labels_from_file(table: pd.DataFrame, label_file: str) -> pd.DataFrame:
+    known = lab.read_label_file(label_file)
+    table["label"] = table["specimen_id"].map(known).fillna(lab.UNSURE)
+    table["label_source"] = f"label file {Path(label_file).name}"
+    missing = int((~table["specimen_id"].isin(known)).sum())
+    if missing:
+        log.warning("%d cells are not in %s: labelled Unsure", missing, label_file)
+    return table
+
+
+def allen_cells(acq: Mapping) -> pd.DataFrame:
+    raw = read_listing(acq, "clamp")
+    table = pd.DataFrame({"specimen_id": raw["specimen__id"].str.strip(), "dataset": "clamp"})
+    table["label"] = [lab.label_from_allen(line, dend)
+                      for line, dend in zip(raw["line_name"].fillna(""), raw["tag__dendrite_type"].fillna(""))]
+    table["label_source"] = "Cre line / dendrite type"
+    return table
+
+
+def dandi_cells(acq: Mapping) -> pd.DataFrame:
+    raw = read_listing(acq, "seq").drop_duplicates("specimen_id")  # several assets per cell: the first
+    table = pd.DataFrame({"specimen_id": raw["specimen_id"].str.strip(), "dataset": "seq"})
+    if acq["patchseq_metadata"]:
+        ttypes = lab.read_ttypes(acq["patchseq_metadata"], acq["patchseq_id_column"], acq["patchseq_ttype_column"])
+        table["label"] = [lab.label_from_ttype(ttypes.get(s, "")) for s in table["specimen_id"]]
+        table["label_source"] = "T-type"
+    else:
+        table["label"], table["label_source"] = lab.UNSURE, "none (no label_file or patchseq_metadata)"
+    return table
+
+
+def paper_cells(config: Mapping) -> pd.DataFrame:
+    """Exactly the cells of the paper's split files (train then test), dataset from their Seq|Clamp tag."""
+    split = config.get("split") or {}
+    if not (split.get("train_file") and split.get("test_file")):
+        raise ValueError("cohort 'paper' needs split.train_file and split.test_file (the study's split files)")
+    parts = []
+    for path in (split["train_file"], split["test_file"]):
+        part = pd.read_csv(path, header=None, names=["specimen_id", "dataset"], dtype=str, skipinitialspace=True)
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    table["specimen_id"] = table["specimen_id"].str.strip()
+    table["dataset"] = table["dataset"].str.strip().str.lower()
+    bad = table[~table["dataset"].isin(DATASET_OF_SPLIT)]
+    if len(bad):
+        raise ValueError(f"split files: unknown dataset tags {sorted(bad['dataset'].unique())} (expected Seq|Clamp)")
+    table["label"], table["label_source"] = lab.UNSURE, ""
+    return table
+
+
+def cohort_table(config: Mapping) -> pd.DataFrame:
+    """One row per cell of the configured cohort (see module docstring)."""
+    cohort = config["cohort"]
+    if cohort == "synthetic":
+        from sts.synth import make_cohort
+
+        s = config["synthetic"]
+        return make_cohort(s["n_cells"], s["seed"], s["defect_fraction"])
+    acq = acquire_settings(config)
+    if cohort == "paper":
+        table = paper_cells(config)
+    elif cohort == "allen":
+        table = allen_cells(acq)
+    elif cohort == "dandi":
+        table = dandi_cells(acq)
+    else:
+        raise ValueError(f"unknown cohort {cohort!r} (synthetic, allen, dandi or paper)")
+    if acq["label_file"]:
+        table = _labels_from_file(table, acq["label_file"])
+    elif cohort == "paper":
+        raise ValueError("cohort 'paper' needs acquire.label_file (the study's label file)")
+    if acq["cells"]:
+        wanted = [str(c) for c in acq["cells"]]
+        unknown = sorted(set(wanted) - set(table["specimen_id"]))
+        if unknown:
+            raise ValueError(f"acquire.cells: {len(unknown)} ids are not in the {cohort} cohort: {unknown[:10]}")
+        table = table[table["specimen_id"].isin(wanted)]
+    if acq["max_cells"] and len(table) > acq["max_cells"]:
+        # A seeded sample keeps the class mix of the whole cohort, unlike the first ids.
+        table = table.sample(n=int(acq["max_cells"]), random_state=0)
+    return table[COLUMNS].sort_values("specimen_id", kind="stable").reset_index(drop=True)

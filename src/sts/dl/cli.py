@@ -1,0 +1,157 @@
+"""``sts pack | tune | train | evaluate | explain | fetch-weights``: the deep-learning stage.
+
+Handlers import torch lazily, so ``sts --help`` and the per-cell commands stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _json_arg(text: str | None) -> dict:
+    """A JSON object given inline or as a .json file."""
+    if not text:
+        return {}
+    value = json.loads(Path(text).read_text() if text.endswith(".json") else text)
+    if not isinstance(value, dict):
+        raise SystemExit(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _pack(args) -> int:
+    from sts.dl.pack import NormParams, pack
+
+    pack(args.manifest, args.scalograms, args.out, args.size, NormParams(**_json_arg(args.norm)),
+         classes=args.classes, dtype=args.dtype)  # fmt: skip
+    return 0
+
+
+def _tune(args) -> int:
+    from sts.dl.pack import load_packed
+    from sts.dl.tune import TuneSettings, tune
+
+    settings = TuneSettings(
+        arch=args.arch, n_trials=args.trials, max_epochs=args.max_epochs, seed=args.seed,
+        space=_json_arg(args.space), pruner=args.pruner, weights=args.weights, weights_path=args.weights_path,
+        device=args.device, recalibrate_bn=args.recalibrate_bn,
+    )  # fmt: skip
+    tune(load_packed(args.packed), args.out_dir, settings, threads=args.threads)
+    return 0
+
+
+def _train(args) -> int:
+    from sts.dl.final import train_final
+    from sts.dl.pack import load_packed
+
+    best = json.loads(Path(args.best_params).read_text())
+    train_final(load_packed(args.packed), best["arch"], best, args.out_dir, seed=args.seed, weights=args.weights,
+                weights_path=args.weights_path, device=args.device, preparation=_json_arg(args.preparation),
+                threads=args.threads, recalibrate_bn=args.recalibrate_bn)  # fmt: skip
+    return 0
+
+
+def _evaluate(args) -> int:
+    from sts.dl.evaluate import evaluate_model
+    from sts.dl.pack import load_packed
+
+    evaluate_model(args.model, load_packed(args.packed), args.out_dir, device=args.device)
+    return 0
+
+
+def _explain(args) -> int:
+    from sts.dl.pack import load_packed
+    from sts.dl.saliency import explain
+
+    explain(args.model, load_packed(args.packed), args.out_dir, method=args.method, device=args.device,
+            ig_steps=args.ig_steps)  # fmt: skip
+    return 0
+
+
+def _fetch_weights(args) -> int:
+    from sts.dl.models import fetch_weights
+
+    for arch in args.arch:
+        print(fetch_weights(arch, Path(args.out_dir) / f"{arch}.pth"))
+    return 0
+
+
+def _common(p, device=True, threads=True) -> None:
+    if device:
+        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    if threads:
+        p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def _weights(p) -> None:
+    p.add_argument("--recalibrate-bn", action="store_true",
+                   help="re-estimate batch-norm statistics on the training cells every epoch (small cohorts)")
+    p.add_argument("--weights", choices=["none", "imagenet"], default="none")
+    p.add_argument("--weights-path", default=None, help="pre-staged ImageNet state dict (sts fetch-weights)")
+
+
+def add_parser(sub) -> None:
+    """Register the deep-learning subcommands on an argparse subparsers object."""
+    p = sub.add_parser("pack", help="pack all usable cells' scalograms into one (N, 3, H, W) array",
+                       description="Resize and normalise every status-ok cell of the manifest into one "
+                       "contiguous HDF5 array (channels rheobase, +40 pA, rheobase) with ids, labels, split "
+                       "and folds.")  # fmt: skip
+    p.add_argument("manifest", help="manifest CSV")
+    p.add_argument("scalograms", help="folder of {specimen_id}.h5 scalogram files")
+    p.add_argument("out", help="packed HDF5 file")
+    p.add_argument("--size", type=int, default=224, help="image side in px (study: 224; 299 for inception_v3)")
+    p.add_argument("--norm", default=None, help='JSON: {"magnitude": true, "log": false, "scaling": "image", '
+                   '"imagenet": true}')  # fmt: skip
+    p.add_argument("--classes", nargs="+", default=None, help="class order (default: sorted labels)")
+    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.set_defaults(func=_pack)
+
+    p = sub.add_parser("tune", help="Optuna TPE search of one CNN over the CV folds (resumable)",
+                       description="Mean CV balanced accuracy over the manifest's training folds; median "
+                       "pruning; the study is journaled in OUT_DIR, so a killed search resumes and several "
+                       "workers can share it. Writes best_params.json, trials.csv, search.json.")  # fmt: skip
+    p.add_argument("packed", help="packed HDF5 from sts pack")
+    p.add_argument("out_dir")
+    p.add_argument("--arch", required=True)
+    p.add_argument("--trials", type=int, default=50)
+    p.add_argument("--max-epochs", type=int, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--space", default=None, help='search-space overrides, JSON or .json file, e.g. '
+                   '{"batch_size": [32], "learning_rate": {"low": 0.001, "high": 0.01}}')  # fmt: skip
+    p.add_argument("--pruner", choices=["median", "none"], default="median")
+    _weights(p)
+    _common(p)
+    p.set_defaults(func=_tune)
+
+    p = sub.add_parser("train", help="refit a CNN with its best parameters on all training cells -> model.pt")
+    p.add_argument("packed")
+    p.add_argument("best_params", help="best_params.json from sts tune")
+    p.add_argument("out_dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preparation", default=None, help="JSON of the sweep/scalogram parameters stored in model.pt")
+    _weights(p)
+    _common(p)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="holdout metrics of a model.pt (metrics.json, predictions.csv)")
+    p.add_argument("model")
+    p.add_argument("packed")
+    p.add_argument("out_dir")
+    _common(p, threads=False)
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("explain", help="per-class saliency maps on the scalogram's axes")
+    p.add_argument("model")
+    p.add_argument("packed")
+    p.add_argument("out_dir")
+    p.add_argument("--method", choices=["gradient", "integrated_gradients"], default="gradient")
+    p.add_argument("--ig-steps", type=int, default=32)
+    _common(p, threads=False)
+    p.set_defaults(func=_explain)
+
+    p = sub.add_parser("fetch-weights", help="download ImageNet weights through torchvision (network)",
+                       description="Save each ARCH's torchvision ImageNet state dict as OUT_DIR/ARCH.pth, for "
+                       "cnn.weights: imagenet with cnn.weights_dir.")  # fmt: skip
+    p.add_argument("out_dir")
+    p.add_argument("arch", nargs="+")
+    p.set_defaults(func=_fetch_weights)

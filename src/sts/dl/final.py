@@ -1,0 +1,105 @@
+"""Final model: refit with the best parameters on all training cells, save ``model.pt``.
+
+No cells are held out for early stopping: the refit trains for ``final_epochs`` of
+best_params.json, the mean over the CV folds of the epoch at which early stopping kept the
+best weights. ``model.pt`` carries everything needed to classify a new recording: weights,
+arch, classes, input size, normalisation, and the sweep-selection and scalogram parameters
+that produced the inputs (``preparation``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sts.dl.train import TrainParams, fit
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.pt"
+CHECKPOINT = "checkpoint.pt"
+
+
+def train_final(
+    packed,
+    arch: str,
+    best_params: dict,
+    out_dir: str | Path,
+    seed: int = 0,
+    weights: str = "none",
+    weights_path: str | None = None,
+    device: str = "auto",
+    preparation: dict | None = None,
+    threads: int | None = None,
+    recalibrate_bn: bool = False,
+) -> Path:
+    """Refit and write model.pt, history.csv and training_curves.png to ``out_dir``."""
+    import torch
+
+    from sts.metrics import _atomic, write_csv_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hp = best_params["params"]
+    epochs = int(best_params["final_epochs"])
+    params = TrainParams(**hp, max_epochs=epochs, seed=seed, weights=weights, weights_path=weights_path,
+                         device=device, recalibrate_bn=recalibrate_bn)  # fmt: skip
+    train_idx = packed.indices("train")
+    log.info("%s: final fit on %d training cells for %d epochs with %s", arch, len(train_idx), epochs, hp)
+    result = fit(arch, packed.images, packed.y, len(packed.classes), train_idx, None, params,
+                 checkpoint=out / CHECKPOINT, threads=threads)  # fmt: skip
+    history = pd.DataFrame(result.history)
+    model = {
+        "state_dict": result.state_dict, "arch": arch, "classes": list(packed.classes),
+        "input_size": list(packed.input_size), "normalisation": json.loads(packed.norm.to_json()),
+        "dropout": hp.get("dropout", 0.0), "train_params": {**hp, "epochs": epochs, "seed": seed, "weights": weights},
+        "cv_balanced_accuracy": best_params.get("cv_balanced_accuracy"), "preparation": preparation or {},
+        "scalogram_axes": {"freqs_hz": np.asarray(packed.freqs_hz).tolist(), "fs_hz": packed.fs_hz,
+                           "n_times": packed.n_times},
+        "history": result.history,
+    }  # fmt: skip
+    write_csv_atomic(out / "history.csv", history)
+    plot_curves(history, out / "training_curves.png", arch, best_params)
+    _atomic(out / MODEL_FILE, lambda tmp: torch.save(model, tmp), ".pt")
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    return out / MODEL_FILE
+
+
+def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict) -> None:
+    """Training loss and learning rate of the refit; CV fold scores of the chosen trial in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from sts.metrics import save_figure_atomic
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    ax1.plot(history["epoch"], history["train_loss"], marker="o")
+    ax1.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title=f"{arch}: final fit")
+    ax2.plot(history["epoch"], history["learning_rate"], marker="o")
+    ax2.set(xlabel="epoch", ylabel="learning rate", yscale="log")
+    scores = ", ".join(f"{s:.3f}" for s in best_params.get("fold_scores", []))
+    fig.suptitle(f"CV balanced accuracy per fold of the chosen parameters: {scores}", fontsize=9)
+    try:
+        save_figure_atomic(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def load_model(path: str | Path, device="cpu"):
+    """(model in eval mode, metadata dict) from a model.pt."""
+    import torch
+
+    from sts.dl.models import build_model
+
+    meta = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(meta["arch"], len(meta["classes"]), meta["dropout"], int(meta["input_size"][0]))
+    model.load_state_dict(meta["state_dict"])
+    if meta["arch"] == "inception_v3":  # as trained: ImageNet backbones re-map their inputs
+        model.transform_input = meta["train_params"].get("weights") == "imagenet"
+    return model.to(device).eval(), meta

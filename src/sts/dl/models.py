@@ -1,0 +1,101 @@
+"""The study's four torchvision CNNs with their head replaced by dropout + Linear(n_classes).
+
+Weights: ``none`` (random init; tests and the demo, no network) or ``imagenet``, taken from a
+pre-staged state-dict file (``sts fetch-weights`` writes one through torchvision's weights
+API) or, without a file, from torchvision's cache/download. InceptionV3 trains with its
+auxiliary classifier (loss weight 0.4) when the input is at least 299 px; its aux head cannot
+run on smaller maps, so below that it is left out (and logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ARCHITECTURES = ("mobilenet_v2", "resnet18", "densenet121", "inception_v3")
+MIN_SIZE = {"mobilenet_v2": 32, "resnet18": 32, "densenet121": 32, "inception_v3": 75}
+STUDY_SIZE = {"mobilenet_v2": 224, "resnet18": 224, "densenet121": 224, "inception_v3": 299}
+WEIGHTS = {  # torchvision weight enums of the study's ImageNet models
+    "mobilenet_v2": "MobileNet_V2_Weights.IMAGENET1K_V1",
+    "resnet18": "ResNet18_Weights.IMAGENET1K_V1",
+    "densenet121": "DenseNet121_Weights.IMAGENET1K_V1",
+    "inception_v3": "Inception_V3_Weights.IMAGENET1K_V1",
+}
+AUX_MIN_SIZE = 299
+AUX_WEIGHT = 0.4
+
+
+def check_arch(arch: str, input_size: int | None = None) -> None:
+    """Reject an unknown architecture or an input too small for it, with a clear message."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}: choose from {', '.join(ARCHITECTURES)}")
+    if input_size is not None and input_size < MIN_SIZE[arch]:
+        raise ValueError(f"{arch} needs inputs of at least {MIN_SIZE[arch]} px, got {input_size}")
+
+
+def uses_aux(arch: str, input_size: int) -> bool:
+    return arch == "inception_v3" and input_size >= AUX_MIN_SIZE
+
+
+def _head(dropout: float, n_in: int, n_classes: int):
+    import torch.nn as nn
+
+    return nn.Sequential(nn.Dropout(p=dropout), nn.Linear(n_in, n_classes))
+
+
+def build_model(
+    arch: str,
+    n_classes: int,
+    dropout: float = 0.0,
+    input_size: int = 224,
+    weights: str = "none",
+    weights_path: str | Path | None = None,
+):
+    """A torchvision ``arch`` with a new head for ``n_classes`` (ImageNet backbone if asked)."""
+    import torch
+    import torchvision.models as tvm
+
+    check_arch(arch, input_size)
+    if weights not in ("none", "imagenet"):
+        raise ValueError(f"weights {weights!r}: expected 'none' or 'imagenet'")
+    kwargs = {}
+    if arch == "inception_v3":
+        # transform_input re-maps ImageNet-normalised inputs as the pretrained network expects.
+        kwargs = {"aux_logits": True, "init_weights": weights == "none", "transform_input": weights == "imagenet"}
+    model = getattr(tvm, arch)(weights=None, **kwargs)
+    if weights == "imagenet":
+        if weights_path:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        else:
+            state = tvm.get_weight(WEIGHTS[arch]).get_state_dict(progress=False)
+        model.load_state_dict(state)
+        log.info("%s: ImageNet weights from %s", arch, weights_path or "torchvision")
+    if arch == "mobilenet_v2":
+        model.classifier = _head(dropout, model.last_channel, n_classes)
+    elif arch == "resnet18":
+        model.fc = _head(dropout, model.fc.in_features, n_classes)
+    elif arch == "densenet121":
+        model.classifier = _head(dropout, model.classifier.in_features, n_classes)
+    else:
+        model.fc = _head(dropout, model.fc.in_features, n_classes)
+        if uses_aux(arch, input_size):
+            model.AuxLogits.fc = torch.nn.Linear(model.AuxLogits.fc.in_features, n_classes)
+        else:
+            log.info("inception_v3 at %d px (< %d): auxiliary classifier left out", input_size, AUX_MIN_SIZE)
+            model.aux_logits, model.AuxLogits = False, None
+    return model
+
+
+def fetch_weights(arch: str, out_path: str | Path) -> Path:
+    """Download ``arch``'s ImageNet weights through torchvision and save the state dict."""
+    import torch
+    import torchvision.models as tvm
+
+    from sts.metrics import _atomic
+
+    check_arch(arch)
+    state = tvm.get_weight(WEIGHTS[arch]).get_state_dict(progress=True)
+    _atomic(Path(out_path), lambda tmp: torch.save(state, tmp), ".pth")
+    return Path(out_path)

@@ -1,0 +1,249 @@
+"""One training run of a CNN on packed images: full fine-tuning with Adam and step decay.
+
+``fit`` trains on ``train_idx`` for up to ``max_epochs``; with ``valid_idx`` it scores the
+validation balanced accuracy after every epoch, keeps the best weights and stops after
+``patience`` epochs without improvement. Without validation cells it trains exactly
+``max_epochs`` (the final refit). The learning rate is multiplied by ``decay_factor`` every
+``decay_period`` epochs (``decay_factor`` 0: constant).
+
+With ``recalibrate_bn`` the batch-norm running statistics are recomputed on the training
+cells after every epoch (before validation): needed for small cohorts, see ``recalibrate_bn``.
+
+Device: CUDA when present (with automatic mixed precision), else CPU, where runs are seeded
+and deterministic (``torch.use_deterministic_algorithms``): same seed, same weights.
+A checkpoint (model, optimiser, scheduler, RNG, history) is written atomically after every
+epoch; a run killed and started again with the same settings continues from it and ends
+with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from sts.dl.models import AUX_WEIGHT, build_model, uses_aux
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Hyper-parameters of one fit (the tuned ones first)."""
+
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    decay_factor: float = 0.0
+    decay_period: int = 10
+    patience: int = 10
+    dropout: float = 0.0
+    max_epochs: int = 30
+    seed: int = 0
+    weights: str = "none"
+    weights_path: str | None = None
+    device: str = "auto"
+    recalibrate_bn: bool = False  # re-estimate batch-norm statistics on the training cells each epoch
+
+
+@dataclass
+class FitResult:
+    history: list[dict]
+    best_epoch: int  # epochs trained when the kept weights were reached (1-based)
+    best_score: float | None  # validation balanced accuracy there (None without validation)
+    state_dict: dict = field(repr=False)
+    stopped_early: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+def select_device(preference: str = "auto"):
+    """``auto``: CUDA when available, else CPU; or an explicit torch device string."""
+    import torch
+
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(preference)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {preference!r} requested but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int, device, threads: int | None = None) -> None:
+    """Seed torch and numpy; deterministic kernels on CPU; torch threads from the job's threads."""
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    if threads:
+        torch.set_num_threads(threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def batch_tensor(images: np.ndarray, idx: np.ndarray, device):
+    """Rows ``idx`` of the (memory-mapped) image array as a float32 tensor on ``device``."""
+    import torch
+
+    order = np.sort(idx)  # sorted reads of a memory map are sequential
+    x = torch.from_numpy(np.ascontiguousarray(images[order], dtype=np.float32))
+    if not np.array_equal(order, idx):
+        x = x[torch.from_numpy(np.argsort(np.argsort(idx)))]
+    return x.to(device, non_blocking=True)
+
+
+def predict_proba(model, images: np.ndarray, idx: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
+    """Softmax class probabilities (len(idx), n_classes) in eval mode."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad(), torch.autocast(device.type, enabled=device.type == "cuda"):
+        for start in range(0, len(idx), batch_size):
+            logits = model(batch_tensor(images, idx[start : start + batch_size], device))
+            out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def recalibrate_bn(model, images: np.ndarray, idx: np.ndarray, batch_size: int, device) -> None:
+    """Replace batch-norm running statistics by their average over ``idx`` (torch's update_bn).
+
+    With few optimiser steps (small cohorts) the running estimates still carry their
+    initial values, and eval-mode outputs collapse to one class; recomputing them fixes that.
+    """
+    import torch
+    from torch.optim.swa_utils import update_bn
+
+    with torch.autocast(device.type, enabled=device.type == "cuda"):
+        update_bn((batch_tensor(images, idx[s : s + batch_size], device) for s in range(0, len(idx), batch_size)),
+                  model)  # fmt: skip
+
+
+def _atomic_save(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def fit(
+    arch: str,
+    images: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    train_idx: np.ndarray,
+    valid_idx: np.ndarray | None,
+    params: TrainParams,
+    checkpoint: str | Path | None = None,
+    on_epoch: Callable[[int, float | None], None] | None = None,
+    threads: int | None = None,
+) -> FitResult:
+    """Train ``arch`` on ``images[train_idx]`` (see the module docstring).
+
+    ``on_epoch(epoch, best_valid_score)`` runs after each epoch's checkpoint (a tuner's
+    pruning hook may raise there).
+    """
+    import torch
+    from sklearn.metrics import balanced_accuracy_score
+
+    device = select_device(params.device)
+    seed_everything(params.seed, device, threads)
+    input_size = int(images.shape[-1])
+    model = build_model(arch, n_classes, params.dropout, input_size, params.weights, params.weights_path)
+    model.to(device)
+    aux = uses_aux(arch, input_size)
+    opt = torch.optim.Adam(model.parameters(), lr=params.learning_rate, fused=True)  # 7x faster on CPU
+    sched = (
+        torch.optim.lr_scheduler.StepLR(opt, step_size=params.decay_period, gamma=params.decay_factor)
+        if params.decay_factor > 0
+        else None
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+    loss_fn = torch.nn.CrossEntropyLoss()
+    y_t = torch.as_tensor(y, dtype=torch.long)
+    fingerprint = {"arch": arch, "n_train": len(train_idx), "n_valid": 0 if valid_idx is None else len(valid_idx),
+                   "params": asdict(params), "input_size": input_size}  # fmt: skip
+    state = {"epoch": 0, "history": [], "best_score": None, "best_epoch": 0, "best_state": None, "bad": 0,
+             "stopped": False}  # fmt: skip
+    ckpt = Path(checkpoint) if checkpoint else None
+    if ckpt and ckpt.exists():
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        if saved.get("fingerprint") == fingerprint:
+            model.load_state_dict(saved["model"])
+            opt.load_state_dict(saved["optimizer"])
+            if sched:
+                sched.load_state_dict(saved["scheduler"])
+            scaler.load_state_dict(saved["scaler"])
+            torch.set_rng_state(saved["rng"])
+            state = saved["state"]
+            log.info("%s: resumed from %s after epoch %d", arch, ckpt, state["epoch"])
+        else:
+            log.warning("%s: checkpoint %s is from other settings; starting afresh", arch, ckpt)
+
+    rng = lambda epoch: np.random.default_rng([params.seed, epoch])  # noqa: E731  same order after resume
+    while state["epoch"] < params.max_epochs and not state["stopped"]:
+        epoch = state["epoch"]
+        t0 = time.perf_counter()
+        model.train()
+        order = rng(epoch).permutation(train_idx)
+        losses, seen = [], 0
+        for start in range(0, len(order), params.batch_size):
+            idx = order[start : start + params.batch_size]
+            if len(idx) < 2:  # batch norm cannot train on a single image
+                continue
+            xb, yb = batch_tensor(images, idx, device), y_t[idx].to(device)
+            with torch.autocast(device.type, enabled=device.type == "cuda"):
+                out = model(xb)
+                if aux:
+                    loss = loss_fn(out.logits, yb) + AUX_WEIGHT * loss_fn(out.aux_logits, yb)
+                else:
+                    loss = loss_fn(out, yb)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            losses.append(float(loss.detach()) * len(idx))
+            seen += len(idx)
+        train_s = time.perf_counter() - t0
+        lr = opt.param_groups[0]["lr"]
+        if sched:
+            sched.step()
+        if params.recalibrate_bn:
+            recalibrate_bn(model, images, train_idx, params.batch_size, device)
+        row = {"epoch": epoch + 1, "train_loss": sum(losses) / max(seen, 1), "learning_rate": lr,
+               "images_per_s": seen / train_s if train_s > 0 else float("nan")}  # fmt: skip
+        if valid_idx is not None and len(valid_idx):
+            proba = predict_proba(model, images, valid_idx, device)
+            score = float(balanced_accuracy_score(y[valid_idx], proba.argmax(axis=1)))
+            row["valid_balanced_accuracy"] = score
+            if state["best_score"] is None or score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch + 1, bad=0,
+                             best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))  # fmt: skip
+            else:
+                state["bad"] += 1
+            state["stopped"] = state["bad"] >= params.patience
+        else:
+            state.update(best_epoch=epoch + 1, best_state=None)
+        row["seconds"] = time.perf_counter() - t0
+        state["history"].append(row)
+        state["epoch"] = epoch + 1
+        log.info("%s epoch %d/%d: %s", arch, epoch + 1, params.max_epochs,
+                 ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))  # fmt: skip
+        if ckpt:
+            _atomic_save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict() if sched else None, "scaler": scaler.state_dict(),
+                          "rng": torch.get_rng_state(), "state": state}, ckpt)  # fmt: skip
+        if on_epoch:
+            on_epoch(epoch, state["best_score"])
+    best = state["best_state"] or {k: v.cpu() for k, v in model.state_dict().items()}
+    return FitResult(state["history"], state["best_epoch"], state["best_score"], best, state["stopped"])

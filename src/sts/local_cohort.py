@@ -1,0 +1,136 @@
+"""``cohort: local``: the user's own recordings, listed in a CSV (``local.labels``).
+
+CSV columns: ``file`` (relative to the CSV's folder unless absolute) and ``label``; optional
+``specimen_id`` (default: the file name's stem), ``dataset`` (free text, default ``local``) and,
+for ABF files without a command waveform, the long-square ladder ``first_amplitude_pa``,
+``step_pa``, ``onset_s``, ``duration_s`` (sweep k steps to first + k * step).
+``read_local_labels`` keeps every CSV row: a row that cannot be used gets ``status`` 'excluded'
+and its reasons (all of them, joined by '; ').
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from sts.nwb.abf import PROTOCOL_FIELDS, Protocol
+
+LAYOUTS = {".nwb": "nwb", ".abf": "abf"}
+SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+MAX_ID_LENGTH = 200  # ids become file names ({id}.h5, with temporary prefixes and suffixes)
+DEFAULT_DATASET = "local"
+COLUMNS = ["specimen_id", "dataset", "label", "file", "layout", "status", "reason"]
+
+
+def id_problem(specimen_id: str) -> str:
+    """Why a specimen id is unsafe as a file name / wildcard / command-line argument; '' if safe."""
+    if not SAFE_ID.match(specimen_id):
+        return f"unsafe specimen_id {specimen_id!r}: use only letters, digits, '_', '-' and '.'"
+    if specimen_id.startswith((".", "-")):
+        return f"unsafe specimen_id {specimen_id!r}: must not start with '.' or '-'"
+    if len(specimen_id) > MAX_ID_LENGTH:
+        return f"unsafe specimen_id {specimen_id[:20]!r}...: longer than {MAX_ID_LENGTH} characters"
+    return ""
+
+
+def _text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
+
+
+def _protocol(row: pd.Series, given: list[str]) -> tuple[dict, str]:
+    """The row's protocol values ({} if none given) and what is wrong with them ('' if nothing)."""
+    values = {k: _text(row.get(k)) for k in given}
+    filled = {k: v for k, v in values.items() if v}
+    if not filled:
+        return {}, ""
+    missing = [k for k in PROTOCOL_FIELDS if not values.get(k)]
+    if missing:
+        return {}, f"incomplete protocol: {', '.join(missing)} missing (give all of {', '.join(PROTOCOL_FIELDS)})"
+    try:
+        numbers = {k: float(v) for k, v in filled.items()}
+        Protocol(**numbers)
+    except ValueError as err:
+        return {}, f"bad protocol: {err}"
+    return numbers, ""
+
+
+def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
+    """One row per CSV row: specimen_id, dataset, label, file (absolute), layout (nwb/abf), the
+    protocol columns present in the CSV (float, NaN where not given), status (ok/excluded), reason.
+
+    Raises ValueError if the CSV lacks a ``file`` or ``label`` column.
+    """
+    csv_path = Path(csv_path)
+    raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    raw.columns = [c.strip() for c in raw.columns]
+    missing = [c for c in ("file", "label") if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{csv_path}: missing column(s) {missing}; columns are {list(raw.columns)}")
+    given = [k for k in PROTOCOL_FIELDS if k in raw.columns]
+    folder = csv_path.absolute().parent
+    classes = tuple(classes)
+    rows, seen = [], set()
+    for _, row in raw.iterrows():
+        reasons = []
+        name = _text(row["file"])
+        file = Path(os.path.normpath(folder / name)) if name else None  # absolute names stay as they are
+        sid = _text(row.get("specimen_id")) or (file.stem if file else "")
+        label = _text(row["label"])
+        layout = LAYOUTS.get(file.suffix.lower(), "") if file else ""
+        problem = id_problem(sid) if sid else "no specimen_id and no file to name it after"
+        if problem:
+            reasons.append(problem)
+        elif sid in seen:
+            reasons.append(f"duplicate specimen_id {sid!r} (an earlier CSV row has it)")
+        seen.add(sid)
+        if label not in classes:
+            reasons.append(f"label {label!r} not in classes {list(classes)}")
+        if file is None:
+            reasons.append("no file given")
+        elif not file.is_file():
+            reasons.append(f"file not found: {file}")
+        if file is not None and not layout:
+            reasons.append(f"unsupported file type {file.suffix or '(none)'!r} of {file.name} (expected .nwb or .abf)")
+        protocol, problem = _protocol(row, given) if layout == "abf" else ({}, "")  # only ABF uses one
+        if problem:
+            reasons.append(problem)
+        rows.append({
+            "specimen_id": sid, "dataset": _text(row.get("dataset")) or DEFAULT_DATASET, "label": label,
+            "file": str(file) if file else "", "layout": layout,
+            **{k: protocol.get(k, math.nan) for k in given},
+            "status": "excluded" if reasons else "ok", "reason": "; ".join(reasons),
+        })
+    columns = COLUMNS[:5] + given + COLUMNS[5:]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def row_protocol(row) -> Protocol | None:
+    """The Protocol of a table row, or None where the row gives none (NWB files, ABF with sweepC)."""
+    values = {k: row.get(k, math.nan) for k in PROTOCOL_FIELDS}
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values.values()):
+        return None
+    return Protocol(**{k: float(v) for k, v in values.items()})
+
+
+def check_class_counts(table: pd.DataFrame, n_folds: int, test_fraction: float, classes=None) -> None:
+    """Stop before any job runs when a class has too few usable ('ok') cells for the split.
+
+    The rule is sts.manifest.assign_split's: each class needs one holdout cell and one cell per
+    fold (n_folds + 1). With ``classes``, a configured class without any usable cell counts too.
+    """
+    need = n_folds + 1
+    labels = table.loc[table["status"] == "ok", "label"]
+    counts = labels.value_counts()
+    if classes is not None:
+        counts = counts.reindex(list(classes), fill_value=0)
+    small = counts[counts < need]
+    if len(small) or labels.empty:
+        detail = ", ".join(f"{c}: {n}" for c, n in small.items()) or "no usable cells"
+        raise ValueError(
+            f"classes with too few usable cells for a {test_fraction:g} holdout and {n_folds} folds "
+            f"(need >= {need} each): {detail}"
+        )

@@ -1,0 +1,112 @@
+"""sts.acquire.http against the loopback server: retries, resume, verification, atomic rename."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from fakeserver import FakeServer
+from sts.acquire.http import CHUNK, DownloadError, RetryPolicy, download, get_json, part_path
+
+FAST = RetryPolicy(retries=3, backoff_s=0.01, timeout_s=10)
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = FakeServer().start()
+    srv.files["/f.bin"] = np.random.default_rng(0).bytes(300_000)
+    srv.route(r"/j", lambda m, q: (200, {"ok": True}))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def clean(server):
+    server.reset_counters()
+    server.faults.clear()
+
+
+def test_500_then_200_is_retried(server, tmp_path):
+    server.faults["/f.bin"] = ["500"]
+    result = download(f"{server.url}/f.bin", tmp_path / "f.bin", policy=FAST)
+    assert result.attempts == 2 and server.requests["/f.bin"] == 2
+    assert (tmp_path / "f.bin").read_bytes() == server.files["/f.bin"]
+    server.faults["/j"] = ["500", "500"]
+    assert get_json(f"{server.url}/j", policy=FAST) == {"ok": True} and server.requests["/j"] == 3
+
+
+def test_interrupted_download_resumes_with_a_range_request(server, tmp_path):
+    data = server.files["/f.bin"]
+    server.faults["/f.bin"] = ["truncate"]  # connection dies after half the body
+    result = download(f"{server.url}/f.bin", tmp_path / "f.bin", policy=FAST)
+    assert (tmp_path / "f.bin").read_bytes() == data
+    first, second = server.ranges["/f.bin"]
+    resumed_at = int(second.removeprefix("bytes=").rstrip("-"))
+    # Resumed where the kept bytes end (a broken read may lose at most the chunk in flight).
+    assert first == "truncate" and len(data) // 2 - CHUNK <= resumed_at <= len(data) // 2
+    assert result.bytes_fetched == len(data)
+    assert server.bytes_sent["/f.bin"] == len(data) // 2 + (len(data) - resumed_at)
+
+
+def test_partial_file_from_a_killed_run_is_resumed(server, tmp_path):
+    data = server.files["/f.bin"]
+    dest = tmp_path / "f.bin"
+    part_path(dest).write_bytes(data[:123_456])
+    result = download(f"{server.url}/f.bin", dest, policy=FAST)
+    assert result.resumed and result.bytes_fetched == len(data) - 123_456
+    assert dest.read_bytes() == data and not part_path(dest).exists()
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
+    data = server.files["/f.bin"]
+    server.files["/norange.bin"] = data
+    server.no_range.add("/norange.bin")
+    dest = tmp_path / "n.bin"
+    part_path(dest).write_bytes(b"stale" * 1000)
+    result = download(f"{server.url}/norange.bin", dest, policy=FAST)  # 200 to a Range request
+    assert dest.read_bytes() == data and result.bytes_fetched == len(data)
+
+
+def test_stale_partial_longer_than_the_file_is_discarded(server, tmp_path):
+    data = server.files["/f.bin"]
+    dest = tmp_path / "s.bin"
+    part_path(dest).write_bytes(data + b"extra")  # the server answers 416 to its Range
+    result = download(f"{server.url}/f.bin", dest, expected_size=len(data), policy=FAST)
+    assert dest.read_bytes() == data and result.attempts == 2
+
+
+def test_checksum_and_size_mismatch_are_detected(server, tmp_path):
+    data = server.files["/f.bin"]
+    good = hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "c.bin"
+    assert download(f"{server.url}/f.bin", dest, checksum=("sha256", good), policy=FAST).size == len(data)
+    dest.unlink()
+    with pytest.raises(DownloadError, match="sha256 mismatch") as err:
+        download(f"{server.url}/f.bin", dest, checksum=("sha256", "0" * 64), policy=FAST)
+    assert err.value.permanent and not dest.exists() and not part_path(dest).exists()
+    assert server.requests["/f.bin"] == 3  # one good download, then one fresh retry of the bad one
+    server.files["/short.bin"] = data[: len(data) // 3]  # a truncated file on the server
+    with pytest.raises(DownloadError, match="size mismatch"):
+        download(f"{server.url}/short.bin", dest, expected_size=len(data), policy=FAST)
+    assert not dest.exists()
+
+
+def test_404_fails_at_once_and_permanently(server, tmp_path):
+    with pytest.raises(DownloadError) as err:
+        download(f"{server.url}/missing.bin", tmp_path / "m.bin", policy=FAST)
+    assert err.value.status == 404 and err.value.permanent and server.requests["/missing.bin"] == 1
+
+
+def test_transient_failures_past_the_retries_keep_the_partial_file(server, tmp_path):
+    dest = tmp_path / "t.bin"
+    server.faults["/f.bin"] = ["truncate", "500", "500", "500"]
+    with pytest.raises(DownloadError) as err:
+        download(f"{server.url}/f.bin", dest, policy=FAST)
+    assert not err.value.permanent and not dest.exists()
+    kept = part_path(dest).stat().st_size  # kept for the next run
+    assert len(server.files["/f.bin"]) // 2 - CHUNK <= kept <= len(server.files["/f.bin"]) // 2
+    server.reset_counters()
+    assert download(f"{server.url}/f.bin", dest, policy=FAST).bytes_fetched == len(server.files["/f.bin"]) - kept
+    assert server.ranges["/f.bin"] == [f"bytes={kept}-"]

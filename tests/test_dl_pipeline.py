@@ -1,0 +1,143 @@
+"""Tiny end-to-end deep-learning stage: tuning (killed, then resumed), final fit, holdout
+evaluation checked against scikit-learn, saliency maps on the scalogram's shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort  # noqa: E402
+from sts.dl.pack import load_packed, pack  # noqa: E402
+from sts.dl.tune import TuneSettings, finished, open_study, tune  # noqa: E402
+
+SPACE = {"batch_size": [8], "learning_rate": {"low": 5e-4, "high": 3e-3}, "patience": {"low": 2, "high": 3}}
+SETTINGS = TuneSettings(arch="resnet18", n_trials=2, max_epochs=2, seed=0, space=SPACE, pruner_startup_trials=1,
+                        pruner_warmup_epochs=0, device="cpu")  # fmt: skip
+PREPARATION = {"sweeps": {"window_s": 1.2, "fs_hz": 4000, "plus_pa": 40}, "scalogram": {"wavelet": "mexh"}}
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dlstage")
+    manifest, scal_dir = write_cohort(root, per_class=8)
+    pack(manifest, scal_dir, root / "packed.h5", 32, classes=CLASSES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tuned(stage):
+    """`sts tune` killed (SIGKILL) after its first trial, then resumed in-process."""
+    out = stage / "tuning"
+    cmd = [sys.executable, "-m", "sts.cli", "tune", str(stage / "packed.h5"), str(out), "--arch", "resnet18",
+           "--trials", "2", "--max-epochs", "2", "--space", json.dumps(SPACE), "--device", "cpu", "--threads", "1"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if "trial 0 finished" in line:
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "".join(lines[-20:])
+    cli_settings = TuneSettings(**{**SETTINGS.__dict__, "pruner_startup_trials": 5, "pruner_warmup_epochs": 5})
+    before = open_study(out, cli_settings)
+    assert len(finished(before)) == 1
+    first = before.trials[0].value
+    best = tune(load_packed(stage / "packed.h5"), out, cli_settings, threads=1)
+    return out, best, first, cli_settings
+
+
+def test_tuning_resumes_and_writes_its_outputs(tuned):
+    out, best, first, settings = tuned
+    study = open_study(out, settings)
+    done = finished(study)
+    assert len(done) == 2 and study.trials[0].value == first  # the killed run's trial was kept
+    trials = pd.read_csv(out / "trials.csv")
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED", "RUNNING"} and (trials["state"] != "RUNNING").sum() == 2
+    assert {"param_batch_size", "param_learning_rate", "epochs_run"} <= set(trials.columns)
+    search = json.loads((out / "search.json").read_text())
+    assert search["complete"] + search["pruned"] == 2 and search["epochs_saved_by_pruning"] >= 0
+    assert best == json.loads((out / "best_params.json").read_text())
+    assert set(best["params"]) == set(settings.full_space)
+    assert 5e-4 <= best["params"]["learning_rate"] <= 3e-3 and best["params"]["batch_size"] == 8
+    assert len(best["fold_scores"]) == 3 and best["cv_balanced_accuracy"] == pytest.approx(np.mean(best["fold_scores"]))
+    assert 1 <= best["final_epochs"] <= 2
+
+
+def test_a_second_call_with_the_same_settings_runs_no_trial(tuned, stage):
+    out, _, _, settings = tuned
+    n = len(open_study(out, settings).trials)
+    tune(load_packed(stage / "packed.h5"), out, settings, threads=1)
+    assert len(open_study(out, settings).trials) == n
+
+
+@pytest.fixture(scope="module")
+def model_dir(tuned, stage):
+    from sts.dl.final import train_final
+
+    _, best, _, _ = tuned
+    out = stage / "model"
+    train_final(load_packed(stage / "packed.h5"), "resnet18", best, out, device="cpu", preparation=PREPARATION,
+                threads=1)  # fmt: skip
+    return out
+
+
+def test_model_file_carries_what_prediction_needs(model_dir, tuned):
+    meta = torch.load(model_dir / "model.pt", weights_only=False)
+    assert meta["arch"] == "resnet18" and meta["classes"] == CLASSES and meta["input_size"] == [32, 32]
+    assert meta["normalisation"] == {"imagenet": True, "log": False, "magnitude": True, "scaling": "image"}
+    assert meta["preparation"] == PREPARATION
+    assert len(meta["history"]) == tuned[1]["final_epochs"]
+    assert (model_dir / "training_curves.png").stat().st_size > 0 and not (model_dir / "checkpoint.pt").exists()
+
+
+def test_holdout_metrics_match_sklearn(model_dir, stage):
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+    from sts.dl.evaluate import evaluate_model
+    from sts.metrics import read_predictions
+
+    packed = load_packed(stage / "packed.h5")
+    metrics = evaluate_model(model_dir / "model.pt", packed, model_dir, device="cpu")
+    preds, classes, proba = read_predictions(model_dir / "predictions.csv")
+    assert classes == CLASSES and set(preds["specimen_id"].astype(str)) == set(packed.specimen_id[packed.split == "test"])
+    assert np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+    assert list(preds["predicted"]) == [CLASSES[i] for i in proba.argmax(axis=1)]
+    y, p = preds["label"], preds["predicted"]
+    assert metrics == json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(y, p))
+    assert metrics["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
+    assert metrics["confusion_matrix"] == confusion_matrix(y, p, labels=CLASSES).tolist()
+    assert metrics["classes"] == CLASSES and set(metrics["per_class"]) == set(CLASSES)
+
+
+@pytest.mark.parametrize("method", ["gradient", "integrated_gradients"])
+def test_saliency_has_the_scalogram_shape(model_dir, stage, method):
+    import h5py
+
+    from sts.dl.saliency import explain
+
+    out = stage / f"saliency_{method}"
+    explain(model_dir / "model.pt", load_packed(stage / "packed.h5"), out, method=method, device="cpu", ig_steps=4)
+    with h5py.File(out / "saliency.h5") as f:
+        sal, n_cells = f["saliency"][()], list(f.attrs["n_cells"])
+        assert json.loads(f.attrs["classes"]) == CLASSES and f.attrs["method"] == method
+        assert f.attrs["times_ms"][-1] == pytest.approx((N_TIMES - 1) / 4.0)
+    assert sal.shape == (len(CLASSES), 2, N_FREQS, N_TIMES) and sal.dtype == np.float32
+    for c, n in enumerate(n_cells):
+        if n:
+            assert np.isfinite(sal[c]).all() and (sal[c] >= 0).all() and sal[c].max() > 0
+        else:
+            assert np.isnan(sal[c]).all()
+    assert sum(n_cells) > 0 and (out / "saliency.png").stat().st_size > 0

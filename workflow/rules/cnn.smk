@@ -1,0 +1,150 @@
+# Deep-learning stage: pack the scalograms once per input size, then per architecture an
+# Optuna search over the CV folds, a final fit on all training cells, one holdout evaluation
+# and per-class saliency maps. Each architecture's jobs get only its own settings as params,
+# so changing one architecture's settings re-runs that architecture only.
+
+
+wildcard_constraints:
+    arch="mobilenet_v2|resnet18|densenet121|inception_v3",
+    size=r"\d+",
+
+
+# Downloads run where the network is (login node), never in a cluster job.
+localrules:
+    cnn_fetch_weights,
+
+
+rule cnn_pack:
+    input:
+        manifest="results/manifest.csv",
+        scalograms=expand(
+            "results/scalograms/{specimen_id}.h5", specimen_id=SPECIMEN_IDS
+        ),
+    output:
+        packed="results/cnn/packed_{size}px.h5",
+    log:
+        "logs/cnn_pack/{size}.log",
+    benchmark:
+        "benchmarks/cnn_pack/{size}.tsv"
+    conda:
+        "../envs/cnn.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    params:
+        norm=CNN["normalisation"],
+        dtype=CNN["dtype"],
+        classes=config["classes"],
+    script:
+        "../scripts/cnn_pack.py"
+
+
+rule cnn_fetch_weights:
+    output:
+        weights=os.path.join(CNN["weights_dir"] or "resources/weights", "{arch}.pth"),
+    log:
+        "logs/cnn_fetch_weights/{arch}.log",
+    conda:
+        "../envs/cnn.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "sts fetch-weights $(dirname {output.weights}) {wildcards.arch} 2> {log}"
+
+
+rule cnn_tune:
+    input:
+        packed=cnn_packed,
+        weights=cnn_weights_file,
+    output:
+        best="results/tuning/{arch}/best_params.json",
+        trials="results/tuning/{arch}/trials.csv",
+        search="results/tuning/{arch}/search.json",
+    log:
+        "logs/cnn_tune/{arch}.log",
+    benchmark:
+        "benchmarks/cnn_tune/{arch}.tsv"
+    conda:
+        "../envs/cnn.yaml"
+    threads: CNN["threads"]
+    resources:
+        mem_mb=CNN["mem_mb"],
+        runtime=CNN["runtime"],
+        gpu=CNN["gpus"],
+    params:
+        settings=cnn_tune_settings,
+    script:
+        "../scripts/cnn_tune.py"
+
+
+rule cnn_train:
+    input:
+        packed=cnn_packed,
+        best="results/tuning/{arch}/best_params.json",
+        weights=cnn_weights_file,
+    output:
+        model="results/models/{arch}/model.pt",
+        history="results/models/{arch}/history.csv",
+        curves="results/models/{arch}/training_curves.png",
+    log:
+        "logs/cnn_train/{arch}.log",
+    benchmark:
+        "benchmarks/cnn_train/{arch}.tsv"
+    conda:
+        "../envs/cnn.yaml"
+    threads: CNN["threads"]
+    resources:
+        mem_mb=CNN["mem_mb"],
+        runtime=max(CNN["runtime"] // 4, 10),
+        gpu=CNN["gpus"],
+    params:
+        settings=cnn_train_settings,
+        preparation=cnn_preparation(),
+    script:
+        "../scripts/cnn_train.py"
+
+
+rule cnn_evaluate:
+    input:
+        model="results/models/{arch}/model.pt",
+        packed=cnn_packed,
+    output:
+        metrics="results/models/{arch}/metrics.json",
+        predictions="results/models/{arch}/predictions.csv",
+        confusion="results/models/{arch}/confusion_matrix.png",
+    log:
+        "logs/cnn_evaluate/{arch}.log",
+    conda:
+        "../envs/cnn.yaml"
+    threads: CNN["threads"]
+    resources:
+        mem_mb=CNN["mem_mb"],
+        runtime=30,
+    params:
+        device=CNN["device"],
+    script:
+        "../scripts/cnn_evaluate.py"
+
+
+rule cnn_explain:
+    input:
+        model="results/models/{arch}/model.pt",
+        packed=cnn_packed,
+    output:
+        saliency="results/models/{arch}/saliency.h5",
+        figure="results/models/{arch}/saliency.png",
+    log:
+        "logs/cnn_explain/{arch}.log",
+    conda:
+        "../envs/cnn.yaml"
+    threads: CNN["threads"]
+    resources:
+        mem_mb=CNN["mem_mb"],
+        runtime=60,
+    params:
+        method=CNN["saliency"]["method"],
+        ig_steps=CNN["saliency"]["ig_steps"],
+        device=CNN["device"],
+    script:
+        "../scripts/cnn_explain.py"

@@ -1,0 +1,11 @@
+"""Snakemake adapter: the cohort's cell table (logic in sts.cohort) as results/metadata.csv."""
+
+import logging
+
+from sts.cohort import cohort_table
+from sts.metrics import write_csv_atomic
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+table = cohort_table(snakemake.params.cohort)
+write_csv_atomic(snakemake.output.metadata, table)
+logging.info("%d cells: %s", len(table), table.groupby(["dataset", "label"]).size().to_dict())
