@@ -154,11 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_manifest)
 
     for module in ("sts.baseline.cli", "sts.baseline.features_cli", "sts.acquire.cli", "sts.dl.cli"):
-        try:
-            mod = __import__(module, fromlist=["add_parser"])
-        except ImportError:
-            continue
-        mod.add_parser(sub)
+        __import__(module, fromlist=["add_parser"]).add_parser(sub)  # handlers import lazily
     return parser
 
 
