@@ -16,10 +16,14 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/baseline.smk"
 
 
-# Where the per-cell NWB files come from: the generator, or the real services.
+# Where the per-cell files come from: the generator, the real services, or the users' CSV.
 if config["cohort"] == "synthetic":
 
     include: "workflow/rules/cohort.smk"
+
+elif config["cohort"] == "local":
+
+    include: "workflow/rules/local.smk"
 
 else:
 
@@ -32,10 +36,26 @@ if CNN:
     include: "workflow/rules/cnn.smk"
 
 
+# Classifying new recordings, when config names a folder in predict.inputs.
+if PREDICT.get("inputs"):
+
+    include: "workflow/rules/predict.smk"
+
+
+# Report figures and tables (snakemake --report results/report.html), cross-dataset table.
+include: "workflow/rules/report.smk"
+
+
 rule all:
     default_target: True
     input:
         manifest="results/manifest.csv",
         baseline="results/baseline/metrics.json",
-        acquire=[] if config["cohort"] == "synthetic" else "results/acquire/report.csv",
+        acquire=(
+            []
+            if config["cohort"] in ("synthetic", "local")
+            else "results/acquire/report.csv"
+        ),
         cnn=cnn_targets(),
+        predict=predict_targets(),
+        report=report_targets(),

@@ -35,11 +35,18 @@ class Ladder:
     onset_s: float
 
 
-def simulate_ladder(cls: str, seed: int, n_sweeps: int = 10, onset_s: float = 0.5, step_pa: float = 20.0) -> Ladder:
-    """Long squares from 3 steps below the model's estimated rheobase upwards."""
+def simulate_ladder(cls: str, seed: int, n_sweeps: int = 10, onset_s: float = 0.5, step_pa: float = 20.0,
+                    first_pa: float | None = None) -> Ladder:
+    """Long squares from 3 steps below the model's estimated rheobase upwards; or, with
+    ``first_pa`` (e.g. negative, for ipfx's subthreshold features), from there up to at least
+    3 steps above the estimated rheobase (more sweeps than ``n_sweeps`` if needed)."""
     rng = np.random.default_rng(seed)
     p = models.draw_params(cls, rng)
-    first = step_pa * round(p.rheobase_est_pa / step_pa) - 3 * step_pa
+    top = step_pa * round(p.rheobase_est_pa / step_pa)
+    if first_pa is None:
+        first = top - 3 * step_pa
+    else:
+        first, n_sweeps = first_pa, max(n_sweeps, int((top - first_pa) // step_pa) + 4)
     amps = [first + k * step_pa for k in range(n_sweeps)]
     sweeps = [pr.Sweep("long_square", a, dur_s=SWEEP_S) for a in amps]
     _, responses, times = _simulate(p, sweeps, FS_HZ, onset_s, 0.0, rng)

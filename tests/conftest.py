@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -19,6 +22,19 @@ FILE_DEFECT_REASONS = {
     "nan_trace": "NaN values in the response of sweep",
 }
 DEFECT_REASONS = {**FILE_DEFECT_REASONS, "duplicate_id": "duplicate specimen_id", "unsure_label": "label Unsure"}
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def smk(workdir: Path, *args: str, config: dict | None = None, check=True) -> subprocess.CompletedProcess:
+    """Run this workflow's Snakefile in ``workdir`` (writing ``config`` to its config.yaml first)."""
+    cfg = workdir / "config.yaml"
+    if config is not None:
+        cfg.write_text(yaml.safe_dump(config))
+    cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(cfg), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from abf_data import STEP_S, simulate_ladder, write_abf1
-from sts.local_cohort import check_class_counts, read_local_labels, row_protocol
+from sts.local_cohort import check_class_counts, protocol_options, read_local_labels, row_protocol
 from sts.nwb.abf import NO_PROTOCOL
 from sts.sweeps import SelectionParams, select_sweeps
 
@@ -53,10 +53,11 @@ def test_rows_and_reasons(tmp_path):
     assert len(table) == len(rows)
     by_row = table.to_dict("records")
     ok = table[table["status"] == "ok"]
-    assert ok["specimen_id"].tolist() == ["a", "cell_B-1.2", "c", "h"]
-    assert ok["layout"].tolist() == ["nwb", "abf", "nwb", "nwb"]
-    assert ok["file"].tolist() == [str(tmp_path / n) for n in ("a.nwb", "sub/b.abf", "c.NWB", "h.nwb")]
-    assert ok["dataset"].tolist() == ["local", "rig 2", "local", "local"]
+    assert ok["specimen_id"].tolist() == ["cell_B-1.2", "c", "h"]
+    assert ok["layout"].tolist() == ["abf", "nwb", "nwb"]
+    assert ok["file"].tolist() == [str(tmp_path / n) for n in ("sub/b.abf", "c.NWB", "h.nwb")]
+    assert ok["dataset"].tolist() == ["rig 2", "local", "local"]
+    assert by_row[0]["file"] == str(tmp_path / "a.nwb") and by_row[0]["specimen_id"] == "a"
     b = by_row[1]
     assert (b["first_amplitude_pa"], b["step_pa"], b["onset_s"], b["duration_s"]) == (-40.0, 20.0, 0.5, 1.0)
     assert math.isnan(by_row[0]["step_pa"]) and math.isnan(by_row[13]["onset_s"])
@@ -65,7 +66,8 @@ def test_rows_and_reasons(tmp_path):
     reasons = [r["reason"] for r in by_row]
     assert reasons[3] == f"file not found: {tmp_path / 'missing.nwb'}"
     assert reasons[4].startswith("label 'Unsure' not in classes")
-    assert reasons[5] == "duplicate specimen_id 'a' (an earlier CSV row has it)"
+    # Every row of a repeated id is excluded (which one is meant is unknown), the first one too.
+    assert reasons[0] == reasons[5] == "duplicate specimen_id 'a' (3 CSV rows)"
     assert by_row[6]["specimen_id"] == "bad name" and reasons[6].startswith("unsafe specimen_id 'bad name'")
     for k in (7, 8, 9):
         assert reasons[k].startswith(f"unsafe specimen_id {by_row[k]['specimen_id']!r}")
@@ -74,6 +76,19 @@ def test_rows_and_reasons(tmp_path):
     assert reasons[12].startswith("bad protocol")
     # Several problems: all reasons are kept.
     assert reasons[14].startswith("duplicate specimen_id 'a'") and "label 'Vip/Lamp5' not in classes" in reasons[14]
+
+
+def test_protocol_options_reach_the_command_line():
+    """The row's ladder becomes select-sweeps/ep-features options that parse back to the same Protocol."""
+    from sts.cli import build_parser
+
+    row = {"first_amplitude_pa": -40.0, "step_pa": 20.0, "onset_s": 0.5, "duration_s": 1.0}
+    options = protocol_options(row)
+    assert options.startswith("--first-amplitude-pa=-40.0 ")
+    assert protocol_options({**row, "step_pa": math.nan}) == "" and protocol_options({}) == ""
+    for command in ("select-sweeps", "ep-features"):
+        args = build_parser().parse_args([command, "in.abf", "out", "--specimen-id", "x", *options.split()])
+        assert {k: getattr(args, k) for k in row} == row
 
 
 def test_csv_without_label_column(tmp_path):

@@ -51,6 +51,30 @@ def test_metadata_exclusions():
     assert (rows.loc[["2", "3", "4"], "status"] == "excluded").all()
 
 
+def test_metadata_status_and_reason_are_kept():
+    """A metadata table that excludes rows itself (cohort local) passes its reasons on, once each,
+    and expects no scalogram for them; ids stay text ('007' is not 7)."""
+    meta = pd.DataFrame({
+        "specimen_id": ["007", "a", "a", "b", "c"], "dataset": "local", "label": ["Sst", "Sst", "Sst", "Unsure", "Sst"],
+        "status": ["ok", "excluded", "excluded", "excluded", "excluded"],
+        "reason": ["", "duplicate specimen_id 'a' (2 CSV rows)", "duplicate specimen_id 'a' (2 CSV rows)",
+                   "label 'Unsure' not in classes [...]; file not found: /x/b.nwb", "file not found: /x/c.nwb"],
+    })
+    rows = cell_rows(meta, {"007": {"status": "ok", "amplitudes_pa": [50.0, 90.0]}}, CLASSES).set_index("specimen_id")
+    assert rows.loc["007", "status"] == "ok" and rows.loc["007", "reason"] == ""
+    assert rows.loc["a", "reason"] == "duplicate specimen_id 'a' (2 CSV rows)"
+    assert rows.loc["b", "reason"] == "label 'Unsure' not in classes [...]; file not found: /x/b.nwb"
+    assert rows.loc["c", "reason"] == "file not found: /x/c.nwb"
+    assert (rows.loc[["a", "b", "c"], "status"] == "excluded").all()
+
+
+def test_configured_class_without_cells_stops_the_split():
+    with pytest.raises(ValueError, match="Excitatory: 0"):
+        assign_split(table({"Pvalb": 10, "Sst": 10}), SplitParams(), classes=("Pvalb", "Sst", "Excitatory"))
+    assert set(assign_split(table({"Pvalb": 10, "Sst": 10}), SplitParams(), classes=("Pvalb", "Sst"))["split"]) == {
+        "train", "test"}
+
+
 def test_paper_split_files(tmp_path):
     ref = pd.DataFrame({"specimen_id": [f"{i}" for i in range(40)], "label": np.repeat(CLASSES, 10),
                         "status": "ok", "reason": ""})

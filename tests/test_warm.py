@@ -57,6 +57,31 @@ def test_warm_commands_match_cold_ones(synth_cells, tmp_path, warm_dir):
     assert list(warm_dir.glob("*.sock")), "the warm server was not used"
 
 
+def numeric_datasets(path: Path) -> dict[str, bytes]:
+    """Every numeric dataset's bytes (pynwb gives each file random object ids, so not the file's bytes)."""
+    found = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()].tobytes())
+                     if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "fiu" else None)  # fmt: skip
+    return found
+
+
+def test_warm_synthetic_cell_has_the_same_data(synth_cells, tmp_path, warm_dir):
+    cohort, _ = synth_cells
+    for _, row in cohort[cohort["defect"] == ""].drop_duplicates("dataset").iterrows():  # both layouts
+        args = ["synth", "cell", row["specimen_id"], None, "--dataset", row["dataset"], "--label", row["label"],
+                "--fs-hz", row["fs_hz"], "--cell-seed", row["cell_seed"], "--model-class", row["model_class"]]
+        out = {}
+        for warm in (True, False):
+            out[warm] = tmp_path / f"{row['specimen_id']}.{warm}.nwb"
+            args[3] = out[warm]
+            proc = run_sts(args, warm_dir, warm)
+            assert proc.returncode == 0, proc.stderr
+        warm_data = numeric_datasets(out[True])
+        assert len(warm_data) >= 4 and warm_data == numeric_datasets(out[False])
+    assert list(warm_dir.glob("*.sock")), "the warm server was not used"
+
+
 def test_warm_disabled_runs_in_process(synth_cells, tmp_path, warm_dir):
     sid, nwb = good_cells(synth_cells, 1)[0]
     assert run_sts(["select-sweeps", nwb, tmp_path / "s.h5", "--specimen-id", sid], warm_dir, False).returncode == 0

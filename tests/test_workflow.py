@@ -19,21 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import DEFECT_REASONS, REPO
+from conftest import DEFECT_REASONS, REPO, SNAKEMAKE, smk
 
 pytestmark = pytest.mark.slow
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-
-
-def smk(workdir: Path, *args: str, config: dict | None = None, check=True) -> subprocess.CompletedProcess:
-    cfg = workdir / "config.yaml"
-    if config is not None:
-        cfg.write_text(yaml.safe_dump(config))
-    cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(cfg), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
 
 
 def planned_jobs(workdir: Path, config: dict) -> dict[str, int]:
@@ -49,6 +37,27 @@ def cnn_jobs(config: dict) -> dict[str, int]:
     if not archs:
         return {}
     return {"cnn_pack": 1, **{r: len(archs) for r in ("cnn_tune", "cnn_train", "cnn_evaluate", "cnn_explain")}}
+
+
+def report_jobs(config: dict, cells: bool = False, baseline: bool = False, archs=()) -> dict[str, int]:
+    """Report and cross-dataset jobs downstream of a change: to the cells (everything), the
+    baseline's results, or some CNN architectures' results."""
+    cross = config.get("cross_dataset", {})
+    all_archs = config.get("cnn", {}).get("architectures", [])
+    archs = all_archs if cells else list(archs)
+    cross_archs = [a for a in archs if a in (cross.get("architectures") or all_archs)]
+    jobs = {"report_comparison": 1}
+    if cells:
+        jobs["report_scalograms"] = 1
+    if cells or baseline:
+        jobs["report_shap"] = 1
+    if cross.get("enabled"):
+        if cells or baseline:
+            jobs["cross_dataset_lgbm"] = 1
+        if cross_archs:
+            jobs["cross_dataset_cnn"] = len(cross_archs)
+        jobs["cross_dataset_table"] = 1
+    return jobs
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +120,15 @@ def test_changing_frequencies_reruns_scalograms_not_selection(run, base_config):
     cfg["scalogram"]["fmax_hz"] = 150
     jobs = planned_jobs(run, cfg)
     n_cells = len(list((run / "results" / "sweeps").glob("*.h5")))
-    assert jobs == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1, **cnn_jobs(base_config)}
+    assert jobs == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1, **cnn_jobs(base_config),
+                    **report_jobs(base_config, cells=True)}  # fmt: skip
 
 
 def test_changing_split_seed_reruns_only_manifest(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["split"]["seed"] = 43
-    assert planned_jobs(run, cfg) == {"manifest": 1, "baseline": 1, "all": 1, **cnn_jobs(base_config)}
+    assert planned_jobs(run, cfg) == {"manifest": 1, "baseline": 1, "all": 1, **cnn_jobs(base_config),
+                                      **report_jobs(base_config, cells=True)}  # fmt: skip
 
 
 def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
@@ -126,7 +137,7 @@ def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
     try:
         assert planned_jobs(run, base_config) == {
             "select_sweeps": 1, "scalogram": 1, "manifest": 1, "ep_features": 1, "ep_features_table": 1,
-            "baseline": 1, "all": 1, **cnn_jobs(base_config),
+            "baseline": 1, "all": 1, **cnn_jobs(base_config), **report_jobs(base_config, cells=True),
         }
     finally:
         smk(run, "--cores", "2", config=base_config)
@@ -138,7 +149,7 @@ def test_published_baseline_replaces_computed_features(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["baseline"].update(features="published", reference_dir=str(SHARED / "reference"))
     try:
-        assert planned_jobs(run, cfg) == {"baseline_published": 1, "all": 1}
+        assert planned_jobs(run, cfg) == {"baseline_published": 1, "all": 1, **report_jobs(cfg, baseline=True)}
         cfg["baseline"]["reference_dir"] = None
         proc = smk(run, "--dry-run", config=cfg, check=False)
         assert proc.returncode != 0 and "baseline.reference_dir is not set" in proc.stdout + proc.stderr
@@ -188,6 +199,7 @@ def test_kill_9_then_resume_gives_same_results(run, base_config):
         (lambda c: c.update(cohort="martian"), "martian"),
         (lambda c: c["cnn"].update(architectures=["resnet18", "vgg16"]), "vgg16"),
         (lambda c: c["cnn"].update(architectures=["inception_v3"]), "inception_v3 needs inputs of at least 75 px"),
+        (lambda c: c["cross_dataset"].update(architectures=["densenet121"]), "are not in cnn.architectures"),
     ],
 )
 def test_bad_config_is_rejected(tmp_path, base_config, edit, message):
@@ -230,10 +242,151 @@ def test_cnn_outputs(run, base_config):
 def test_changing_one_architecture_reruns_only_it(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["cnn"]["overrides"] = {"resnet18": {"max_epochs": 2}}
-    per_arch = {"cnn_tune": 1, "cnn_train": 1, "cnn_evaluate": 1, "cnn_explain": 1, "all": 1}
+    per_arch = {"cnn_tune": 1, "cnn_train": 1, "cnn_evaluate": 1, "cnn_explain": 1, "all": 1,
+                **report_jobs(cfg, archs=["resnet18"])}  # fmt: skip
     assert planned_jobs(run, cfg) == per_arch
     cfg["cnn"]["overrides"] = {"resnet18": {"input_size": 40}}
     assert planned_jobs(run, cfg) == {"cnn_pack": 1, **per_arch}
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["cnn"]["seed"] = 1
-    assert planned_jobs(run, cfg) == {k: 2 for k in per_arch if k != "all"} | {"all": 1}
+    every = report_jobs(cfg, archs=cfg["cnn"]["architectures"])
+    assert planned_jobs(run, cfg) == {k: 2 for k in per_arch if k.startswith("cnn_")} | every | {"all": 1}
+
+
+def test_predict_reproduces_the_holdout_evaluation(run, base_config, tmp_path):
+    """Train/serve parity: `sts predict` on the holdout cells' raw NWB files, prepared from model.pt
+    alone, gives the evaluation step's probabilities and predictions."""
+    import numpy as np
+
+    from sts.metrics import read_predictions
+
+    manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
+    holdout = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == "test"), "specimen_id"]
+    files = [str(run / "results" / "nwb" / f"{sid}.nwb") for sid in holdout]
+    spread = []
+    for arch in base_config["cnn"]["architectures"]:
+        out = tmp_path / f"{arch}.csv"
+        cmd = [sys.executable, "-m", "sts.cli", "predict", "--model", str(run / "results" / "models" / arch / "model.pt"),
+               "--out", str(out), "--device", "cpu", *files]  # fmt: skip
+        subprocess.run(cmd, check=True, capture_output=True)
+        evaluated, classes, proba = read_predictions(run / "results" / "models" / arch / "predictions.csv")
+        served = pd.read_csv(out, dtype={"specimen_id": str}).set_index("specimen_id")
+        served = served.loc[evaluated["specimen_id"].astype(str)]
+        assert (served["status"] == "ok").all()
+        p_cols = [f"p_{c}" for c in classes]
+        assert [c for c in served.columns if c.startswith("p_")] == p_cols
+        assert np.abs(served[p_cols].to_numpy() - proba).max() <= 1e-4, arch
+        assert served["predicted"].tolist() == evaluated["predicted"].tolist(), arch
+        spread.append(proba.std(axis=0).max())
+    assert max(spread) > 1e-3, "every model gives the same probabilities to all cells: parity says little"
+
+
+def test_predict_target(run, base_config):
+    """config predict: {inputs, model} adds one job writing results/predictions/{arch}.csv and figures."""
+    import shutil
+
+    manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
+    ok = manifest.loc[manifest["status"] == "ok", "specimen_id"].iloc[:2].tolist()
+    bad = manifest.loc[manifest["reason"].str.contains("no long-square sweeps"), "specimen_id"].iloc[:1].tolist()
+    new = run / "new_cells"
+    new.mkdir(exist_ok=True)
+    for sid in ok + bad:
+        shutil.copy(run / "results" / "nwb" / f"{sid}.nwb", new / f"{sid}.nwb")
+    cfg = yaml.safe_load(yaml.safe_dump(base_config))
+    cfg["predict"] = {"inputs": "new_cells", "model": "resnet18"}
+    try:
+        assert planned_jobs(run, cfg) == {"predict": 1, "all": 1}
+        smk(run, "--cores", "2", config=cfg)
+        table = pd.read_csv(run / "results" / "predictions" / "resnet18.csv", dtype={"specimen_id": str})
+        assert table["specimen_id"].tolist() == sorted(ok + bad)
+        assert dict(zip(table["specimen_id"], table["status"])) == {**{s: "ok" for s in ok}, bad[0]: "excluded"}
+        figures = sorted(p.name for p in (run / "results" / "predictions" / "resnet18_figures").glob("*.png"))
+        assert figures == sorted(f"{s}.png" for s in ok)
+        assert (run / "logs" / "predict" / "resnet18.log").exists()
+        cfg["predict"]["model"] = "densenet121"  # an architecture name, but nothing trains it
+        cfg.pop("cnn")
+        proc = smk(run, "--dry-run", config=cfg, check=False)
+        assert proc.returncode != 0 and "no cnn: block" in proc.stdout + proc.stderr
+    finally:  # later tests run with the run folder's config.yaml
+        (run / "config.yaml").write_text(yaml.safe_dump(base_config))
+
+
+def test_report_html_has_every_figure_and_the_metrics(run, base_config):
+    """`snakemake --report` embeds every category's files; the comparison table is the metrics.json files."""
+    import base64
+    import json
+
+    from sts.baseline.explain import class_filename
+
+    smk(run, "--report", "results/report.html")
+    html = (run / "results" / "report.html").read_text()
+    categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
+    results = json.loads(re.search(r"var results = (\{.*?\});\n", html).group(1))
+    archs = base_config["cnn"]["architectures"]
+    assert set(categories) == {"Data", "Baseline", "Comparison", *(f"CNN {a}" for a in archs)}
+    assert sorted(categories["Data"]["Example scalograms"]) == sorted(
+        f"results/report/scalograms/{class_filename(c)}.png" for c in base_config["classes"]
+    )
+    assert categories["Baseline"] == {"Holdout": ["results/baseline/confusion_matrix.png"],
+                                      "SHAP": ["results/report/shap_top5.html", "results/report/shap_top5.png"]}  # fmt: skip
+    for arch in archs:
+        assert categories[f"CNN {arch}"] == {
+            "Training": [f"results/models/{arch}/training_curves.png"],
+            "Holdout": [f"results/models/{arch}/confusion_matrix.png"],
+            "Saliency": [f"results/models/{arch}/saliency.png"],
+        }
+    assert set(categories["Comparison"]) == {"Holdout scores", "Cross-dataset"}
+    embedded = {path: base64.b64decode(r["data_uri"].split("base64,", 1)[1]) for path, r in results.items()}
+    for path, data in embedded.items():  # self-contained: every file's bytes are in the HTML
+        assert data == (run / path).read_bytes(), path
+
+    table = pd.read_csv(run / "results" / "report" / "comparison.csv", float_precision="round_trip")
+    expected = {"LightGBM (EP features)": "results/baseline/metrics.json",
+                **{a: f"results/models/{a}/metrics.json" for a in archs}}  # fmt: skip
+    rows = table.set_index("model")
+    page = embedded["results/report/comparison.html"].decode()
+    for model, path in expected.items():
+        metrics = json.loads((run / path).read_text())
+        assert rows.loc[model, "metrics_file"] == path
+        for key in ("balanced_accuracy", "weighted_f1", "accuracy", "n_test"):
+            assert rows.loc[model, key] == metrics[key], (model, key)
+        assert f"{metrics['balanced_accuracy']:.3f}" in page and f"{metrics['weighted_f1']:.3f}" in page
+    best = max(archs, key=lambda a: rows.loc[a, "balanced_accuracy"])
+    assert rows.loc[f"best CNN ({best})", "balanced_accuracy"] == rows.loc[best, "balanced_accuracy"]
+    assert rows.loc[f"best CNN ({best})", "published_balanced_accuracy"] == 0.905
+    assert rows.loc["LightGBM (EP features)", "published_weighted_f1"] == 0.890
+    shap = pd.read_csv(run / "results" / "report" / "shap_top5.csv")
+    mean_abs = pd.read_csv(run / "results" / "baseline" / "shap_mean_abs.csv").set_index("feature")
+    for cls, top in shap.groupby("class"):
+        assert top["feature"].tolist() == mean_abs[cls].nlargest(5).index.tolist()
+
+
+def test_cross_dataset_table(run, base_config):
+    """Both directions per model; scores recomputed by scikit-learn from the saved predictions."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    from sts.metrics import read_predictions
+
+    table = pd.read_csv(run / "results" / "cross_dataset.csv", keep_default_na=False, na_values=[""])
+    models = ["lightgbm", *base_config["cnn"]["architectures"]]
+    assert list(zip(table["model"], table["train_dataset"], table["test_dataset"])) == [
+        (m, a, b) for m in models for a, b in (("clamp", "seq"), ("seq", "clamp"))
+    ]
+    manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
+    ok = manifest[manifest["status"] == "ok"]
+    usable = {ds: set(ok.loc[ok["dataset"] == ds, "specimen_id"]) for ds in ("clamp", "seq")}
+    computed = table[table["reason"].fillna("") == ""]
+    assert set(computed["model"]) >= set(base_config["cnn"]["architectures"]), table
+    for r in table.itertuples(index=False):
+        if r.model != "lightgbm":  # CNNs use every usable cell (LightGBM: those with EP features)
+            assert (r.n_train, r.n_test) == (len(usable[r.train_dataset]), len(usable[r.test_dataset]))
+        folder = run / "results" / "cross_dataset" / r.model / f"{r.train_dataset}_to_{r.test_dataset}"
+        if isinstance(r.reason, str) and r.reason:
+            assert pd.isna(r.balanced_accuracy) and not folder.exists()
+            continue
+        preds, classes, _ = read_predictions(folder / "predictions.csv")
+        assert len(preds) == r.n_test and set(preds["specimen_id"]) <= usable[r.test_dataset]
+        assert r.balanced_accuracy == pytest.approx(balanced_accuracy_score(preds["label"], preds["predicted"]))
+        assert r.weighted_f1 == pytest.approx(
+            f1_score(preds["label"], preds["predicted"], labels=classes, average="weighted", zero_division=0)
+        )

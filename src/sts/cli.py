@@ -56,10 +56,20 @@ def _protocol(args: argparse.Namespace):
         return None
     if len(given) < len(PROTOCOL_OPTIONS):
         missing = ", ".join("--" + k.replace("_", "-") for k in PROTOCOL_OPTIONS if k not in given)
-        raise SystemExit(f"sts select-sweeps: a protocol needs all four options; missing {missing}")
+        command = getattr(args, "command", None) or "select-sweeps"
+        raise SystemExit(f"sts {command}: a protocol needs all four options; missing {missing}")
     from sts.nwb.abf import Protocol
 
     return Protocol(**given)
+
+
+def add_protocol_options(p: argparse.ArgumentParser) -> None:
+    """--first-amplitude-pa/--step-pa/--onset-s/--duration-s, read back by ``_protocol``."""
+    g = p.add_argument_group("ABF files without a command waveform: sweep k steps to FIRST + k*STEP pA")
+    g.add_argument("--first-amplitude-pa", type=float, help="amplitude of sweep 0 (pA)")
+    g.add_argument("--step-pa", type=float, help="amplitude increment per sweep (pA)")
+    g.add_argument("--onset-s", type=float, help="step onset from sweep start (s)")
+    g.add_argument("--duration-s", type=float, help="step duration (s)")
 
 
 def _scalogram(args: argparse.Namespace) -> int:
@@ -115,11 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plus-pa", type=float, default=40.0, help="second sweep = rheobase + this (pA)")
     p.add_argument("--tolerance-pa", type=float, default=5.0, help="tolerance on the second sweep (pA)")
     p.add_argument("--dvdt-cutoff", type=float, default=20.0, help="spike dV/dt threshold (mV/ms)")
-    g = p.add_argument_group("ABF files without a command waveform: sweep k steps to FIRST + k*STEP pA")
-    g.add_argument("--first-amplitude-pa", type=float, help="amplitude of sweep 0 (pA)")
-    g.add_argument("--step-pa", type=float, help="amplitude increment per sweep (pA)")
-    g.add_argument("--onset-s", type=float, help="step onset from sweep start (s)")
-    g.add_argument("--duration-s", type=float, help="step duration (s)")
+    add_protocol_options(p)
     p.set_defaults(func=_select_sweeps)
 
     p = sub.add_parser(

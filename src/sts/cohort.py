@@ -1,10 +1,13 @@
-"""The cell table of a run, per ``cohort``: synthetic, allen, dandi or paper.
+"""The cell table of a run, per ``cohort``: synthetic, allen, dandi, paper or local.
 
 Columns: specimen_id, dataset ('clamp' = Allen Cell Types NWB v1, 'seq' = DANDI 000020 patch-seq),
 label (the study's classes or Unsure), label_source; the synthetic cohort adds its generator
 columns. Snakemake calls ``cohort_table`` at parse time, so it stays cheap: the paper cohort
 reads only the split and label files; the allen and dandi cohorts read their cached listing
 (``{metadata_dir}/allen_cells.csv``, ``dandi_assets.csv``) and fetch it once when it is missing.
+The local cohort is the users' CSV (``local.labels``, see ``sts.local_cohort``): one row per CSV
+row with file, layout, ABF protocol columns, status and reason (rows unusable at reading time
+are kept, excluded with their reason; they never become jobs).
 """
 
 from __future__ import annotations
@@ -127,6 +130,11 @@ def paper_cells(config: Mapping) -> pd.DataFrame:
 def cohort_table(config: Mapping) -> pd.DataFrame:
     """One row per cell of the configured cohort (see module docstring)."""
     cohort = config["cohort"]
+    if cohort == "local":
+        from sts.local_cohort import read_local_labels
+        from sts.manifest import STUDY_CLASSES
+
+        return read_local_labels(config["local"]["labels"], config.get("classes") or STUDY_CLASSES)
     if cohort == "synthetic":
         from sts.synth import make_cohort
 
@@ -140,7 +148,7 @@ def cohort_table(config: Mapping) -> pd.DataFrame:
     elif cohort == "dandi":
         table = dandi_cells(acq)
     else:
-        raise ValueError(f"unknown cohort {cohort!r} (synthetic, allen, dandi or paper)")
+        raise ValueError(f"unknown cohort {cohort!r} (synthetic, allen, dandi, paper or local)")
     if acq["label_file"]:
         table = _labels_from_file(table, acq["label_file"])
     elif cohort == "paper":

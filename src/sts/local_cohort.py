@@ -5,7 +5,8 @@ CSV columns: ``file`` (relative to the CSV's folder unless absolute) and ``label
 for ABF files without a command waveform, the long-square ladder ``first_amplitude_pa``,
 ``step_pa``, ``onset_s``, ``duration_s`` (sweep k steps to first + k * step).
 ``read_local_labels`` keeps every CSV row: a row that cannot be used gets ``status`` 'excluded'
-and its reasons (all of them, joined by '; ').
+and its reasons (all of them, joined by '; '). A specimen id given by several rows excludes all of
+them (as ``sts.manifest.cell_rows`` does for other cohorts): which row is meant is not ours to guess.
 """
 
 from __future__ import annotations
@@ -62,9 +63,11 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
     """One row per CSV row: specimen_id, dataset, label, file (absolute), layout (nwb/abf), the
     protocol columns present in the CSV (float, NaN where not given), status (ok/excluded), reason.
 
-    Raises ValueError if the CSV lacks a ``file`` or ``label`` column.
+    Raises FileNotFoundError if there is no CSV, ValueError if it lacks a ``file`` or ``label`` column.
     """
     csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"local.labels: no CSV at {csv_path.absolute()} (the table of your recordings)")
     raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
     raw.columns = [c.strip() for c in raw.columns]
     missing = [c for c in ("file", "label") if c not in raw.columns]
@@ -73,20 +76,19 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
     given = [k for k in PROTOCOL_FIELDS if k in raw.columns]
     folder = csv_path.absolute().parent
     classes = tuple(classes)
-    rows, seen = [], set()
-    for _, row in raw.iterrows():
+    files = [Path(os.path.normpath(folder / n)) if n else None for n in map(_text, raw["file"])]  # absolute stay
+    ids = [_text(row.get("specimen_id")) or (f.stem if f else "") for (_, row), f in zip(raw.iterrows(), files)]
+    counts = pd.Series(ids, dtype=object).value_counts()
+    rows = []
+    for (_, row), file, sid in zip(raw.iterrows(), files, ids):
         reasons = []
-        name = _text(row["file"])
-        file = Path(os.path.normpath(folder / name)) if name else None  # absolute names stay as they are
-        sid = _text(row.get("specimen_id")) or (file.stem if file else "")
         label = _text(row["label"])
         layout = LAYOUTS.get(file.suffix.lower(), "") if file else ""
         problem = id_problem(sid) if sid else "no specimen_id and no file to name it after"
         if problem:
             reasons.append(problem)
-        elif sid in seen:
-            reasons.append(f"duplicate specimen_id {sid!r} (an earlier CSV row has it)")
-        seen.add(sid)
+        elif counts[sid] > 1:
+            reasons.append(f"duplicate specimen_id {sid!r} ({counts[sid]} CSV rows)")
         if label not in classes:
             reasons.append(f"label {label!r} not in classes {list(classes)}")
         if file is None:
@@ -106,6 +108,14 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
         })
     columns = COLUMNS[:5] + given + COLUMNS[5:]
     return pd.DataFrame(rows, columns=columns)
+
+
+def protocol_options(row) -> str:
+    """``sts select-sweeps`` / ``sts ep-features`` options of a row's protocol; '' where it has none."""
+    protocol = row_protocol(row)
+    if protocol is None:
+        return ""
+    return " ".join(f"--{k.replace('_', '-')}={getattr(protocol, k)!r}" for k in PROTOCOL_FIELDS)  # '=': negatives
 
 
 def row_protocol(row) -> Protocol | None:

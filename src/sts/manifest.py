@@ -44,21 +44,25 @@ def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes)
     """Status and reason per unique specimen_id, before splitting.
 
     Metadata problems (duplicate id, label outside the classes, e.g. Unsure) come first;
-    then the per-cell file's own status (unreadable NWB, no spiking sweep, ...).
+    then the per-cell file's own status (unreadable NWB, no spiking sweep, ...). Metadata with
+    ``status``/``reason`` columns (the local cohort) excludes its 'excluded' rows with their
+    reasons; those rows had no per-cell job, so no scalogram file is expected for them.
     """
     meta = metadata.astype({"specimen_id": str})
     counts = meta["specimen_id"].value_counts()
+    upstream = _metadata_reasons(meta)
     rows = []
     for sid, first in meta.drop_duplicates("specimen_id").set_index("specimen_id").iterrows():
-        reasons = []
-        if counts[sid] > 1:
+        reasons = list(upstream.get(sid, []))
+        if counts[sid] > 1 and not any(r.startswith("duplicate specimen_id") for r in reasons):
             reasons.append(f"duplicate specimen_id ({counts[sid]} metadata rows)")
         label = str(first.get("label", ""))
-        if label not in classes:
+        if label not in classes and not any(r.startswith("label ") for r in reasons):
             reasons.append(f"label {label!r} not in classes" if label != "Unsure" else "label Unsure")
         attrs = scalogram_attrs.get(sid)
         if attrs is None:
-            reasons.append("no scalogram file")
+            if sid not in upstream:
+                reasons.append("no scalogram file")
             attrs = {}
         elif attrs.get("status") != "ok":
             reasons.append(str(attrs.get("reason") or "excluded upstream"))
@@ -85,9 +89,29 @@ def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes)
     return pd.DataFrame(rows)
 
 
-def assign_split(table: pd.DataFrame, split: SplitParams) -> pd.DataFrame:
-    """Add ``split`` ('train'/'test'/'') and ``fold`` (0..n_folds-1 for train cells, else -1)."""
+def _metadata_reasons(meta: pd.DataFrame) -> dict[str, list[str]]:
+    """specimen_id -> reasons of its metadata rows with status 'excluded' (all rows, in order)."""
+    if "status" not in meta.columns:
+        return {}
+    out: dict[str, list[str]] = {}
+    bad = meta[meta["status"].astype(str) != "ok"]
+    reasons = bad["reason"].fillna("").astype(str) if "reason" in bad else pd.Series("", index=bad.index)
+    for sid, reason in zip(bad["specimen_id"], reasons):
+        parts = [r for r in reason.split("; ") if r.strip()] or ["excluded in the metadata table"]
+        known = out.setdefault(sid, [])
+        known += [r for r in parts if r not in known]  # a repeated id's rows share reasons
+    return out
+
+
+def assign_split(table: pd.DataFrame, split: SplitParams, classes=None) -> pd.DataFrame:
+    """Add ``split`` ('train'/'test'/'') and ``fold`` (0..n_folds-1 for train cells, else -1).
+
+    Without split files, stops (ValueError) when a class, or a configured class of ``classes``
+    without any usable cell, has too few cells for the holdout and the folds.
+    """
     from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    from sts.local_cohort import check_class_counts
 
     table = table.copy()
     table["split"] = ""
@@ -106,14 +130,7 @@ def assign_split(table: pd.DataFrame, split: SplitParams) -> pd.DataFrame:
         labels = table.loc[ok, "label"]
     else:
         # Each class needs a holdout cell and one cell per fold: stop here, before training.
-        need = split.n_folds + 1
-        counts = labels.value_counts()
-        small = counts[counts < need]
-        if len(small) or labels.empty:
-            raise ValueError(
-                f"classes with too few usable cells for a {split.test_fraction:g} holdout and "
-                f"{split.n_folds} folds: {small.to_dict() or 'no usable cells'} (need >= {need} each)"
-            )
+        check_class_counts(table, split.n_folds, split.test_fraction, classes)
         train_idx, test_idx = train_test_split(
             ok, test_size=split.test_fraction, stratify=labels, random_state=split.seed
         )
@@ -131,7 +148,8 @@ def build_manifest(
     split: SplitParams = SplitParams(), classes=STUDY_CLASSES,
 ) -> pd.DataFrame:
     """Read the metadata and per-cell files, split, write the manifest atomically."""
-    metadata = pd.read_csv(metadata_csv, dtype={"specimen_id": str})
+    # Ids, labels and reasons are text: '007' stays '007', a label 'NA' stays 'NA'.
+    metadata = pd.read_csv(metadata_csv, dtype=str, keep_default_na=False)
     from tqdm import tqdm
 
     attrs = {}
@@ -139,7 +157,8 @@ def build_manifest(
         with h5py.File(path, "r") as f:
             a = read_attrs(f)
         attrs[str(a.get("specimen_id") or Path(path).stem)] = a
-    table = assign_split(cell_rows(metadata, attrs, tuple(classes or STUDY_CLASSES)), split)
+    classes = tuple(classes or STUDY_CLASSES)
+    table = assign_split(cell_rows(metadata, attrs, classes), split, classes)
     extras = [c for c in table.columns if c not in COLUMNS]
     table = table[COLUMNS + extras].sort_values("specimen_id", kind="stable")
     out_csv = Path(out_csv)

@@ -199,6 +199,7 @@ def write_evaluation(
 
 def read_predictions(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str], np.ndarray]:
     """Read a predictions.csv back: (table, classes, probabilities)."""
-    frame = pd.read_csv(path)
+    text = {c: str for c in ("specimen_id", "label", "predicted")}  # ids such as '007', labels such as 'NA'
+    frame = pd.read_csv(path, dtype=text, keep_default_na=False)
     cols = [c for c in frame.columns if c.startswith("p_")]
     return frame, [c[2:] for c in cols], frame[cols].to_numpy(float)

@@ -27,6 +27,12 @@ class ScalogramParams:
         return default_freqs(self.fmin_hz, self.fmax_hz, self.n_freqs)
 
 
+def scalogram_of(traces_mv: np.ndarray, fs_hz: float, params: ScalogramParams) -> np.ndarray:
+    """(2, n_freqs, n_times) float32 CWT of a cell's two sweeps (what ``scalogram_file`` stores)."""
+    coefs = cwt(np.asarray(traces_mv).astype(np.float64), fs_hz, params.freqs_hz, wavelet=params.wavelet)
+    return coefs.astype(np.float32)
+
+
 def scalogram_file(sweeps_path: str | Path, out_path: str | Path, params: ScalogramParams) -> str:
     """Write the cell's scalogram (float32; channel 0 rheobase, 1 rheobase + 40 pA).
 
@@ -43,8 +49,7 @@ def scalogram_file(sweeps_path: str | Path, out_path: str | Path, params: Scalog
     fs_hz = float(attrs["fs_hz"])
     with atomic_h5(out_path) as out:
         if status == "ok":
-            coefs = cwt(traces.astype(np.float64), fs_hz, freqs, wavelet=params.wavelet)
-            out.create_dataset("scalogram", data=coefs.astype(np.float32))
+            out.create_dataset("scalogram", data=scalogram_of(traces, fs_hz, params))
         write_attrs(out, attrs)
         write_attrs(
             out,

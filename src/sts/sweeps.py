@@ -107,10 +107,15 @@ def select_sweeps(nwb_path: str | Path, params: SelectionParams = SelectionParam
     except NwbReadError as err:
         return Selection("excluded", str(err))
     with rec:
-        try:
-            return _select(rec, params)
-        except NwbReadError as err:
-            return Selection("excluded", str(err))
+        return select_from_recording(rec, params)
+
+
+def select_from_recording(rec, params: SelectionParams = SelectionParams()) -> Selection:
+    """``select_sweeps`` on an opened recording: a read error on one of its sweeps excludes the cell."""
+    try:
+        return _select(rec, params)
+    except NwbReadError as err:
+        return Selection("excluded", str(err))
 
 
 def _select(rec, params: SelectionParams) -> Selection:

@@ -1,6 +1,6 @@
 """Warm start for per-cell commands: pay the imports once per machine, not once per cell.
 
-A per-cell job (``sts select-sweeps``, ``sts scalogram``, ``sts ep-features``) spends most of
+A per-cell job (``sts select-sweeps``, ``sts scalogram``, ``sts ep-features``, ``sts synth``) spends most of
 its time starting Python and importing numpy, h5py (and ipfx: ~1 s). With thousands of
 cells, that dominates. The first such command on a machine starts a small server
 (``python -m sts.warm SOCKET``) that imports those modules once and listens on a Unix
@@ -34,10 +34,11 @@ import sys
 import time
 from pathlib import Path
 
-COMMANDS = ("select-sweeps", "scalogram", "ep-features")
+COMMANDS = ("select-sweeps", "scalogram", "ep-features", "synth")
 PRELOAD = (
     "sts.sweeps", "sts.scalogram_step", "sts.baseline.features_cli", "sts.baseline.features",
     "ipfx.spike_train_features", "ipfx.feature_extractor", "ipfx.stimulus_protocol_analysis", "ipfx.sweep",
+    "sts.synth_cli", "sts.synth", "sts.synth.write_allen_v1", "sts.synth.write_mies_nwb2",
 )  # fmt: skip
 IDLE_S = float(os.environ.get("STS_WARM_IDLE_S", "120"))
 STARTUP_S = 60.0

@@ -15,6 +15,14 @@ if config["baseline"]["features"] == "computed":
             metrics=f"{BASELINE_OUT}/metrics.json",
             predictions=f"{BASELINE_OUT}/predictions.csv",
             shap=f"{BASELINE_OUT}/shap_mean_abs.csv",
+            best=f"{BASELINE_OUT}/best_params.json",
+            confusion=report(
+                f"{BASELINE_OUT}/confusion_matrix.png",
+                caption="../report/confusion_baseline.rst",
+                category="Baseline",
+                subcategory="Holdout",
+                labels={"figure": "confusion matrix"},
+            ),
         log:
             "logs/baseline/baseline.log",
         conda:
@@ -27,6 +35,7 @@ if config["baseline"]["features"] == "computed":
             trials=config["baseline"]["trials"],
             seed=config["baseline"]["seed"],
             n_folds=config["split"]["n_folds"],
+            classes=config["classes"],
         script:
             "../scripts/baseline.py"
 
@@ -39,6 +48,14 @@ else:
             metrics=f"{BASELINE_OUT}/metrics.json",
             predictions=f"{BASELINE_OUT}/predictions.csv",
             shap=f"{BASELINE_OUT}/shap_mean_abs.csv",
+            best=f"{BASELINE_OUT}/best_params.json",
+            confusion=report(
+                f"{BASELINE_OUT}/confusion_matrix.png",
+                caption="../report/confusion_baseline.rst",
+                category="Baseline",
+                subcategory="Holdout",
+                labels={"figure": "confusion matrix"},
+            ),
         log:
             "logs/baseline/baseline_published.log",
         conda:

@@ -86,7 +86,13 @@ rule cnn_train:
     output:
         model="results/models/{arch}/model.pt",
         history="results/models/{arch}/history.csv",
-        curves="results/models/{arch}/training_curves.png",
+        curves=report(
+            "results/models/{arch}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="CNN {arch}",
+            subcategory="Training",
+            labels={"figure": "training curves"},
+        ),
     log:
         "logs/cnn_train/{arch}.log",
     benchmark:
@@ -112,7 +118,13 @@ rule cnn_evaluate:
     output:
         metrics="results/models/{arch}/metrics.json",
         predictions="results/models/{arch}/predictions.csv",
-        confusion="results/models/{arch}/confusion_matrix.png",
+        confusion=report(
+            "results/models/{arch}/confusion_matrix.png",
+            caption="../report/confusion_cnn.rst",
+            category="CNN {arch}",
+            subcategory="Holdout",
+            labels={"figure": "confusion matrix"},
+        ),
     log:
         "logs/cnn_evaluate/{arch}.log",
     conda:
@@ -133,7 +145,13 @@ rule cnn_explain:
         packed=cnn_packed,
     output:
         saliency="results/models/{arch}/saliency.h5",
-        figure="results/models/{arch}/saliency.png",
+        figure=report(
+            "results/models/{arch}/saliency.png",
+            caption="../report/saliency.rst",
+            category="CNN {arch}",
+            subcategory="Saliency",
+            labels={"figure": "saliency per class"},
+        ),
     log:
         "logs/cnn_explain/{arch}.log",
     conda:

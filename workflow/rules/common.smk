@@ -18,10 +18,13 @@ def cohort_table():
 
 
 COHORT = cohort_table()
+# Rows excluded when the table was read (local cohort: missing file, unsafe or duplicate id,
+# unknown label) never become jobs; results/metadata.csv carries their reason to the manifest.
+USABLE = COHORT[COHORT["status"] == "ok"] if "status" in COHORT else COHORT
 # Plain dicts, not DataFrame lookups: param functions run for every job of the DAG.
 CELLS = {
     r["specimen_id"]: r
-    for r in COHORT.drop_duplicates("specimen_id").to_dict("records")
+    for r in USABLE.drop_duplicates("specimen_id").to_dict("records")
 }
 SPECIMEN_IDS = sorted(CELLS)
 NWB = os.path.join(config["nwb_dir"], "{specimen_id}.nwb")
@@ -32,9 +35,11 @@ def cell(wildcards):
 
 
 def cell_meta_args(wildcards):
-    """Metadata stored with the cell's files (quoted: labels such as Vip/Lamp5)."""
+    """Metadata stored with the cell's files (shell-quoted: Vip/Lamp5, free-text datasets)."""
+    from shlex import quote
+
     row = cell(wildcards)
-    return f"--dataset '{row['dataset']}' --label '{row['label']}'"
+    return f"--dataset {quote(str(row['dataset']))} --label {quote(str(row['label']))}"
 
 
 def synth_args():
@@ -162,3 +167,156 @@ def cnn_targets():
         arch=CNN_ARCHS,
         out=["metrics.json", "saliency.h5"],
     )
+
+
+# --- Classifying new recordings (workflow/rules/predict.smk) ----------------------------
+PREDICT = config.get("predict") or {}
+
+
+def predict_model():
+    """An architecture name means the workflow's own model (trained if needed), else a path."""
+    from sts.dl.models import ARCHITECTURES
+
+    model = PREDICT["model"]
+    if model not in ARCHITECTURES:
+        return model
+    if not CNN:
+        raise ValueError(
+            f"predict.model is {model!r} but the config has no cnn: block to train it; "
+            "give the path of a model.pt instead"
+        )
+    return f"results/models/{model}/model.pt"
+
+
+def predict_name():
+    """Output name: the architecture, or the model file's folder (results/models/X/model.pt -> X)."""
+    model = PREDICT["model"]
+    if model != predict_model():
+        return model
+    path = os.path.abspath(model)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.basename(os.path.dirname(path)) if stem == "model" else stem
+
+
+def predict_inputs():
+    """The recordings of predict.inputs (the cohort's own NWB files when it is nwb_dir)."""
+    from sts.predict import find_recordings
+
+    folder = PREDICT["inputs"]
+    same = os.path.normpath(folder) == os.path.normpath(config["nwb_dir"])
+    if same and config["cohort"] != "local":
+        return expand(NWB, specimen_id=SPECIMEN_IDS)
+    if not os.path.isdir(folder):
+        raise ValueError(f"predict.inputs: {folder!r} is not a folder")
+    files = [str(p) for p in find_recordings([folder])]
+    if not files:
+        raise ValueError(f"predict.inputs: no .nwb or .abf files in {folder!r}")
+    return files
+
+
+def predict_targets():
+    if not PREDICT.get("inputs"):
+        return []
+    return [f"results/predictions/{predict_name()}.csv"]
+
+
+# --- Local cohort (workflow/rules/local.smk): the users' own files, listed in a CSV --------
+LOCAL = config["cohort"] == "local"
+
+
+def cell_file(wildcards):
+    """A local cell's own file (NWB or ABF), wherever the CSV says it is."""
+    return cell(wildcards)["file"]
+
+
+# The per-cell input of select_sweeps and ep_features.
+CELL_INPUT = cell_file if LOCAL else NWB
+
+
+def cell_protocol_args(wildcards):
+    """An ABF row's step ladder from the CSV (files without a command waveform); else ''."""
+    from sts.local_cohort import protocol_options
+
+    return protocol_options(cell(wildcards))
+
+
+# A params function costs Snakemake time for every job of the DAG: only the local cohort has one.
+CELL_PROTOCOL = cell_protocol_args if LOCAL else ""
+
+
+def local_table_digest():
+    """Changes when a row's file, status or protocol changes, so results/metadata.csv is rewritten."""
+    from hashlib import sha256
+
+    return sha256(COHORT.to_csv(index=False).encode()).hexdigest()[:16]
+
+
+if LOCAL and not config["split"].get("train_file"):
+    from sts.local_cohort import check_class_counts
+
+    # Stops the DAG build, before any job, when a class is too small for the holdout and folds.
+    try:
+        check_class_counts(
+            COHORT,
+            config["split"]["n_folds"],
+            config["split"]["test_fraction"],
+            config["classes"],
+        )
+    except ValueError as err:
+        raise ValueError(f"local.labels {config['local']['labels']}: {err}") from None
+
+
+# --- Report (workflow/rules/report.smk) and cross-dataset table --------------------------
+CROSS = config.get("cross_dataset") or {"enabled": False}
+
+
+def report_class_files():
+    """Class -> file-name-safe stem of its example-scalogram figure (Vip/Lamp5 -> Vip-Lamp5)."""
+    from sts.baseline.explain import class_filename
+
+    return {c: class_filename(c) for c in config["classes"]}
+
+
+def report_example_cells():
+    """The few cells per class and dataset whose files the example figures may read."""
+    from sts.report.scalograms import candidate_cells
+
+    # Rows excluded when the table was read have no files.
+    cells = USABLE.drop_duplicates("specimen_id")
+    return candidate_cells(cells, config["classes"], seed=config["split"]["seed"])
+
+
+def cross_dataset_archs():
+    """CNNs of the cross-dataset table: cross_dataset.architectures, or all of cnn.architectures."""
+    if not CROSS["enabled"]:
+        return []
+    archs = CROSS.get("architectures")
+    if archs is None:
+        return list(CNN_ARCHS)
+    unknown = [a for a in archs if a not in CNN_ARCHS]
+    if unknown:
+        raise ValueError(
+            f"cross_dataset.architectures {unknown} are not in cnn.architectures {CNN_ARCHS}"
+        )
+    return archs
+
+
+def report_targets():
+    """Figures and tables made for `snakemake --report` (part of `all`)."""
+    out = expand(
+        "results/report/scalograms/{name}.png", name=report_class_files().values()
+    )
+    out += ["results/report/shap_top5.png", "results/report/comparison.html"]
+    if CROSS["enabled"]:
+        out += ["results/cross_dataset.csv"]
+    return out
+
+
+def cross_dataset_lgbm_inputs(wildcards):
+    """The baseline's feature inputs: computed table + manifest, or the published tables."""
+    if config["baseline"]["features"] == "published":
+        return {"tables": published_reference_files()}
+    return {
+        "features": "results/baseline/features.csv",
+        "manifest": "results/manifest.csv",
+    }

@@ -4,7 +4,7 @@
 
 rule ep_features:
     input:
-        nwb=NWB,
+        nwb=CELL_INPUT,
     output:
         features="results/baseline/features/{specimen_id}.json",
     log:
@@ -16,9 +16,10 @@ rule ep_features:
         runtime=5,
     params:
         meta=cell_meta_args,
+        protocol=CELL_PROTOCOL,
     shell:
-        "sts ep-features {input.nwb} {output.features} --specimen-id {wildcards.specimen_id} "
-        "{params.meta} 2> {log}"
+        "sts ep-features {input.nwb:q} {output.features} --specimen-id {wildcards.specimen_id} "
+        "{params.meta} {params.protocol} 2> {log}"
 
 
 rule ep_features_table:

@@ -1,9 +1,10 @@
 # Per cell: rheobase and rheobase + 40 pA long squares, windowed and resampled to 4 kHz.
+# Input: {nwb_dir}/{id}.nwb, or the local cohort's own file (NWB or ABF, with its CSV protocol).
 
 
 rule select_sweeps:
     input:
-        nwb=NWB,
+        nwb=CELL_INPUT,
     output:
         sweeps="results/sweeps/{specimen_id}.h5",
     log:
@@ -16,6 +17,7 @@ rule select_sweeps:
     params:
         args=selection_args(),
         meta=cell_meta_args,
+        protocol=CELL_PROTOCOL,
     shell:
-        "sts select-sweeps {input.nwb} {output.sweeps} --specimen-id {wildcards.specimen_id} "
-        "{params.meta} {params.args} 2> {log}"
+        "sts select-sweeps {input.nwb:q} {output.sweeps} --specimen-id {wildcards.specimen_id} "
+        "{params.meta} {params.args} {params.protocol} 2> {log}"

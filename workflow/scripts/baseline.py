@@ -14,4 +14,5 @@ train_computed(
     seed=snakemake.params.seed,
     n_jobs=snakemake.threads,
     n_folds=snakemake.params.n_folds,
+    classes=snakemake.params.classes,
 )

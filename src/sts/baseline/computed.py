@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -34,8 +35,13 @@ def join_features(features_csv, manifest_csv) -> tuple[pd.DataFrame, pd.DataFram
     return rows.reset_index(drop=True), excluded.reset_index(drop=True), columns
 
 
-def train_computed(features_csv, manifest_csv, out_dir, n_trials=50, seed=0, n_jobs=2, n_folds=3) -> dict:
-    """Tune, fit, evaluate on the holdout and explain; returns the holdout metrics."""
+def train_computed(features_csv, manifest_csv, out_dir, n_trials=50, seed=0, n_jobs=2, n_folds=3,
+                   classes=None) -> dict:
+    """Tune, fit, evaluate on the holdout and explain; returns the holdout metrics.
+
+    ``classes`` (the configured ones) orders the metrics and probability columns; a class
+    without training cells gets probability 0. Default: the training labels, sorted.
+    """
     from sts.baseline.explain import explain
     from sts.baseline.lgbm import fit_final, search
     from sts.metrics import write_csv_atomic, write_evaluation, write_json_atomic
@@ -53,11 +59,16 @@ def train_computed(features_csv, manifest_csv, out_dir, n_trials=50, seed=0, n_j
     write_json_atomic(out / "best_params.json", result.best_params)
     write_json_atomic(out / "search.json", {**result.to_dict(), "features": columns})
     model = fit_final(train[columns], train["label"], result.best_params, seed=seed, n_jobs=n_jobs)
-    classes = [str(c) for c in model.classes_]
-    proba = model.predict_proba(test[columns].reset_index(drop=True))
+    fitted = [str(c) for c in model.classes_]
+    classes = [str(c) for c in classes] if classes else fitted
+    unknown = sorted(set(fitted) - set(classes))
+    if unknown:
+        raise ValueError(f"{manifest_csv}: training labels {unknown} are not among the classes {classes}")
+    proba = np.zeros((len(test), len(classes)))
+    proba[:, [classes.index(c) for c in fitted]] = model.predict_proba(test[columns].reset_index(drop=True))
     pred = [classes[i] for i in proba.argmax(axis=1)]
     metrics = write_evaluation(out, test["specimen_id"], test["label"], pred, proba, classes,
                                title="LightGBM (computed EP features), holdout")  # fmt: skip
-    explain(model, test[columns].reset_index(drop=True), classes, out)
+    explain(model, test[columns].reset_index(drop=True), fitted, out)
     log.info("holdout balanced accuracy %.3f, weighted F1 %.3f", metrics["balanced_accuracy"], metrics["weighted_f1"])
     return metrics

@@ -119,10 +119,13 @@ class FeatureFailure(Exception):
     """A cell whose features cannot be computed; the message is the exclusion reason."""
 
 
-def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams()) -> FeatureResult:
-    """EP features of one cell; never raises for bad data: the cell is excluded with a reason."""
+def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams(), protocol=None) -> FeatureResult:
+    """EP features of one cell; never raises for bad data: the cell is excluded with a reason.
+
+    ``protocol`` (``sts.nwb.abf.Protocol``): the step ladder of an ABF file without a command waveform.
+    """
     try:
-        rec = open_recording(nwb_path)
+        rec = open_recording(nwb_path, protocol)
     except NwbReadError as err:
         return FeatureResult("excluded", str(err))
     try:

@@ -1,6 +1,6 @@
 """Command line of the per-cell EP features: ``sts ep-features`` and ``sts ep-features-aggregate``.
 
-``sts ep-features NWB OUT.json --specimen-id ID [--dataset D] [--label L]`` writes
+``sts ep-features NWB OUT.json --specimen-id ID [--dataset D] [--label L] [ABF protocol]`` writes
 ``{specimen_id, dataset, label, status, reason, source_file, features: {...}, info: {...}}``
 (NaN features as JSON null) atomically, also for an excluded cell.
 ``sts ep-features-aggregate OUT.csv JSON...`` writes one row per cell: specimen_id, dataset,
@@ -47,11 +47,14 @@ def _json_safe(value):
     return value
 
 
-def features_file(nwb, out, specimen_id: str, dataset: str = "", label: str = "") -> dict:
-    """Compute one cell's features and write its JSON record (atomically); returns the record."""
-    from sts.baseline.features import compute_features
+def features_file(nwb, out, specimen_id: str, dataset: str = "", label: str = "", protocol=None) -> dict:
+    """Compute one cell's features and write its JSON record (atomically); returns the record.
 
-    result = compute_features(nwb)
+    ``protocol``: the step ladder of an ABF file without a command waveform (``sts.nwb.abf.Protocol``).
+    """
+    from sts.baseline.features import FeatureParams, compute_features
+
+    result = compute_features(nwb, FeatureParams(), protocol)
     if result.status != "ok":
         log.warning("%s excluded: %s", specimen_id, result.reason)
     record = {
@@ -94,7 +97,9 @@ def aggregate(json_paths, out_csv) -> int:
 
 
 def _run_features(args: argparse.Namespace) -> int:
-    rec = features_file(args.nwb, args.out, args.specimen_id, args.dataset, args.label)
+    from sts.cli import _protocol
+
+    rec = features_file(args.nwb, args.out, args.specimen_id, args.dataset, args.label, _protocol(args))
     log.info("%s: %s %s", args.specimen_id, rec["status"], rec["reason"])
     return 0
 
@@ -114,11 +119,14 @@ def add_parser(subparsers) -> None:
         "...) as JSON. A cell whose features cannot be computed still gets OUT.json, with status "
         "'excluded' and the reason; undefined features are null.",
     )
-    p.add_argument("nwb", help="the cell's NWB file (Allen NWB v1 or MIES NWB 2)")
+    p.add_argument("nwb", help="the cell's file (Allen NWB v1, MIES NWB 2 or .abf)")
     p.add_argument("out", help="output JSON")
     p.add_argument("--specimen-id", required=True)
     p.add_argument("--dataset", default="", help="dataset tag stored in the record (clamp, seq, ...)")
     p.add_argument("--label", default="", help="cell class stored in the record")
+    from sts.cli import add_protocol_options
+
+    add_protocol_options(p)
     p.set_defaults(func=_run_features)
 
     p = subparsers.add_parser(

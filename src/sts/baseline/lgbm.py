@@ -1,4 +1,4 @@
-"""LightGBM multiclass classifier tuned by an Optuna TPE search.
+"""LightGBM classifier (multiclass; binary for two classes) tuned by an Optuna TPE search.
 
 Each trial scores one parameter set by stratified k-fold CV on the training cells (mean
 balanced accuracy, folds fixed by the seed); the search never sees the holdout. The best
@@ -12,7 +12,7 @@ value (fixed). Keys are LGBMClassifier arguments (scikit-learn names: ``colsampl
 the search cannot end below them in CV.
 
 With ``early_stopping_rounds`` set, ``n_estimators`` is a cap: each fold stops on its
-validation multi_logloss, and the final model uses the mean best iteration of the best trial.
+validation log loss, and the final model uses the mean best iteration of the best trial.
 
 Runs are deterministic for a given seed and n_jobs (LightGBM ``deterministic=True``,
 ``force_col_wise``, seeded TPE); results were identical for n_jobs 1 and 2. Keep n_jobs
@@ -77,11 +77,10 @@ class SearchResult:
 
 
 def base_params(seed: int = 0, n_jobs: int = 2) -> dict:
-    """Fixed LightGBM arguments that make a fit reproducible and quiet."""
-    return {
-        "objective": "multiclass", "random_state": seed, "n_jobs": n_jobs, "deterministic": True,
-        "force_col_wise": True, "verbose": -1,
-    }  # fmt: skip
+    """Fixed LightGBM arguments that make a fit reproducible and quiet. No ``objective``: the
+    classifier takes 'multiclass' for more than two classes and 'binary' for two ('multiclass'
+    with two classes fails)."""
+    return {"random_state": seed, "n_jobs": n_jobs, "deterministic": True, "force_col_wise": True, "verbose": -1}
 
 
 def make_model(params: dict, seed: int = 0, n_jobs: int = 2):
@@ -114,13 +113,14 @@ def cv_score(X, y, params, folds, seed=0, n_jobs=2, early_stopping_rounds=None) 
     from sklearn.metrics import balanced_accuracy_score
 
     y = pd.Series(pd.factorize(np.asarray(y), sort=True)[0])  # LightGBM 4.7 leaves eval_y unencoded
+    metric = "multi_logloss" if y.nunique() > 2 else "binary_logloss"
     scores, iters = [], []
     for train_idx, valid_idx in folds:
         model = make_model(params, seed, n_jobs)
         xt, yt, xv, yv = X.iloc[train_idx], y.iloc[train_idx], X.iloc[valid_idx], y.iloc[valid_idx]
         if early_stopping_rounds:
             stop = lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
-            model.fit(xt, yt, **_eval_kwargs(model, xv, yv), eval_metric="multi_logloss", callbacks=[stop])
+            model.fit(xt, yt, **_eval_kwargs(model, xv, yv), eval_metric=metric, callbacks=[stop])
             iters.append(model.best_iteration_ or params.get("n_estimators", 100))
         else:
             model.fit(xt, yt)

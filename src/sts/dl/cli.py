@@ -1,4 +1,4 @@
-"""``sts pack | tune | train | evaluate | explain | fetch-weights``: the deep-learning stage.
+"""``sts pack | tune | train | evaluate | explain | predict | fetch-weights``: the deep-learning stage.
 
 Handlers import torch lazily, so ``sts --help`` and the per-cell commands stay fast.
 """
@@ -66,6 +66,14 @@ def _explain(args) -> int:
     explain(args.model, load_packed(args.packed), args.out_dir, method=args.method, device=args.device,
             ig_steps=args.ig_steps)  # fmt: skip
     return 0
+
+
+def _predict(args) -> int:
+    from sts.cli import _protocol
+    from sts.predict import run
+
+    return run(args.model, args.inputs, args.out, figures_dir=args.figures, device=args.device,
+               protocol=_protocol(args), threads=args.threads)  # fmt: skip
 
 
 def _fetch_weights(args) -> int:
@@ -148,6 +156,28 @@ def add_parser(sub) -> None:
     p.add_argument("--ig-steps", type=int, default=32)
     _common(p, threads=False)
     p.set_defaults(func=_explain)
+
+    from sts.cli import add_protocol_options
+
+    p = sub.add_parser("predict", help="classify new recordings (.nwb/.abf) with a trained model.pt",
+                       description="Prepare every recording exactly as the model's training cells were, from "
+                       "the parameters saved in model.pt (sweep window and rate, CWT frequencies, "
+                       "normalisation, input size), never from the current config, and classify it. OUT.csv: "
+                       "one row per file: file, specimen_id (the file's stem), status (ok or excluded), "
+                       "reason, predicted, p_<class> per class in the model's order, rheobase_pa, second_pa, "
+                       "rheobase_sweep, second_sweep. A file that cannot be used is an excluded row with its "
+                       "reason; the exit status is nonzero only when no file could be read. The ABF protocol "
+                       "options apply to every ABF input without a command waveform.")  # fmt: skip
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR",
+                   help="recordings, or folders searched (recursively, sorted) for .nwb and .abf files")  # fmt: skip
+    p.add_argument("--model", required=True, help="model.pt from sts train (results/models/ARCH/model.pt)")
+    p.add_argument("--out", required=True, help="output CSV, one row per input file (written atomically)")
+    p.add_argument("--figures", default=None, metavar="DIR",
+                   help="also write DIR/<specimen_id>.png per classified cell: both sweeps' traces, their "
+                   "scalograms and the saliency of the predicted class")  # fmt: skip
+    add_protocol_options(p)
+    _common(p)
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser("fetch-weights", help="download ImageNet weights through torchvision (network)",
                        description="Save each ARCH's torchvision ImageNet state dict as OUT_DIR/ARCH.pth, for "

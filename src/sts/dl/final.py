@@ -56,6 +56,7 @@ def train_final(
     model = {
         "state_dict": result.state_dict, "arch": arch, "classes": list(packed.classes),
         "input_size": list(packed.input_size), "normalisation": json.loads(packed.norm.to_json()),
+        "image_dtype": str(np.asarray(packed.images[:0]).dtype),  # packed storage: inputs were rounded to it
         "dropout": hp.get("dropout", 0.0), "train_params": {**hp, "epochs": epochs, "seed": seed, "weights": weights},
         "cv_balanced_accuracy": best_params.get("cv_balanced_accuracy"), "preparation": preparation or {},
         "scalogram_axes": {"freqs_hz": np.asarray(packed.freqs_hz).tolist(), "fs_hz": packed.fs_hz,
@@ -75,6 +76,7 @@ def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from sts.metrics import save_figure_atomic
 
@@ -83,6 +85,8 @@ def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict)
     ax1.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title=f"{arch}: final fit")
     ax2.plot(history["epoch"], history["learning_rate"], marker="o")
     ax2.set(xlabel="epoch", ylabel="learning rate", yscale="log")
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs
     scores = ", ".join(f"{s:.3f}" for s in best_params.get("fold_scores", []))
     fig.suptitle(f"CV balanced accuracy per fold of the chosen parameters: {scores}", fontsize=9)
     try:

@@ -122,13 +122,18 @@ def plot_saliency(sal, counts, classes, freqs_hz, times_ms, path, title: str) ->
     for c in range(k):
         for ch in range(2):
             ax = axes[c, ch]
-            im = ax.imshow(sal[c, ch], origin="lower", aspect="auto", extent=extent, cmap="magma")
             ax.set_title(f"{classes[c]} (n={counts[c]}), {CHANNEL_NAMES[ch]}", fontsize=9)
             ax.set_ylabel("frequency (Hz)")
             if c == k - 1:
                 ax.set_xlabel("time from step onset (ms)")
-            fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.suptitle(title)
+            if not np.isfinite(sal[c, ch]).any():  # no correctly classified holdout cell
+                ax.set(xlim=extent[:2], ylim=extent[2:])
+                ax.text(0.5, 0.5, "no correctly classified holdout cell", transform=ax.transAxes, ha="center",
+                        va="center", color="grey")  # fmt: skip
+                continue
+            im = ax.imshow(sal[c, ch], origin="lower", aspect="auto", extent=extent, cmap="magma")
+            fig.colorbar(im, ax=ax, shrink=0.8, label="mean |attribution| (a.u.)")
+    fig.suptitle(f"{title} (per class: correctly classified holdout cells)")
     try:
         save_figure_atomic(fig, path)
     finally:

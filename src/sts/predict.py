@@ -1,0 +1,231 @@
+"""Classify new recordings with a trained CNN (``sts predict``).
+
+Each file (NWB v1, NWB 2 or ABF) is prepared exactly as the training cells were, from the
+parameters saved in ``model.pt`` and never from the current config: sweep selection
+(``preparation.sweeps``), the CWT (``preparation.scalogram``), the image transform
+(``normalisation``, ``input_size``) and the rounding to the packed file's storage type
+(``image_dtype``; float16 for models saved before it was recorded, the pack default).
+Inference goes through the evaluation step's own ``predict_proba``.
+
+The output CSV has one row per input file: ``file, specimen_id, status, reason, predicted,
+p_<class>...`` (model class order), ``rheobase_pa, second_pa, rheobase_sweep, second_sweep``.
+A file that cannot be prepared is an ``excluded`` row with the reason sweep selection gives.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+import sts.dl  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+SUFFIXES = (".nwb", ".abf")
+FIXED_COLUMNS = ("file", "specimen_id", "status", "reason", "predicted")
+SWEEP_COLUMNS = ("rheobase_pa", "second_pa", "rheobase_sweep", "second_sweep")
+DEFAULT_IMAGE_DTYPE = "float16"  # sts pack's default, for model.pt files without image_dtype
+
+
+class NoReadableInput(RuntimeError):
+    """Not one input file could be opened."""
+
+
+@dataclass
+class Prepared:
+    """One recording on its way to the network."""
+
+    path: Path
+    status: str  # 'ok' or 'excluded'
+    reason: str = ""
+    readable: bool = True  # the file opened (an excluded cell may still be readable)
+    traces_mv: np.ndarray | None = None  # (2, n_times)
+    scalogram: np.ndarray | None = None  # (2, n_freqs, n_times) float32
+    image: np.ndarray | None = None  # (3, H, W) in the packed storage type
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def specimen_id(self) -> str:
+        return self.path.stem
+
+
+def _params(cls, values: dict, what: str):
+    """Dataclass ``cls`` from the saved values; unknown keys are an error (they shaped training)."""
+    names = {f.name: getattr(f.type, "__name__", f.type) for f in fields(cls)}  # "float", float -> "float"
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"model.pt preparation.{what} has keys {unknown} that {cls.__name__} does not know")
+    # As the per-cell commands parse them (--fs-hz 4000 -> 4000.0), so results are identical.
+    cast = {k: (int(v) if names[k] == "int" else float(v) if names[k] == "float" else v) for k, v in values.items()}
+    return cls(**cast)
+
+
+class Predictor:
+    """A loaded model.pt with the preparation that made its training inputs."""
+
+    def __init__(self, model_path: str | Path, device: str = "auto", threads: int | None = None):
+        import torch
+
+        from sts.dl.final import load_model
+        from sts.dl.pack import NormParams
+        from sts.dl.train import select_device
+        from sts.scalogram_step import ScalogramParams
+        from sts.sweeps import SelectionParams
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.model_path = Path(model_path)
+        self.device = select_device(device)
+        try:
+            self.model, self.meta = load_model(model_path, self.device)
+        except Exception as err:  # missing, not a torch file, or not ours
+            raise ValueError(f"{model_path}: not a model.pt written by sts train: {err}") from err
+        prep = self.meta.get("preparation") or {}
+        missing = [k for k in ("sweeps", "scalogram") if not prep.get(k)]
+        if missing:
+            raise ValueError(f"{model_path}: no preparation.{'/'.join(missing)} parameters saved with the model "
+                             "(train it with --preparation, as the workflow does)")  # fmt: skip
+        self.selection = _params(SelectionParams, prep["sweeps"], "sweeps")
+        self.scalogram = _params(ScalogramParams, prep["scalogram"], "scalogram")
+        self.norm = NormParams(**self.meta["normalisation"])
+        self.input_size = tuple(int(v) for v in self.meta["input_size"])
+        self.image_dtype = np.dtype(self.meta.get("image_dtype", DEFAULT_IMAGE_DTYPE))
+        self.classes = [str(c) for c in self.meta["classes"]]
+        axes = self.meta.get("scalogram_axes")
+        if axes and not np.allclose(axes["freqs_hz"], self.scalogram.freqs_hz):
+            raise ValueError(f"{model_path}: saved frequencies differ from its preparation.scalogram parameters")
+
+    def prepare(self, path: str | Path, protocol=None) -> Prepared:
+        """Select the sweeps, compute the scalogram and the network image of one file; never raises
+        for a bad recording (excluded, with the reason)."""
+        from sts.dl.pack import prepare_images
+        from sts.nwb import NwbReadError, open_recording
+        from sts.scalogram_step import scalogram_of
+        from sts.sweeps import select_from_recording
+
+        path = Path(path)
+        try:
+            rec = open_recording(path, protocol)
+        except NwbReadError as err:
+            return Prepared(path, "excluded", str(err), readable=False)
+        except Exception as err:  # a reader's unexpected failure: that file only
+            log.warning("%s: cannot open", path, exc_info=True)
+            return Prepared(path, "excluded", f"unreadable file {path}: {type(err).__name__}: {err}", readable=False)
+        try:
+            with rec:
+                sel = select_from_recording(rec, self.selection)
+        except Exception as err:  # e.g. a damaged dataset inside an otherwise readable file
+            log.warning("%s: sweep selection failed", path, exc_info=True)
+            return Prepared(path, "excluded", f"cannot read sweeps of {path}: {type(err).__name__}: {err}")
+        if sel.status != "ok":
+            return Prepared(path, "excluded", sel.reason)
+        scal = scalogram_of(sel.traces_mv, self.selection.fs_hz, self.scalogram)
+        if not np.isfinite(scal).all():
+            return Prepared(path, "excluded", "non-finite scalogram values", attrs=sel.attrs)
+        image = prepare_images(scal[None], self.input_size, self.norm)[0].numpy().astype(self.image_dtype)
+        return Prepared(path, "ok", traces_mv=sel.traces_mv, scalogram=scal, image=image, attrs=sel.attrs)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(B, n_classes) softmax of (B, 3, H, W) prepared images, as ``sts evaluate`` computes them."""
+        from sts.dl.train import predict_proba
+
+        return predict_proba(self.model, images, np.arange(len(images)), self.device)
+
+    def saliency(self, prepared: Prepared, target: int, method: str = "gradient") -> np.ndarray:
+        """(2, n_freqs, n_times) |attribution| of class ``target`` on the scalogram's axes."""
+        from sts.dl.saliency import attribute, to_scalogram_axes
+        from sts.dl.train import batch_tensor
+
+        x = batch_tensor(prepared.image[None], np.arange(1), self.device).requires_grad_(True)
+        maps = attribute(self.model, x, target, method)[0].float().cpu().numpy()
+        return to_scalogram_axes(maps, *prepared.scalogram.shape[1:])
+
+
+def find_recordings(inputs) -> list[Path]:
+    """Files as given; folders searched (recursively) for .nwb/.abf files, sorted."""
+    found = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+        else:
+            found.append(item)  # a missing file becomes an excluded row
+    return found
+
+
+def _row(p: Prepared, classes: list[str], proba: np.ndarray | None) -> dict:
+    row = {"file": str(p.path), "specimen_id": p.specimen_id, "status": p.status, "reason": p.reason,
+           "predicted": classes[int(np.argmax(proba))] if proba is not None else ""}  # fmt: skip
+    for j, c in enumerate(classes):
+        row[f"p_{c}"] = float(proba[j]) if proba is not None else np.nan
+    amps, sweeps = p.attrs.get("amplitudes_pa", [np.nan] * 2), p.attrs.get("sweep_numbers", [None] * 2)
+    row.update(rheobase_pa=amps[0], second_pa=amps[1], rheobase_sweep=sweeps[0], second_sweep=sweeps[1])
+    return row
+
+
+def predict_files(
+    predictor: Predictor, files, out_csv: str | Path, figures_dir: str | Path | None = None, protocol=None
+) -> pd.DataFrame:
+    """Classify every file, write OUT.csv atomically (and one figure per usable cell); return the table.
+
+    Raises ``NoReadableInput`` (after writing the table) when not one file could be opened.
+    """
+    import pandas as pd
+    from tqdm import tqdm
+
+    from sts.metrics import write_csv_atomic
+
+    files = [Path(f) for f in files]
+    rows, n_readable = [], 0
+    for path in tqdm(files, desc="predict", unit="cell", mininterval=2):
+        p = predictor.prepare(path, protocol)
+        n_readable += p.readable
+        proba = None
+        if p.status == "ok":
+            proba = predictor.probabilities(p.image[None])[0]
+            if figures_dir is not None:
+                from sts.predict_figure import plot_cell
+
+                target = int(np.argmax(proba))
+                plot_cell(p, proba, predictor.classes, predictor.saliency(p, target), predictor.selection.fs_hz,
+                          predictor.scalogram.freqs_hz, Path(figures_dir) / f"{p.specimen_id}.png",
+                          title=f"{predictor.meta['arch']}")  # fmt: skip
+        else:
+            log.warning("%s excluded: %s", path, p.reason)
+        rows.append(_row(p, predictor.classes, proba))
+    columns = [*FIXED_COLUMNS, *(f"p_{c}" for c in predictor.classes), *SWEEP_COLUMNS]
+    table = pd.DataFrame(rows, columns=columns)
+    for col in ("rheobase_sweep", "second_sweep"):
+        table[col] = table[col].astype("Int64")
+    write_csv_atomic(out_csv, table)
+    n_ok = int((table["status"] == "ok").sum())
+    log.info("%d files: %d classified, %d excluded -> %s", len(table), n_ok, len(table) - n_ok, out_csv)
+    if files and not n_readable:
+        raise NoReadableInput(f"none of the {len(files)} input files could be read (first: {rows[0]['reason']}; "
+                              f"all reasons in {out_csv})")  # fmt: skip
+    return table
+
+
+def run(model_path, inputs, out_csv, figures_dir=None, device="auto", protocol=None, threads=None) -> int:
+    """The ``sts predict`` command: 0 when at least one file could be read."""
+    files = find_recordings(inputs)
+    if not files:
+        raise SystemExit(f"sts predict: no .nwb or .abf files in {', '.join(map(str, inputs))}")
+    try:
+        predictor = Predictor(model_path, device, threads)
+    except (ValueError, FileNotFoundError) as err:
+        raise SystemExit(f"sts predict: {err}") from err
+    if figures_dir is not None:
+        os.makedirs(figures_dir, exist_ok=True)
+    try:
+        predict_files(predictor, files, out_csv, figures_dir, protocol)
+    except NoReadableInput as err:
+        raise SystemExit(f"sts predict: {err}") from err
+    return 0

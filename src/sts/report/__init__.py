@@ -1,0 +1,7 @@
+"""Figures and tables of the Snakemake report (``snakemake --report results/report.html``).
+
+Modules: ``scalograms`` (example scalograms per class), ``shap_top`` (the baseline's top
+SHAP features per class), ``comparison`` (every model's holdout scores beside the study's
+published ones), ``tables`` (CSV tables as standalone HTML pages for the report).
+matplotlib is imported inside the plotting functions only.
+"""

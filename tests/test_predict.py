@@ -1,0 +1,173 @@
+"""``sts predict``: preparation from the model's saved parameters, excluded rows, exit status, figures.
+
+The model is an untrained MobileNetV2 at 32 px saved with model.pt's metadata (no training
+needed here); train/serve parity with a trained model is checked in test_workflow.py on the
+end-to-end run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import FILE_DEFECT_REASONS
+from sts.cli import main
+
+CLASSES = ["Pvalb", "Sst", "Vip/Lamp5", "Excitatory"]
+# Deliberately not the config defaults: the command must take these from model.pt.
+PREPARATION = {
+    "sweeps": {"window_s": 1.0, "fs_hz": 2000, "plus_pa": 40, "tolerance_pa": 5, "dvdt_cutoff_mv_ms": 20},
+    "scalogram": {"wavelet": "mexh", "fmin_hz": 30, "fmax_hz": 150, "n_freqs": 40},
+}
+
+
+def save_untrained_model(path, preparation=PREPARATION, size: int = 32, arch: str = "mobilenet_v2"):
+    import torch
+
+    from sts.dl.models import build_model
+    from sts.dl.pack import NormParams
+
+    torch.manual_seed(0)
+    model = build_model(arch, len(CLASSES), 0.0, size)
+    torch.save({"state_dict": model.state_dict(), "arch": arch, "classes": CLASSES, "input_size": [size, size],
+                "normalisation": asdict(NormParams()), "image_dtype": "float16", "dropout": 0.0,
+                "train_params": {"weights": "none"}, "preparation": preparation}, path)  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory):
+    """A folder with two good cells (NWB v1, NWB 2), one without long squares, one truncated file,
+    a file that is not NWB at all, and a text file that must be ignored."""
+    from sts.synth import make_cohort, write_cell
+
+    cohort = make_cohort(40, seed=7, defect_fraction=0.2).drop_duplicates("specimen_id")
+    pick = {
+        "good_clamp": cohort[(cohort["defect"] == "") & (cohort["dataset"] == "clamp")].iloc[0],
+        "good_seq": cohort[(cohort["defect"] == "") & (cohort["dataset"] == "seq")].iloc[0],
+        "no_long_square": cohort[cohort["defect"] == "no_long_square"].iloc[0],
+        "corrupt_file": cohort[cohort["defect"] == "corrupt_file"].iloc[0],
+    }
+    root = tmp_path_factory.mktemp("predict_in")
+    folder = root / "cells"
+    paths = {}
+    for kind, row in pick.items():
+        paths[kind] = folder / f"{row['specimen_id']}.nwb"
+        write_cell(row, paths[kind])
+    paths["not_nwb"] = folder / "sub" / "notes_copy.nwb"  # nested: folders are searched recursively
+    paths["not_nwb"].parent.mkdir()
+    paths["not_nwb"].write_text("not an NWB file\n")
+    (folder / "notes.txt").write_text("ignored")
+    model = save_untrained_model(root / "model.pt")
+    return folder, paths, model
+
+
+def predict(model, *inputs, out, extra=()):
+    return main(["predict", "--model", str(model), "--out", str(out), "--device", "cpu", "--threads", "1",
+                 *extra, *map(str, inputs)], warm=False)  # fmt: skip
+
+
+def test_preparation_comes_from_the_model_and_matches_the_per_cell_commands(cells, tmp_path):
+    """The image fed to the network equals what select-sweeps -> scalogram -> pack make with the
+    model's saved parameters (bit for bit up to the scalogram, same packed image)."""
+    from sts.dl.pack import NormParams, prepare_images
+    from sts.predict import Predictor
+
+    _, paths, model = cells
+    predictor = Predictor(model, "cpu")
+    s, c = PREPARATION["sweeps"], PREPARATION["scalogram"]
+    for kind in ("good_clamp", "good_seq"):
+        prepared = predictor.prepare(paths[kind])
+        assert prepared.status == "ok", prepared.reason
+        assert main(["select-sweeps", str(paths[kind]), str(tmp_path / "sw.h5"), "--specimen-id", "x",
+                     "--window-s", str(s["window_s"]), "--fs-hz", str(s["fs_hz"])], warm=False) == 0  # fmt: skip
+        assert main(["scalogram", str(tmp_path / "sw.h5"), str(tmp_path / "sc.h5"), "--fmin-hz", str(c["fmin_hz"]),
+                     "--fmax-hz", str(c["fmax_hz"]), "--n-freqs", str(c["n_freqs"])], warm=False) == 0  # fmt: skip
+        with h5py.File(tmp_path / "sc.h5") as f:
+            reference = f["scalogram"][()]
+            assert list(f.attrs["amplitudes_pa"]) == list(prepared.attrs["amplitudes_pa"])
+        assert prepared.scalogram.shape == (2, 40, 2000)
+        np.testing.assert_array_equal(prepared.scalogram, reference)
+        image = prepare_images(reference[None], (32, 32), NormParams())[0].numpy().astype(np.float16)
+        np.testing.assert_array_equal(prepared.image, image)
+
+
+def test_rows_excluded_files_and_exit_status(cells, tmp_path):
+    folder, paths, model = cells
+    out = tmp_path / "out.csv"
+    assert predict(model, folder, out=out) == 0
+    table = pd.read_csv(out, dtype={"specimen_id": str}, keep_default_na=False)
+    p_cols = [f"p_{c}" for c in CLASSES]
+    assert list(table.columns) == ["file", "specimen_id", "status", "reason", "predicted", *p_cols,
+                                   "rheobase_pa", "second_pa", "rheobase_sweep", "second_sweep"]  # fmt: skip
+    assert table["file"].tolist() == sorted(str(p) for p in paths.values())  # sorted; notes.txt left out
+    rows = {kind: table.set_index("file").loc[str(p)] for kind, p in paths.items()}
+    for kind in ("good_clamp", "good_seq"):
+        row = rows[kind]
+        proba = row[p_cols].astype(float).to_numpy()
+        assert row["status"] == "ok" and row["reason"] == ""
+        assert abs(proba.sum() - 1) < 1e-5 and row["predicted"] == CLASSES[int(np.argmax(proba))]
+        assert float(row["second_pa"]) - float(row["rheobase_pa"]) == pytest.approx(40, abs=5)
+        assert row["specimen_id"] == paths[kind].stem
+    for kind in ("no_long_square", "corrupt_file"):
+        assert rows[kind]["status"] == "excluded" and FILE_DEFECT_REASONS[kind] in rows[kind]["reason"], kind
+        assert rows[kind]["predicted"] == "" and (rows[kind][p_cols] == "").all()
+    reason = rows["not_nwb"]["reason"]
+    assert rows["not_nwb"]["status"] == "excluded" and "unreadable NWB file" in reason and "notes_copy.nwb" in reason
+
+
+def test_no_readable_file_is_an_error(cells, tmp_path):
+    _, paths, model = cells
+    out = tmp_path / "out.csv"
+    with pytest.raises(SystemExit) as err:
+        predict(model, paths["corrupt_file"], paths["not_nwb"], tmp_path / "missing.nwb", out=out)
+    assert err.value.code not in (0, None) and "none of the 3 input files could be read" in str(err.value.code)
+    assert (pd.read_csv(out)["status"] == "excluded").all()  # the reasons are still written
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as err:
+        predict(model, tmp_path / "empty", out=out)
+    assert "no .nwb or .abf files" in str(err.value.code)
+
+
+def test_abf_protocol_options(tmp_path):
+    """An ABF file without a command waveform needs the step ladder; with it, it is classified."""
+    from abf_data import STEP_S, simulate_ladder, write_abf1
+
+    ladder = simulate_ladder("Pvalb", seed=3, n_sweeps=10, onset_s=0.5)
+    abf = write_abf1(tmp_path / "cell.abf", ladder.responses_mv)
+    model = save_untrained_model(tmp_path / "model.pt", PREPARATION)
+    out = tmp_path / "out.csv"
+    with pytest.raises(SystemExit):  # the only file cannot be read without its protocol
+        predict(model, abf, out=out)
+    assert "no command waveform" in pd.read_csv(out)["reason"][0]
+    ladder_args = ["--first-amplitude-pa", str(ladder.amplitudes_pa[0]), "--step-pa", "20",
+                   "--onset-s", str(ladder.onset_s), "--duration-s", str(STEP_S)]  # fmt: skip
+    assert predict(model, abf, out=out, extra=ladder_args) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row["status"] == "ok" and row["rheobase_pa"] == ladder.rheobase_pa and row["second_pa"] == ladder.rheobase_pa + 40
+
+
+def test_figures(cells, tmp_path):
+    import matplotlib.image as mpimg
+
+    _, paths, model = cells
+    figures = tmp_path / "figures"
+    assert predict(model, paths["good_clamp"], paths["no_long_square"], out=tmp_path / "o.csv",
+                   extra=["--figures", str(figures)]) == 0  # fmt: skip
+    assert [p.name for p in figures.iterdir()] == [f"{paths['good_clamp'].stem}.png"]  # none for excluded cells
+    img = mpimg.imread(figures / f"{paths['good_clamp'].stem}.png")[..., :3]
+    assert img.shape[0] > 600 and img.shape[1] > 900
+    # Not blank: traces, two colour maps and text give many distinct colours and real contrast.
+    assert img.std() > 0.1 and len(np.unique(img.reshape(-1, 3).round(2), axis=0)) > 500
+
+
+def test_model_without_preparation_is_rejected(cells, tmp_path):
+    folder, _, _ = cells
+    model = save_untrained_model(tmp_path / "model.pt", preparation={})
+    with pytest.raises(SystemExit) as err:
+        predict(model, folder, out=tmp_path / "o.csv")
+    assert "no preparation.sweeps/scalogram parameters" in str(err.value.code)

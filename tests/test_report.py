@@ -1,0 +1,157 @@
+"""Report figures and tables (sts.report) and the cross-dataset evaluation (sts.cross_dataset).
+
+The end-to-end checks (the HTML report of a workflow run, the cross-dataset table of the .test
+config) are in test_workflow.py; these cover the pieces on small inputs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import balanced_accuracy_score, f1_score
+
+from sts.cross_dataset import check_direction, cnn_cross, gather, lgbm_cross
+from sts.metrics import read_predictions
+from sts.report.comparison import comparison_table
+from sts.report.scalograms import candidate_cells, pick_examples, write_class_examples
+from sts.report.shap_top import top_features
+from sts.report.tables import html_table
+
+CLASSES = ["Pvalb", "Sst", "Vip/Lamp5"]
+
+
+def manifest_rows(n_per: int, datasets=("clamp", "seq"), classes=CLASSES) -> pd.DataFrame:
+    rows = [{"specimen_id": f"{ds}{c}{i}", "dataset": ds, "label": cls, "status": "ok", "reason": "", "split": "train"}
+            for ds in datasets for c, cls in enumerate(classes) for i in range(n_per)]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_examples_alternate_datasets_and_skip_excluded_cells():
+    m = manifest_rows(4)
+    m.loc[m["specimen_id"] == "clamp00", ["status", "reason"]] = ["excluded", "no spiking sweep"]
+    picked = pick_examples(m, "Pvalb", n=3, seed=1)
+    assert picked["dataset"].tolist() == ["clamp", "seq", "clamp"]
+    assert set(picked["label"]) == {"Pvalb"} and "clamp00" not in set(picked["specimen_id"])
+    assert pick_examples(m, "Pvalb", n=3, seed=1).equals(picked)  # seeded
+    assert len(pick_examples(m, "Pvalb", n=10)) == 7  # all usable cells when fewer than asked
+    among = candidate_cells(m, ["Pvalb"], per_dataset=2, seed=0)
+    assert len(among) == 4 and all(s.startswith(("clamp0", "seq0")) for s in among)
+    assert set(pick_examples(m, "Pvalb", n=10, among=among)["specimen_id"]) <= set(among)
+
+
+def test_example_figure_reads_scalogram_and_sweeps(tmp_path):
+    m = manifest_rows(2, datasets=("seq",))
+    (tmp_path / "scal").mkdir()
+    (tmp_path / "sweeps").mkdir()
+    rng = np.random.default_rng(0)
+    for sid in m["specimen_id"]:
+        with h5py.File(tmp_path / "scal" / f"{sid}.h5", "w") as f:
+            f["scalogram"] = rng.normal(size=(2, 12, 400)).astype(np.float32)
+            f.attrs.update(freqs_hz=np.linspace(20, 200, 12), fs_hz=4000.0, amplitudes_pa=[50.0, 90.0], n_spikes=[1, 5])
+        with h5py.File(tmp_path / "sweeps" / f"{sid}.h5", "w") as f:
+            f["traces_mv"] = rng.normal(-60, 5, size=(2, 400)).astype(np.float32)
+    m.to_csv(tmp_path / "manifest.csv", index=False)
+    png = tmp_path / "Vip-Lamp5.png"
+    shown = write_class_examples(tmp_path / "manifest.csv", "Vip/Lamp5", png, tmp_path / "scal", tmp_path / "sweeps")
+    assert sorted(shown) == ["seq20", "seq21"] and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "sweeps" / "seq20.h5").unlink()
+    with pytest.raises(ValueError, match="cell seq20"):
+        write_class_examples(tmp_path / "manifest.csv", "Vip/Lamp5", png, tmp_path / "scal", tmp_path / "sweeps")
+
+
+def test_top_features_per_class():
+    table = pd.DataFrame({"A": [0.1, 0.5, 0.3, 0.0], "B": [0.9, 0.0, 0.2, 0.4]}, index=["f1", "f2", "f3", "f4"])
+    top = top_features(table.rename_axis("feature"), k=2)
+    assert top[top["class"] == "A"]["feature"].tolist() == ["f2", "f3"]
+    assert top[top["class"] == "B"]["feature"].tolist() == ["f1", "f4"]
+    assert top["rank"].tolist() == [1, 2, 1, 2] and top["mean_abs_shap"].tolist() == [0.5, 0.3, 0.9, 0.4]
+
+
+def test_comparison_reads_metrics_and_marks_the_best_cnn(tmp_path):
+    def metrics(name, ba, f1):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"balanced_accuracy": ba, "weighted_f1": f1, "accuracy": 0.5, "n_test": 9}))
+        return path
+
+    table = comparison_table(metrics("lgbm", 0.7, 0.6), {"a": metrics("a", 0.55, 0.5), "b": metrics("b", 0.65, 0.4)})
+    assert table["model"].tolist() == ["LightGBM (EP features)", "a", "b", "best CNN (b)"]
+    assert table["balanced_accuracy"].tolist() == [0.7, 0.55, 0.65, 0.65]
+    assert table["published_weighted_f1"].iloc[0] == 0.890 and table["published_balanced_accuracy"].iloc[-1] == 0.905
+    assert table.iloc[1:3][["published_balanced_accuracy", "published_weighted_f1"]].isna().all().all()
+    (tmp_path / "a.json").write_text(json.dumps({"weighted_f1": 0.5}))
+    with pytest.raises(ValueError, match="a.json"):
+        comparison_table(None, {"a": tmp_path / "a.json"})
+
+
+def test_html_table_formats_numbers_and_escapes_text():
+    page = html_table(pd.DataFrame({"model": ["<b>x"], "n": [3], "score": [0.12345], "gap": [np.nan]}), "T", "note")
+    assert "&lt;b&gt;x" in page and '<td class="num">3</td>' in page and ">0.123<" in page and "<td></td>" in page
+
+
+def test_check_direction_reasons():
+    assert check_direction(["Pvalb", "Sst", "Sst"], 5, "clamp", "seq", ["Pvalb", "Sst"], 1) == ""
+    assert "Pvalb (1)" in check_direction(["Pvalb", "Sst", "Sst"], 5, "clamp", "seq", ["Pvalb", "Sst"], 2)
+    assert check_direction([], 5, "clamp", "seq", ["Pvalb"], 1) == "no usable clamp cells to train on"
+    assert check_direction(["Pvalb"], 0, "clamp", "seq", ["Pvalb"], 1) == "no usable seq cells to test on"
+
+
+def feature_cells(n_per: int, seed: int = 0, missing: tuple = ()) -> pd.DataFrame:
+    """Cells whose two features separate the classes (plus noise); ``missing``: (dataset, class) pairs left out."""
+    rng = np.random.default_rng(seed)
+    m = manifest_rows(n_per)
+    m = m[[(d, c) not in missing for d, c in zip(m["dataset"], m["label"])]].reset_index(drop=True)
+    code = m["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    return m.assign(f1=code + rng.normal(0, 0.2, len(m)), f2=-code + rng.normal(0, 0.2, len(m)))
+
+
+def test_lgbm_cross_both_directions_and_a_reason(tmp_path):
+    params = {"n_estimators": 20, "min_child_samples": 2, "num_leaves": 4}
+    rows = lgbm_cross(feature_cells(6), ["f1", "f2"], params, CLASSES, tmp_path / "ok", n_jobs=1)
+    assert rows[["train_dataset", "test_dataset", "n_train", "n_test"]].values.tolist() == [
+        ["clamp", "seq", 18, 18], ["seq", "clamp", 18, 18]]  # fmt: skip
+    for r in rows.itertuples():
+        folder = tmp_path / "ok" / f"{r.train_dataset}_to_{r.test_dataset}"
+        preds, _, _ = read_predictions(folder / "predictions.csv")
+        assert set(preds["specimen_id"].str[: len(r.test_dataset)]) == {r.test_dataset}
+        assert r.balanced_accuracy == pytest.approx(balanced_accuracy_score(preds["label"], preds["predicted"]))
+        assert r.weighted_f1 == pytest.approx(f1_score(preds["label"], preds["predicted"], average="weighted"))
+        assert r.balanced_accuracy > 0.9  # the features carry the class in both datasets
+    few = feature_cells(6, missing=(("seq", "Sst"),))
+    rows = lgbm_cross(few, ["f1", "f2"], params, CLASSES, tmp_path / "few", n_jobs=1)
+    assert rows["reason"].tolist() == ["", "seq has fewer than 2 usable cells of Sst (0)"]
+    assert np.isnan(rows["balanced_accuracy"].iloc[1]) and not (tmp_path / "few" / "seq_to_clamp").exists()
+    table = gather([tmp_path / "ok" / "rows.csv", tmp_path / "few" / "rows.csv"])
+    assert len(table) == 4 and table["reason"].tolist()[:3] == ["", "", ""]
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # clamp has no Sst cell to test
+def test_cnn_cross_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
+    import torch
+    from dl_data import write_cohort
+
+    from sts.dl.pack import load_packed, pack
+
+    manifest, scal_dir = write_cohort(tmp_path, per_class=6)
+    m = pd.read_csv(manifest, keep_default_na=False)
+    m["dataset"] = np.where(np.arange(len(m)) % 2, "clamp", "seq")
+    m.loc[(m["dataset"] == "clamp") & (m["label"] == "Sst"), "dataset"] = "seq"  # clamp has no Sst cell
+    m.to_csv(manifest, index=False)
+    pack(manifest, scal_dir, tmp_path / "packed.h5", 32, classes=CLASSES)
+    best = {"params": {"batch_size": 8, "learning_rate": 1e-3}, "final_epochs": 1}
+    rows = cnn_cross(load_packed(tmp_path / "packed.h5"), manifest, "mobilenet_v2", best, tmp_path / "out",
+                     device="cpu", threads=1)  # fmt: skip
+    ok = m[m["status"] == "ok"]
+    n = ok["dataset"].value_counts()
+    assert rows[["train_dataset", "n_train", "n_test"]].values.tolist() == [["clamp", n["clamp"], n["seq"]],
+                                                                             ["seq", n["seq"], n["clamp"]]]  # fmt: skip
+    assert rows["reason"].iloc[0] == "clamp has fewer than 2 usable cells of Sst (0)"
+    preds, _, _ = read_predictions(tmp_path / "out" / "seq_to_clamp" / "predictions.csv")
+    assert set(preds["specimen_id"]) == set(ok.loc[ok["dataset"] == "clamp", "specimen_id"])
+    score = balanced_accuracy_score(preds["label"], preds["predicted"])
+    assert rows["balanced_accuracy"].iloc[1] == pytest.approx(score)
+    model = torch.load(tmp_path / "out" / "seq_to_clamp" / "model.pt", weights_only=False)
+    assert model["history"][0]["epoch"] == 1 and model["classes"] == CLASSES

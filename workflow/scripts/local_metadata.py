@@ -1,0 +1,14 @@
+"""Snakemake adapter: the local cohort's CSV as results/metadata.csv (logic in sts.local_cohort)."""
+
+import logging
+
+from sts.local_cohort import read_local_labels
+from sts.metrics import write_csv_atomic
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+table = read_local_labels(snakemake.input.labels, snakemake.params.classes)
+write_csv_atomic(snakemake.output.metadata, table)
+ok = table["status"] == "ok"
+logging.info("%d rows, %d usable: %s", len(table), ok.sum(), table[ok].groupby(["dataset", "label"]).size().to_dict())
+for row in table[~ok].itertuples():
+    logging.info("excluded %s (%s): %s", row.specimen_id, row.file, row.reason)

@@ -1,0 +1,12 @@
+"""Snakemake adapter: example scalograms per class for the report (logic in sts.report.scalograms)."""
+
+import logging
+from pathlib import Path
+
+from sts.report.scalograms import write_class_examples
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+for cls, png in zip(snakemake.params.classes, snakemake.output.figures):
+    write_class_examples(snakemake.input.manifest, cls, png, scalogram_dir=Path(snakemake.input.scalograms[0]).parent,
+                         sweeps_dir=Path(snakemake.input.sweeps[0]).parent, n=snakemake.params.n_examples,
+                         seed=snakemake.params.seed, among=snakemake.params.cells)  # fmt: skip
