@@ -86,8 +86,7 @@ class AbfRecording(Recording):
     layout = "abf"
 
     def __init__(self, abf, path: str | Path, protocol: Protocol | None = None):
-        self.abf = abf  # no h5py file: Recording.__init__ is not called
-        self.file = None
+        self.abf = abf
         self.path = str(path)
         self.protocol = protocol
         self.channel = self._voltage_channel()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from sts.nwb.common import NwbReadError, Recording, decode, series_values
+from sts.nwb.common import NwbReadError, NwbRecording, decode, series_values
 
 
-class AllenV1Recording(Recording):
+class AllenV1Recording(NwbRecording):
     layout = "allen_v1"
 
     @property

@@ -1,6 +1,8 @@
-"""What both NWB readers share: the error type, unit handling, the reader interface."""
+"""What the readers share: the error type, unit handling, the reader interface (NWB and ABF)."""
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -40,35 +42,32 @@ def series_values(ds: h5py.Dataset, target: str, default_unit: str) -> np.ndarra
     return (raw * conversion + offset) * table[unit]
 
 
-class Recording:
-    """Interface of a per-cell recording; subclasses implement the layouts."""
+class Recording(ABC):
+    """Interface of a per-cell recording, whatever its file format."""
 
     layout = ""
-
-    def __init__(self, f: h5py.File):
-        self.file = f
-        self.path = f.filename
+    path = ""
 
     @property
-    def sweep_numbers(self) -> list[int]:
-        raise NotImplementedError
+    @abstractmethod
+    def sweep_numbers(self) -> list[int]: ...
 
-    def stimulus_name(self, sweep_number: int) -> str:
-        raise NotImplementedError
+    @abstractmethod
+    def stimulus_name(self, sweep_number: int) -> str: ...
 
-    def fs_hz(self, sweep_number: int) -> float:
-        raise NotImplementedError
+    @abstractmethod
+    def fs_hz(self, sweep_number: int) -> float: ...
 
-    def _series(self, sweep_number: int, which: str) -> np.ndarray:
-        raise NotImplementedError
-
+    @abstractmethod
     def stimulus_pa(self, sweep_number: int) -> np.ndarray:
         """Injected current (pA), float64."""
-        return self._series(sweep_number, "stimulus")
 
+    @abstractmethod
     def response_mv(self, sweep_number: int) -> np.ndarray:
         """Membrane potential (mV), float64."""
-        return self._series(sweep_number, "response")
+
+    @abstractmethod
+    def close(self) -> None: ...
 
     def load(self, sweep_number: int) -> tuple[np.ndarray, np.ndarray]:
         """(stimulus_pa, response_mv), float64 arrays cut to a common length (truncated sweeps)."""
@@ -76,11 +75,29 @@ class Recording:
         size = min(stimulus.size, response.size)
         return stimulus[:size], response[:size]
 
-    def close(self) -> None:
-        self.file.close()
-
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+class NwbRecording(Recording):
+    """An open NWB (HDF5) file; the layouts say where a sweep's stimulus and response series are."""
+
+    def __init__(self, f: h5py.File):
+        self.file = f
+        self.path = f.filename
+
+    @abstractmethod
+    def _series(self, sweep_number: int, which: str) -> np.ndarray:
+        """The sweep's 'stimulus' (pA) or 'response' (mV) series, float64."""
+
+    def stimulus_pa(self, sweep_number: int) -> np.ndarray:
+        return self._series(sweep_number, "stimulus")
+
+    def response_mv(self, sweep_number: int) -> np.ndarray:
+        return self._series(sweep_number, "response")
+
+    def close(self) -> None:
+        self.file.close()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from sts.nwb.common import NwbReadError, Recording, decode, series_values
+from sts.nwb.common import NwbReadError, NwbRecording, decode, series_values
 
 CURRENT_CLAMP = {"CurrentClampSeries", "IZeroClampSeries"}
 
 
-class MiesRecording(Recording):
+class MiesRecording(NwbRecording):
     layout = "mies_nwb2"
 
     def __init__(self, f):
