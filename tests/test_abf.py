@@ -7,8 +7,8 @@ import pytest
 
 import sts.sweeps
 from abf_data import FS_HZ, STEP_S, SWEEP_S, simulate_ladder, write_abf1, write_abf1_epochs
-from sts.nwb.abf import LONG_SQUARE, NO_PROTOCOL, AbfRecording, Protocol, open_abf
-from sts.nwb.common import NwbReadError, Recording
+from sts.recordings.abf import LONG_SQUARE, NO_PROTOCOL, AbfRecording, Protocol, open_abf
+from sts.recordings.common import NwbReadError, Recording
 from sts.sweeps import SelectionParams, find_step, is_long_square, select_sweeps
 
 

@@ -16,7 +16,7 @@ from sts.acquire import allen, dandi_stream, labels
 from sts.acquire.cell import Sources, acquire_cell, write_report
 from sts.acquire.http import RetryPolicy
 from sts.cohort import cohort_table
-from sts.nwb import NwbReadError, open_recording
+from sts.recordings import NwbReadError, open_recording
 from sts.sweeps import SelectionParams, select_sweeps
 
 FAST = RetryPolicy(retries=2, backoff_s=0.01, timeout_s=20)

@@ -93,7 +93,7 @@ def model_dir(tuned, stage):
 
 
 def test_model_file_carries_what_prediction_needs(model_dir, tuned):
-    meta = torch.load(model_dir / "model.pt", weights_only=False)
+    meta = torch.load(model_dir / "model.pt", weights_only=True)
     assert meta["arch"] == "resnet18" and meta["classes"] == CLASSES and meta["input_size"] == [32, 32]
     assert meta["normalisation"] == {"imagenet": True, "log": False, "magnitude": True, "scaling": "image"}
     assert meta["preparation"] == PREPARATION

@@ -9,7 +9,7 @@ import pytest
 
 from abf_data import STEP_S, simulate_ladder, write_abf1
 from sts.local_cohort import check_class_counts, protocol_options, read_local_labels, row_protocol
-from sts.nwb.abf import NO_PROTOCOL
+from sts.recordings.abf import NO_PROTOCOL
 from sts.sweeps import SelectionParams, select_sweeps
 
 CLASSES = ("Pvalb", "Sst", "Excitatory")

@@ -146,7 +146,7 @@ def test_models_follow_the_configured_classes(local_run, local_config):
         preds, pred_classes, proba = read_predictions(folder / "predictions.csv")
         assert pred_classes == CLASSES and proba.shape == (len(preds), 3)
         assert set(preds["specimen_id"]) <= holdout and (abs(proba.sum(axis=1) - 1) < 1e-5).all()
-    model = torch.load(run / "results" / "models" / "mobilenet_v2" / "model.pt", weights_only=False)
+    model = torch.load(run / "results" / "models" / "mobilenet_v2" / "model.pt", weights_only=True)
     assert model["classes"] == CLASSES
     with h5py.File(run / "results" / "models" / "mobilenet_v2" / "saliency.h5") as f:
         assert f["saliency"].shape[0] == 3

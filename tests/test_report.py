@@ -153,5 +153,5 @@ def test_cnn_cross_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
     assert set(preds["specimen_id"]) == set(ok.loc[ok["dataset"] == "clamp", "specimen_id"])
     score = balanced_accuracy_score(preds["label"], preds["predicted"])
     assert rows["balanced_accuracy"].iloc[1] == pytest.approx(score)
-    model = torch.load(tmp_path / "out" / "seq_to_clamp" / "model.pt", weights_only=False)
+    model = torch.load(tmp_path / "out" / "seq_to_clamp" / "model.pt", weights_only=True)
     assert model["history"][0]["epoch"] == 1 and model["classes"] == CLASSES

@@ -46,7 +46,7 @@ def test_agrees_with_ipfx_on_synthetic_sweep(synth_cells):
     pytest.importorskip("ipfx")
     from ipfx.feature_extractor import SpikeFeatureExtractor
 
-    from sts.nwb import open_recording
+    from sts.recordings import open_recording
     from sts.sweeps import find_step, is_long_square, SelectionParams
 
     cohort, paths = synth_cells

@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from sts.nwb import NwbReadError, open_recording
+from sts.recordings import NwbReadError, open_recording
 from sts.sweeps import SelectionParams, find_step, select_sweeps, select_sweeps_file
 
 from conftest import FILE_DEFECT_REASONS as DEFECT_REASONS

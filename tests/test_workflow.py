@@ -229,7 +229,7 @@ def test_cnn_outputs(run, base_config):
         assert metrics["classes"] == classes and metrics["n_test"] == len(holdout)
         preds, pred_classes, _ = read_predictions(models / "predictions.csv")
         assert pred_classes == classes and set(preds["specimen_id"].astype(str)) == holdout
-        meta = torch.load(models / "model.pt", weights_only=False)
+        meta = torch.load(models / "model.pt", weights_only=True)
         assert meta["arch"] == arch and meta["classes"] == classes
         assert meta["input_size"] == [base_config["cnn"]["input_size"]] * 2
         assert meta["preparation"] == {"sweeps": base_config["sweeps"], "scalogram": base_config["scalogram"]}

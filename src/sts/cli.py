@@ -58,7 +58,7 @@ def _protocol(args: argparse.Namespace):
         missing = ", ".join("--" + k.replace("_", "-") for k in PROTOCOL_OPTIONS if k not in given)
         command = getattr(args, "command", None) or "select-sweeps"
         raise SystemExit(f"sts {command}: a protocol needs all four options; missing {missing}")
-    from sts.nwb.abf import Protocol
+    from sts.recordings.abf import Protocol
 
     return Protocol(**given)
 

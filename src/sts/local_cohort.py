@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sts.nwb.abf import PROTOCOL_FIELDS, Protocol
+from sts.recordings.abf import PROTOCOL_FIELDS, Protocol
 
 LAYOUTS = {".nwb": "nwb", ".abf": "abf"}
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")

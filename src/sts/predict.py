@@ -84,8 +84,12 @@ class Predictor:
             torch.set_num_threads(threads)
         self.model_path = Path(model_path)
         self.device = select_device(device)
+        from sts.dl.safe_torch import UnsafeModelError
+
         try:
             self.model, self.meta = load_model(model_path, self.device)
+        except UnsafeModelError:
+            raise
         except Exception as err:  # missing, not a torch file, or not ours
             raise ValueError(f"{model_path}: not a model.pt written by sts train: {err}") from err
         prep = self.meta.get("preparation") or {}
@@ -107,7 +111,7 @@ class Predictor:
         """Select the sweeps, compute the scalogram and the network image of one file; never raises
         for a bad recording (excluded, with the reason)."""
         from sts.dl.pack import prepare_images
-        from sts.nwb import NwbReadError, open_recording
+        from sts.recordings import NwbReadError, open_recording
         from sts.scalogram_step import scalogram_of
         from sts.sweeps import select_from_recording
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sts.h5io import atomic_h5, write_attrs
-from sts.nwb import NwbReadError, open_recording
+from sts.recordings import NwbReadError, open_recording
 from sts.resample import resample
 from sts.spikes import detect_spikes
 
@@ -100,7 +100,7 @@ def _cut(response_mv: np.ndarray, fs_in: float, onset: int, params: SelectionPar
 def select_sweeps(nwb_path: str | Path, params: SelectionParams = SelectionParams(), protocol=None) -> Selection:
     """Choose and prepare the two sweeps of one cell; never raises for bad data, excludes.
 
-    ``protocol``: step ladder of an ABF file without a command waveform (``sts.nwb.abf.Protocol``).
+    ``protocol``: step ladder of an ABF file without a command waveform (``sts.recordings.abf.Protocol``).
     """
     try:
         rec = open_recording(nwb_path, protocol)

@@ -52,7 +52,7 @@ class CellReport:
 
 def _usable_nwb(path: Path) -> str:
     """'' if the file opens as a recording with sweeps, else why not."""
-    from sts.nwb import NwbReadError, open_recording
+    from sts.recordings import NwbReadError, open_recording
 
     try:
         with open_recording(path) as rec:

@@ -5,7 +5,7 @@ opens the asset's S3 URL through fsspec (HTTP range requests, block cache) as an
 runs the same sweep selection as ``sts select-sweeps`` on it (which reads the long-square
 stimuli and then responses in amplitude order until rheobase and rheobase + 40 pA are
 found), and copies just those two sweeps (stimulus, response, their attributes) and the
-electrode metadata into a small local file in the MIES layout. ``sts.nwb.open_recording``
+electrode metadata into a small local file in the MIES layout. ``sts.recordings.open_recording``
 reads that file like the original. Bytes fetched are counted as the range requests return them.
 """
 

@@ -2,7 +2,7 @@
 
 A 404, a file that fails verification or a cell excluded before download still gets
 ``{nwb_dir}/{specimen_id}.nwb``: a tiny HDF5 file whose root attribute ``sts_unavailable``
-holds the reason. ``sts.nwb.open_recording`` raises NwbReadError with that reason, so the
+holds the reason. ``sts.recordings.open_recording`` raises NwbReadError with that reason, so the
 cell flows through sweep selection and ends as an excluded manifest row instead of
 failing the DAG.
 """

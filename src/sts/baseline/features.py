@@ -1,6 +1,6 @@
 """Per-cell electrophysiological (EP) features from the cell's own long-square sweeps, by ipfx.
 
-``compute_features(nwb_path)`` reads every long-square sweep with ``sts.nwb`` (ipfx 2.1.2
+``compute_features(nwb_path)`` reads every long-square sweep with ``sts.recordings`` (ipfx 2.1.2
 cannot open these files itself), builds ipfx ``Sweep`` objects from the arrays and runs
 ipfx's ``LongSquareAnalysis`` (spike detection: 10 kHz Bessel, dV/dt >= 20 mV/ms, as
 ``ipfx.data_set_features.extract_cell_long_square_features``). The per-cell record is then
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sts.nwb import NwbReadError, open_recording
+from sts.recordings import NwbReadError, open_recording
 from sts.sweeps import SelectionParams, find_step, is_long_square
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class FeatureFailure(Exception):
 def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams(), protocol=None) -> FeatureResult:
     """EP features of one cell; never raises for bad data: the cell is excluded with a reason.
 
-    ``protocol`` (``sts.nwb.abf.Protocol``): the step ladder of an ABF file without a command waveform.
+    ``protocol`` (``sts.recordings.abf.Protocol``): the step ladder of an ABF file without a command waveform.
     """
     try:
         rec = open_recording(nwb_path, protocol)

@@ -50,7 +50,7 @@ def _json_safe(value):
 def features_file(nwb, out, specimen_id: str, dataset: str = "", label: str = "", protocol=None) -> dict:
     """Compute one cell's features and write its JSON record (atomically); returns the record.
 
-    ``protocol``: the step ladder of an ABF file without a command waveform (``sts.nwb.abf.Protocol``).
+    ``protocol``: the step ladder of an ABF file without a command waveform (``sts.recordings.abf.Protocol``).
     """
     from sts.baseline.features import FeatureParams, compute_features
 

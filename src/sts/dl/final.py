@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sts.dl.safe_torch import plain
 from sts.dl.train import TrainParams, fit
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ def train_final(
     }  # fmt: skip
     write_csv_atomic(out / "history.csv", history)
     plot_curves(history, out / "training_curves.png", arch, best_params)
+    model = {**plain({k: v for k, v in model.items() if k != "state_dict"}), "state_dict": model["state_dict"]}
     _atomic(out / MODEL_FILE, lambda tmp: torch.save(model, tmp), ".pt")
     (out / CHECKPOINT).unlink(missing_ok=True)
     return out / MODEL_FILE
@@ -96,12 +98,12 @@ def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict)
 
 
 def load_model(path: str | Path, device="cpu"):
-    """(model in eval mode, metadata dict) from a model.pt."""
-    import torch
-
+    """(model in eval mode, metadata dict) from a model.pt, loaded without unpickling code
+    (``UnsafeModelError`` for a file that would need it)."""
     from sts.dl.models import build_model
+    from sts.dl.safe_torch import safe_load
 
-    meta = torch.load(path, map_location="cpu", weights_only=False)
+    meta = safe_load(path)
     model = build_model(meta["arch"], len(meta["classes"]), meta["dropout"], int(meta["input_size"][0]))
     model.load_state_dict(meta["state_dict"])
     if meta["arch"] == "inception_v3":  # as trained: ImageNet backbones re-map their inputs

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 
 from sts.dl.models import AUX_WEIGHT, build_model, uses_aux
+from sts.dl.safe_torch import plain, safe_load
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +172,13 @@ def fit(
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
     loss_fn = torch.nn.CrossEntropyLoss()
     y_t = torch.as_tensor(y, dtype=torch.long)
-    fingerprint = {"arch": arch, "n_train": len(train_idx), "n_valid": 0 if valid_idx is None else len(valid_idx),
-                   "params": asdict(params), "input_size": input_size}  # fmt: skip
+    fingerprint = plain({"arch": arch, "n_train": len(train_idx), "n_valid": 0 if valid_idx is None else len(valid_idx),
+                         "params": asdict(params), "input_size": input_size})  # fmt: skip
     state = {"epoch": 0, "history": [], "best_score": None, "best_epoch": 0, "best_state": None, "bad": 0,
              "stopped": False}  # fmt: skip
     ckpt = Path(checkpoint) if checkpoint else None
     if ckpt and ckpt.exists():
-        saved = torch.load(ckpt, map_location="cpu", weights_only=False)
+        saved = safe_load(ckpt)
         if saved.get("fingerprint") == fingerprint:
             model.load_state_dict(saved["model"])
             opt.load_state_dict(saved["optimizer"])
@@ -242,7 +243,7 @@ def fit(
         if ckpt:
             _atomic_save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict() if sched else None, "scaler": scaler.state_dict(),
-                          "rng": torch.get_rng_state(), "state": state}, ckpt)  # fmt: skip
+                          "rng": torch.get_rng_state(), "state": plain(state)}, ckpt)  # fmt: skip
         if on_epoch:
             on_epoch(epoch, state["best_score"])
     best = state["best_state"] or {k: v.cpu() for k, v in model.state_dict().items()}

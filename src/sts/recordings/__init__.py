@@ -3,7 +3,7 @@
 ``open_recording(path)`` detects the layout and returns a reader with the same small
 interface for Allen Cell Types NWB v1 files and MIES NWB 2 files (DANDI 000020):
 ``sweep_numbers``, ``stimulus_name(n)``, ``fs_hz(n)`` and ``load(n) -> (stimulus_pa, response_mv)``;
-``.abf`` files go to the ABF reader (``sts.nwb.abf``, pyabf) behind the same interface.
+``.abf`` files go to the ABF reader (``sts.recordings.abf``, pyabf) behind the same interface.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import h5py
 
-from sts.nwb.common import NwbReadError, Recording
-from sts.nwb.allen_v1 import AllenV1Recording
-from sts.nwb.mies import MiesRecording
+from sts.recordings.common import NwbReadError, Recording
+from sts.recordings.allen_v1 import AllenV1Recording
+from sts.recordings.mies import MiesRecording
 
 __all__ = ["NwbReadError", "Recording", "open_recording", "detect_layout"]
 
@@ -39,11 +39,11 @@ def open_recording(path, protocol=None) -> Recording:
     """Open an NWB (or ABF) file, a path or a file-like object (streamed); raises NwbReadError
     (with the path) if it is unreadable or unknown.
 
-    ``protocol`` (an ``sts.nwb.abf.Protocol``) gives the step ladder of an ABF file without a
+    ``protocol`` (an ``sts.recordings.abf.Protocol``) gives the step ladder of an ABF file without a
     command waveform; NWB files carry their stimulus and ignore it.
     """
     if isinstance(path, (str, os.PathLike)) and Path(path).suffix.lower() == ".abf":
-        from sts.nwb.abf import open_abf
+        from sts.recordings.abf import open_abf
 
         return open_abf(path, protocol)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sts.nwb.common import NwbReadError, NwbRecording, decode, series_values
+from sts.recordings.common import NwbReadError, NwbRecording, decode, series_values
 
 
 class AllenV1Recording(NwbRecording):

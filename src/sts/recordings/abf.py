@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sts.nwb.common import NwbReadError, Recording
+from sts.recordings.common import NwbReadError, Recording
 
 log = logging.getLogger(__name__)
 
