@@ -216,8 +216,9 @@ def build_services(cells: pd.DataFrame, nwb: dict[str, Path], out_dir: Path) -> 
     server.route(r"/api/assets/([^/]+)/download/", lambda m, q: (302, f"{server.url}/blobs/{m[1]}"))
 
     services.patchseq_csv = out_dir / "patchseq_metadata.csv"
-    pd.DataFrame({"cell_specimen_id": seq["specimen_id"], "T-type Label": seq["label"].map(TTYPE)}).to_csv(
-        services.patchseq_csv, index=False)
+    pd.DataFrame({"cell_specimen_id": seq["specimen_id"], "corresponding_AIT2.3.1_alias": seq["label"].map(TTYPE),
+                  "dendrite_type": seq["label"].map(lambda c: "spiny" if c == "Excitatory" else "aspiny")}).to_csv(
+        services.patchseq_csv, index=False)  # the real file's column names (ipfx's shipped metadata)
     return services
 
 

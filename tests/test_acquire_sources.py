@@ -48,7 +48,8 @@ def test_labels_from_metadata():
     assert labels.label_from_ttype("Lamp5 Lsp1") == labels.label_from_ttype("Vip Crispld2 Kcne4") == "Vip/Lamp5"
     assert labels.label_from_ttype("Sst Calb2 Pdlim5") == "Sst"
     assert labels.label_from_ttype("L2/3 IT VISp Agmat") == "Excitatory"
-    assert labels.label_from_ttype("Sncg Vip Itih5") == labels.label_from_ttype("") == "Unsure"
+    assert labels.label_from_ttype("Sncg Vip Itih5") == "Vip/Lamp5"  # more rules: tests/test_labels_patchseq.py
+    assert labels.label_from_ttype("Meis2 Adamts19") == labels.label_from_ttype("") == "Unsure"
 
 
 def test_allen_listing_and_sweep_table(acquire_services):

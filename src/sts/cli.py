@@ -159,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", default=None, help="classes kept (default: the study's four)")
     p.set_defaults(func=_manifest)
 
-    for module in ("sts.baseline.cli", "sts.baseline.features_cli", "sts.acquire.cli", "sts.dl.cli"):
+    for module in ("sts.baseline.cli", "sts.baseline.features_cli", "sts.acquire.cli", "sts.acquire.labels_cli",
+                   "sts.dl.cli"):
         __import__(module, fromlist=["add_parser"]).add_parser(sub)  # handlers import lazily
     return parser
 

@@ -30,7 +30,9 @@ ACQUIRE_DEFAULTS = {
     "allen_api": "http://api.brain-map.org", "dandi_api": "https://api.dandiarchive.org/api",
     "dandiset": "000020", "dandiset_version": None, "dandi_mode": "stream", "block_size_kb": 32,
     "retries": 4, "backoff_s": 1.0, "timeout_s": 60, "label_file": None,
-    "patchseq_metadata": None, "patchseq_id_column": "cell_specimen_id", "patchseq_ttype_column": "T-type Label",
+    # patchseq_metadata None: the Gouwens 2020 metadata shipped with ipfx (sts.acquire.labels)
+    "patchseq_metadata": None, "patchseq_id_column": lab.PatchseqColumns.specimen_id,
+    "patchseq_ttype_column": lab.PatchseqColumns.ttype, "patchseq_dendrite_column": lab.PatchseqColumns.dendrite,
 }
 
 
@@ -99,13 +101,27 @@ def allen_cells(acq: Mapping) -> pd.DataFrame:
 def dandi_cells(acq: Mapping) -> pd.DataFrame:
     raw = read_listing(acq, "seq").drop_duplicates("specimen_id")  # several assets per cell: the first
     table = pd.DataFrame({"specimen_id": raw["specimen_id"].str.strip(), "dataset": "seq"})
-    if acq["patchseq_metadata"]:
-        ttypes = lab.read_ttypes(acq["patchseq_metadata"], acq["patchseq_id_column"], acq["patchseq_ttype_column"])
-        table["label"] = [lab.label_from_ttype(ttypes.get(s, "")) for s in table["specimen_id"]]
-        table["label_source"] = "T-type"
-    else:
-        table["label"], table["label_source"] = lab.UNSURE, "none (no label_file or patchseq_metadata)"
+    if acq["label_file"]:  # it decides every label (cohort_table): the metadata is not read
+        table["label"], table["label_source"] = lab.UNSURE, ""
+        return table
+    path = patchseq_metadata_path(acq)
+    known = lab.patchseq_labels(path, patchseq_columns(acq)).set_index("specimen_id")["label"]
+    table["label"] = table["specimen_id"].map(known).fillna(lab.UNSURE)
+    table["label_source"] = f"T-type / dendrite type ({Path(path).name})"
+    missing = int((~table["specimen_id"].isin(known.index)).sum())
+    if missing:
+        log.warning("%d cells are not in %s: labelled Unsure", missing, path)
     return table
+
+
+def patchseq_metadata_path(acq: Mapping) -> Path:
+    """The user's patch-seq metadata CSV, or by default the one shipped with ipfx (no download)."""
+    return Path(acq["patchseq_metadata"]) if acq["patchseq_metadata"] else lab.shipped_patchseq_metadata()
+
+
+def patchseq_columns(acq: Mapping) -> lab.PatchseqColumns:
+    return lab.PatchseqColumns(acq["patchseq_id_column"], acq["patchseq_ttype_column"],
+                               acq["patchseq_dendrite_column"])
 
 
 def paper_cells(config: Mapping) -> pd.DataFrame:

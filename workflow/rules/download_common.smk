@@ -1,6 +1,6 @@
 # Input/params functions of the real-data rules (download.smk), apart from common.smk so that
 # the acquisition stage stays in its own files.
-from sts.cohort import acquire_settings, listing_path
+from sts.cohort import acquire_settings, listing_path, patchseq_metadata_path
 
 ACQ = acquire_settings(config)
 ALLEN_CELLS = str(listing_path(ACQ, "clamp"))
@@ -13,6 +13,7 @@ TABLE_KEYS = (
     "patchseq_metadata",
     "patchseq_id_column",
     "patchseq_ttype_column",
+    "patchseq_dendrite_column",
 )
 
 
@@ -37,9 +38,11 @@ def cohort_inputs():
         "dandi": [DANDI_ASSETS],
         "paper": [config["split"]["train_file"], config["split"]["test_file"]],
     }[config["cohort"]]
-    for key in ("label_file", "patchseq_metadata"):
-        if ACQ[key]:
-            files.append(ACQ[key])
+    if ACQ["label_file"]:
+        files.append(ACQ["label_file"])
+    elif config["cohort"] == "dandi":
+        # the user's patch-seq metadata, or the one shipped with ipfx
+        files.append(str(patchseq_metadata_path(ACQ)))
     return files
 
 

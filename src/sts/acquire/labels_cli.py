@@ -1,0 +1,38 @@
+"""``sts labels ...``: the study's classes from metadata tables (rules in ``sts.acquire.labels``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _patchseq(args: argparse.Namespace) -> int:
+    from sts.acquire.labels import PatchseqColumns, write_patchseq_labels
+
+    dendrite = None if args.dendrite_column.lower() == "none" else args.dendrite_column
+    columns = PatchseqColumns(specimen_id=args.id_column, ttype=args.ttype_column, dendrite=dendrite)
+    write_patchseq_labels(args.metadata, args.out, columns)
+    return 0
+
+
+def add_parser(subparsers) -> None:
+    """Register ``labels`` and its subcommands on the ``sts`` subparsers."""
+    from sts.acquire.labels import PatchseqColumns  # light import: the defaults' one home
+
+    top = subparsers.add_parser("labels", help="the study's classes from metadata (CSV specimen_id,label)")
+    sub = top.add_subparsers(dest="labels_command", required=True, metavar="SOURCE")
+    default = PatchseqColumns()
+    p = sub.add_parser(
+        "patchseq", help="labels of the patch-seq (DANDI 000020) cells from their T-type and dendrite type",
+        description="Write 'specimen_id,label' for every cell of a patch-seq metadata CSV (default: the "
+        "Gouwens 2020 mouse metadata shipped with ipfx). T-type subclass: Pvalb, Sst; Vip, Lamp5, Sncg, "
+        "Serpinf1 -> Vip/Lamp5; excitatory types -> Excitatory. No T-type but spiny or sparsely spiny "
+        "dendrites -> Excitatory. Anything else -> Unsure.",
+    )
+    p.add_argument("metadata", nargs="?", default=None,
+                   help="metadata CSV (default: ipfx/data_release/20200625_patchseq_metadata_mouse.csv)")
+    p.add_argument("out", help="output CSV (specimen_id,label)")
+    p.add_argument("--id-column", default=default.specimen_id, help="specimen id column (default: %(default)s)")
+    p.add_argument("--ttype-column", default=default.ttype, help="T-type column (default: %(default)s)")
+    p.add_argument("--dendrite-column", default=default.dendrite,
+                   help="dendrite type column, 'none' for no dendrite rule (default: %(default)s)")
+    p.set_defaults(func=_patchseq)
