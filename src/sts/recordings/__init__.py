@@ -1,27 +1,54 @@
-"""Read current-clamp sweeps from the two real NWB layouts (h5py only, for start-up time).
+"""Read current-clamp sweeps from NWB and ABF files (h5py only for NWB, for start-up time).
 
 ``open_recording(path)`` detects the layout and returns a reader with the same small
-interface for Allen Cell Types NWB v1 files and MIES NWB 2 files (DANDI 000020):
-``sweep_numbers``, ``stimulus_name(n)``, ``fs_hz(n)`` and ``load(n) -> (stimulus_pa, response_mv)``;
+interface for Allen Cell Types NWB v1 files (``allen_v1``), MIES NWB 2 files (DANDI 000020,
+``mies_nwb2``) and other NWB 2 icephys files (``nwb2``: pynwb's standard current-clamp series of
+other labs' converters, paired through the icephys tables): ``sweep_numbers``,
+``stimulus_name(n)``, ``fs_hz(n)`` and ``load(n) -> (stimulus_pa, response_mv)``;
 ``.abf`` files go to the ABF reader (``sts.recordings.abf``, pyabf) behind the same interface.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import h5py
+import numpy as np
 
-from sts.recordings.common import NwbReadError, Recording
+from sts.recordings.common import NwbReadError, Recording, decode
 from sts.recordings.allen_v1 import AllenV1Recording
+from sts.recordings.generic_nwb2 import GenericNwb2Recording
 from sts.recordings.mies import MiesRecording
 
 __all__ = ["NwbReadError", "Recording", "open_recording", "detect_layout"]
 
 
+# MIES names its sweeps' series data_XXXXX_AD0 (response) and data_XXXXX_DA0 (stimulus).
+MIES_SERIES = re.compile(r"data_\d+_(AD|DA)\d+$")
+READERS = {"allen_v1": AllenV1Recording, "mies_nwb2": MiesRecording, "nwb2": GenericNwb2Recording}
+
+
+def _is_mies(f: h5py.File) -> bool:
+    """MIES files carry its labnotebook/stimsets, its namespace or its name in generated_by; the
+    few-sweep copies of sts.acquire.dandi_stream and synthetic cells keep only the series names."""
+    if any(path in f for path in ("general/labnotebook", "general/stimsets", "specifications/ndx-MIES")):
+        return True
+    generated_by = f.get("general/generated_by")
+    if isinstance(generated_by, h5py.Dataset) and generated_by.size <= 64:
+        values = np.asarray(generated_by[()]).reshape(-1)
+        if any("mies" in decode(v).lower() for v in values):
+            return True
+    for where in ("acquisition", "stimulus/presentation"):
+        group = f.get(where)
+        if isinstance(group, h5py.Group) and any(MIES_SERIES.match(name) for name in group):
+            return True
+    return False
+
+
 def detect_layout(f: h5py.File) -> str:
-    """'allen_v1' or 'mies_nwb2' from the file's structure."""
+    """'allen_v1', 'mies_nwb2' or 'nwb2' (any other NWB 2 file) from the file's structure."""
     unavailable = f.attrs.get("sts_unavailable")  # placeholder of a failed download (sts.acquire.marker)
     if unavailable is not None:
         raise NwbReadError(unavailable.decode() if isinstance(unavailable, bytes) else str(unavailable))
@@ -31,8 +58,8 @@ def detect_layout(f: h5py.File) -> str:
     if isinstance(version, bytes):
         version = version.decode()
     if version is not None and str(version).startswith("2") or "general/intracellular_ephys" in f:
-        return "mies_nwb2"
-    raise NwbReadError(f"not an NWB v1 (Allen) or NWB 2 (MIES) icephys file: {f.filename}")
+        return "mies_nwb2" if _is_mies(f) else "nwb2"
+    raise NwbReadError(f"not an NWB v1 (Allen) or NWB 2 icephys file: {f.filename}")
 
 
 def open_recording(path, protocol=None) -> Recording:
@@ -52,7 +79,7 @@ def open_recording(path, protocol=None) -> Recording:
         raise NwbReadError(f"unreadable NWB file {path}: {err}") from err
     try:
         layout = detect_layout(f)
-        return AllenV1Recording(f) if layout == "allen_v1" else MiesRecording(f)
+        return READERS[layout](f)
     except Exception:
         f.close()
         raise
