@@ -147,7 +147,9 @@ def test_protocol_checks_and_short_steps(ladder, abf1_file):
         names = {rec.stimulus_name(k) for k in rec.sweep_numbers if ladder.amplitudes_pa[k] != 0}
         assert names == {"ABF square step of 0.1 s"}
         assert not is_long_square(names.pop(), SelectionParams().long_square_names)
-        assert sts.sweeps._select(rec, SelectionParams()).reason.startswith("no long-square sweeps")
+        short = sts.sweeps._select(rec, SelectionParams(min_step_s=0.2))
+        assert short.reason.startswith("no square current step of at least 0.2 s (sweeps.min_step_s)")
+        assert sts.sweeps._select(rec, SelectionParams(min_step_s=0.1, window_s=0.1)).attrs["step_s"] == [0.1, 0.1]
 
 
 def test_select_sweeps_command_takes_the_protocol(ladder, abf1_file, tmp_path):

@@ -33,17 +33,26 @@ def _select_sweeps(args: argparse.Namespace) -> int:
     single_threaded()
     from sts.sweeps import SelectionParams, select_sweeps_file
 
-    params = SelectionParams(
-        window_s=args.window_s,
-        fs_hz=args.fs_hz,
-        plus_pa=args.plus_pa,
-        tolerance_pa=args.tolerance_pa,
-        dvdt_cutoff_mv_ms=args.dvdt_cutoff,
-    )
+    params = selection_params(args, SelectionParams)
     meta = {"specimen_id": args.specimen_id, "dataset": args.dataset, "label": args.label}
     result = select_sweeps_file(args.nwb, args.out, params, meta, _protocol(args))
     logging.getLogger("sts").info("%s: %s %s", args.specimen_id, result.status, result.reason)
     return 0
+
+
+def selection_params(args: argparse.Namespace, cls):
+    """SelectionParams from the basic flags plus --sweeps-json (the config's other ``sweeps:`` keys)."""
+    import json
+
+    values = {"window_s": args.window_s, "fs_hz": args.fs_hz, "plus_pa": args.plus_pa,
+              "tolerance_pa": args.tolerance_pa, "dvdt_cutoff_mv_ms": args.dvdt_cutoff}  # fmt: skip
+    if args.sweeps_json:
+        try:
+            extra = json.loads(args.sweeps_json)
+            return cls.from_dict({**values, **extra})
+        except (ValueError, TypeError) as err:
+            raise SystemExit(f"sts {args.command}: --sweeps-json: {err}") from err
+    return cls.from_dict(values)
 
 
 PROTOCOL_OPTIONS = ("first_amplitude_pa", "step_pa", "onset_s", "duration_s")
@@ -115,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         "at rheobase + PLUS pA, cut a window from step onset, resample to FS. A cell that cannot be "
         "used still gets OUT.h5, with status 'excluded' and the reason.",
     )
-    p.add_argument("nwb", help="the cell's NWB file (Allen NWB v1 or MIES NWB 2)")
+    p.add_argument("nwb", help="the cell's recording (Allen NWB v1, MIES NWB 2, generic NWB 2 or ABF)")
     p.add_argument("out", help="output HDF5 (dataset traces_mv, shape (2, n))")
     p.add_argument("--specimen-id", required=True)
     p.add_argument("--dataset", default="", help="dataset tag stored as attribute (clamp, seq, ...)")
@@ -125,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plus-pa", type=float, default=40.0, help="second sweep = rheobase + this (pA)")
     p.add_argument("--tolerance-pa", type=float, default=5.0, help="tolerance on the second sweep (pA)")
     p.add_argument("--dvdt-cutoff", type=float, default=20.0, help="spike dV/dt threshold (mV/ms)")
+    p.add_argument("--sweeps-json", default=None,
+                   help="JSON of the other sweeps: settings (min_step_s, long_square_names, any_square_step, qc)")  # fmt: skip
     add_protocol_options(p)
     p.set_defaults(func=_select_sweeps)
 

@@ -7,6 +7,8 @@ for ABF files without a command waveform, the long-square ladder ``first_amplitu
 ``read_local_labels`` keeps every CSV row: a row that cannot be used gets ``status`` 'excluded'
 and its reasons (all of them, joined by '; '). A specimen id given by several rows excludes all of
 them (as ``sts.manifest.cell_rows`` does for other cohorts): which row is meant is not ours to guess.
+Ids are compared case-folded: ``Cell1`` and ``cell1`` name the same file on a case-insensitive file
+system (macOS, Windows), so they are duplicates too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pandas as pd
 from sts.recordings.abf import PROTOCOL_FIELDS, Protocol
 
 LAYOUTS = {".nwb": "nwb", ".abf": "abf"}
-SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")  # of the whole id: fullmatch (a "$" lets "id\n" through)
 MAX_ID_LENGTH = 200  # ids become file names ({id}.h5, with temporary prefixes and suffixes)
 DEFAULT_DATASET = "local"
 COLUMNS = ["specimen_id", "dataset", "label", "file", "layout", "status", "reason"]
@@ -29,13 +31,30 @@ COLUMNS = ["specimen_id", "dataset", "label", "file", "layout", "status", "reaso
 
 def id_problem(specimen_id: str) -> str:
     """Why a specimen id is unsafe as a file name / wildcard / command-line argument; '' if safe."""
-    if not SAFE_ID.match(specimen_id):
+    if not SAFE_ID.fullmatch(specimen_id):
         return f"unsafe specimen_id {specimen_id!r}: use only letters, digits, '_', '-' and '.'"
     if specimen_id.startswith((".", "-")):
         return f"unsafe specimen_id {specimen_id!r}: must not start with '.' or '-'"
     if len(specimen_id) > MAX_ID_LENGTH:
         return f"unsafe specimen_id {specimen_id[:20]!r}...: longer than {MAX_ID_LENGTH} characters"
     return ""
+
+
+def duplicate_ids(ids) -> dict[str, list[str]]:
+    """Case-folded id -> the ids of its rows (one entry per row), for ids given by several rows."""
+    groups: dict[str, list[str]] = {}
+    for sid in ids:
+        groups.setdefault(str(sid).casefold(), []).append(str(sid))
+    return {key: group for key, group in groups.items() if len(group) > 1}
+
+
+def duplicate_reason(specimen_id: str, group: list[str], rows: str) -> str:
+    """The exclusion reason of each row of a duplicated id (``group``: the ids of all its rows)."""
+    spelled = sorted(set(group))
+    if len(spelled) == 1:
+        return f"duplicate specimen_id {specimen_id!r} ({len(group)} {rows})"
+    return (f"duplicate specimen_id {specimen_id!r} ({len(group)} {rows}: {', '.join(map(repr, spelled))} "
+            "differ only in case and would share a file on case-insensitive file systems)")
 
 
 def _text(value) -> str:
@@ -64,21 +83,24 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
     protocol columns present in the CSV (float, NaN where not given), status (ok/excluded), reason.
 
     Raises FileNotFoundError if there is no CSV, ValueError if it lacks a ``file`` or ``label`` column.
+    With ``classes`` None (files to classify, ``sts predict --table``) the label is optional and unchecked.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"local.labels: no CSV at {csv_path.absolute()} (the table of your recordings)")
     raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
     raw.columns = [c.strip() for c in raw.columns]
+    if classes is None and "label" not in raw.columns:
+        raw["label"] = ""
     missing = [c for c in ("file", "label") if c not in raw.columns]
     if missing:
         raise ValueError(f"{csv_path}: missing column(s) {missing}; columns are {list(raw.columns)}")
     given = [k for k in PROTOCOL_FIELDS if k in raw.columns]
     folder = csv_path.absolute().parent
-    classes = tuple(classes)
+    classes = tuple(classes) if classes is not None else None
     files = [Path(os.path.normpath(folder / n)) if n else None for n in map(_text, raw["file"])]  # absolute stay
     ids = [_text(row.get("specimen_id")) or (f.stem if f else "") for (_, row), f in zip(raw.iterrows(), files)]
-    counts = pd.Series(ids, dtype=object).value_counts()
+    spellings = duplicate_ids(ids)
     rows = []
     for (_, row), file, sid in zip(raw.iterrows(), files, ids):
         reasons = []
@@ -87,9 +109,9 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
         problem = id_problem(sid) if sid else "no specimen_id and no file to name it after"
         if problem:
             reasons.append(problem)
-        elif counts[sid] > 1:
-            reasons.append(f"duplicate specimen_id {sid!r} ({counts[sid]} CSV rows)")
-        if label not in classes:
+        elif sid.casefold() in spellings:
+            reasons.append(duplicate_reason(sid, spellings[sid.casefold()], "CSV rows"))
+        if classes is not None and label not in classes:
             reasons.append(f"label {label!r} not in classes {list(classes)}")
         if file is None:
             reasons.append("no file given")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +31,10 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = (".nwb", ".abf")
 FIXED_COLUMNS = ("file", "specimen_id", "status", "reason", "predicted")
-SWEEP_COLUMNS = ("rheobase_pa", "second_pa", "rheobase_sweep", "second_sweep")
+SWEEP_COLUMNS = ("rheobase_pa", "second_pa", "second_offset_pa", "rheobase_sweep", "second_sweep")
+# Which sweeps qualify may follow the lab's protocol; the window, rate and spike threshold that
+# shaped the training inputs may not (train/serve parity).
+SELECTION_OVERRIDES = ("tolerance_pa", "any_square_step", "long_square_names")
 DEFAULT_IMAGE_DTYPE = "float16"  # sts pack's default, for model.pt files without image_dtype
 
 
@@ -44,6 +47,7 @@ class Prepared:
     """One recording on its way to the network."""
 
     path: Path
+    specimen_id: str
     status: str  # 'ok' or 'excluded'
     reason: str = ""
     readable: bool = True  # the file opened (an excluded cell may still be readable)
@@ -52,10 +56,16 @@ class Prepared:
     image: np.ndarray | None = None  # (3, H, W) in the packed storage type
     attrs: dict = field(default_factory=dict)
 
-    @property
-    def specimen_id(self) -> str:
-        return self.path.stem
 
+@dataclass
+class Item:
+    """One input: its file, id (the file's stem unless a --table gives one), ABF ladder, and the
+    reason it cannot be used when its --table row says so."""
+
+    path: Path
+    specimen_id: str
+    protocol: object = None
+    excluded: str = ""
 
 def _params(cls, values: dict, what: str):
     """Dataclass ``cls`` from the saved values; unknown keys are an error (they shaped training)."""
@@ -71,7 +81,10 @@ def _params(cls, values: dict, what: str):
 class Predictor:
     """A loaded model.pt with the preparation that made its training inputs."""
 
-    def __init__(self, model_path: str | Path, device: str = "auto", threads: int | None = None):
+    def __init__(self, model_path: str | Path, device: str = "auto", threads: int | None = None,
+                 selection_overrides: dict | None = None):
+        """``selection_overrides``: sweep settings that only decide which sweeps qualify
+        (``tolerance_pa``, ``any_square_step``, ``long_square_names``), never how they are prepared."""
         import torch
 
         from sts.dl.final import load_model
@@ -97,7 +110,15 @@ class Predictor:
         if missing:
             raise ValueError(f"{model_path}: no preparation.{'/'.join(missing)} parameters saved with the model "
                              "(train it with --preparation, as the workflow does)")  # fmt: skip
-        self.selection = _params(SelectionParams, prep["sweeps"], "sweeps")
+        try:
+            self.selection = SelectionParams.from_dict(prep["sweeps"])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{model_path}: preparation.sweeps: {err}") from err
+        overrides = {k: v for k, v in (selection_overrides or {}).items() if v is not None}
+        if set(overrides) - set(SELECTION_OVERRIDES):
+            raise ValueError(f"only {SELECTION_OVERRIDES} may differ from the model's sweep selection")
+        if overrides:
+            self.selection = SelectionParams.from_dict({**asdict(self.selection), **overrides})
         self.scalogram = _params(ScalogramParams, prep["scalogram"], "scalogram")
         self.norm = NormParams(**self.meta["normalisation"])
         self.input_size = tuple(int(v) for v in self.meta["input_size"])
@@ -107,7 +128,7 @@ class Predictor:
         if axes and not np.allclose(axes["freqs_hz"], self.scalogram.freqs_hz):
             raise ValueError(f"{model_path}: saved frequencies differ from its preparation.scalogram parameters")
 
-    def prepare(self, path: str | Path, protocol=None) -> Prepared:
+    def prepare(self, path: str | Path, protocol=None, specimen_id: str | None = None) -> Prepared:
         """Select the sweeps, compute the scalogram and the network image of one file; never raises
         for a bad recording (excluded, with the reason)."""
         from sts.dl.pack import prepare_images
@@ -115,27 +136,35 @@ class Predictor:
         from sts.scalogram_step import scalogram_of
         from sts.sweeps import select_from_recording
 
+        from sts.recordings.abf import NO_PROTOCOL
+
         path = Path(path)
+        sid = specimen_id or path.stem
         try:
             rec = open_recording(path, protocol)
         except NwbReadError as err:
-            return Prepared(path, "excluded", str(err), readable=False)
+            reason = str(err)
+            if NO_PROTOCOL in reason:  # sts predict has no CSV row: name the options that give one
+                reason += ("; give the file's ladder in a --table CSV (first_amplitude_pa, step_pa, onset_s, "
+                           "duration_s) or with --first-amplitude-pa/--step-pa/--onset-s/--duration-s")  # fmt: skip
+            return Prepared(path, sid, "excluded", reason, readable=False)
         except Exception as err:  # a reader's unexpected failure: that file only
             log.warning("%s: cannot open", path, exc_info=True)
-            return Prepared(path, "excluded", f"unreadable file {path}: {type(err).__name__}: {err}", readable=False)
+            return Prepared(path, sid, "excluded", f"unreadable file {path}: {type(err).__name__}: {err}",
+                            readable=False)  # fmt: skip
         try:
             with rec:
                 sel = select_from_recording(rec, self.selection)
         except Exception as err:  # e.g. a damaged dataset inside an otherwise readable file
             log.warning("%s: sweep selection failed", path, exc_info=True)
-            return Prepared(path, "excluded", f"cannot read sweeps of {path}: {type(err).__name__}: {err}")
+            return Prepared(path, sid, "excluded", f"cannot read sweeps of {path}: {type(err).__name__}: {err}")
         if sel.status != "ok":
-            return Prepared(path, "excluded", sel.reason)
+            return Prepared(path, sid, "excluded", sel.reason)
         scal = scalogram_of(sel.traces_mv, self.selection.fs_hz, self.scalogram)
         if not np.isfinite(scal).all():
-            return Prepared(path, "excluded", "non-finite scalogram values", attrs=sel.attrs)
+            return Prepared(path, sid, "excluded", "non-finite scalogram values", attrs=sel.attrs)
         image = prepare_images(scal[None], self.input_size, self.norm)[0].numpy().astype(self.image_dtype)
-        return Prepared(path, "ok", traces_mv=sel.traces_mv, scalogram=scal, image=image, attrs=sel.attrs)
+        return Prepared(path, sid, "ok", traces_mv=sel.traces_mv, scalogram=scal, image=image, attrs=sel.attrs)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(B, n_classes) softmax of (B, 3, H, W) prepared images, as ``sts evaluate`` computes them."""
@@ -170,14 +199,44 @@ def _row(p: Prepared, classes: list[str], proba: np.ndarray | None) -> dict:
     for j, c in enumerate(classes):
         row[f"p_{c}"] = float(proba[j]) if proba is not None else np.nan
     amps, sweeps = p.attrs.get("amplitudes_pa", [np.nan] * 2), p.attrs.get("sweep_numbers", [None] * 2)
-    row.update(rheobase_pa=amps[0], second_pa=amps[1], rheobase_sweep=sweeps[0], second_sweep=sweeps[1])
+    row.update(rheobase_pa=amps[0], second_pa=amps[1], second_offset_pa=p.attrs.get("second_offset_pa", np.nan),
+               rheobase_sweep=sweeps[0], second_sweep=sweeps[1])  # fmt: skip
     return row
+
+
+def items_from_table(csv_path: str | Path) -> list[Item]:
+    """Inputs listed in a local-cohort CSV (file, optional specimen_id, label and ABF ladder columns);
+    rows it cannot use (missing file, unsafe or duplicate id, bad ladder) stay, with their reason."""
+    from sts.local_cohort import read_local_labels, row_protocol
+
+    table = read_local_labels(csv_path, None)
+    return [Item(Path(r["file"]) if r["file"] else Path(str(r["specimen_id"])), str(r["specimen_id"]),
+                 row_protocol(r) if r["status"] == "ok" else None, r["reason"] if r["status"] != "ok" else "")
+            for r in table.to_dict("records")]  # fmt: skip
+
+
+def figure_names(items: list[Item]) -> list[str]:
+    """One distinct PNG name per input: the id, plus a hash of the full path where ids collide
+    (two ``cell1.nwb`` in different folders must not overwrite each other's figure)."""
+    import hashlib
+
+    counts: dict[str, int] = {}
+    for it in items:
+        counts[it.specimen_id.casefold()] = counts.get(it.specimen_id.casefold(), 0) + 1
+    names = []
+    for it in items:
+        name = it.specimen_id
+        if counts[name.casefold()] > 1:
+            name += "-" + hashlib.sha1(str(it.path.absolute()).encode()).hexdigest()[:8]
+        names.append(f"{name}.png")
+    return names
 
 
 def predict_files(
     predictor: Predictor, files, out_csv: str | Path, figures_dir: str | Path | None = None, protocol=None
 ) -> pd.DataFrame:
-    """Classify every file, write OUT.csv atomically (and one figure per usable cell); return the table.
+    """Classify every file (a path, or an ``Item``), write OUT.csv atomically (and one figure per
+    usable cell); return the table. ``protocol`` is the ABF ladder of inputs given as bare paths.
 
     Raises ``NoReadableInput`` (after writing the table) when not one file could be opened.
     """
@@ -186,10 +245,15 @@ def predict_files(
 
     from sts.metrics import write_csv_atomic
 
-    files = [Path(f) for f in files]
+    items = [f if isinstance(f, Item) else Item(Path(f), Path(f).stem, protocol) for f in files]
+    figures = figure_names(items)
     rows, n_readable = [], 0
-    for path in tqdm(files, desc="predict", unit="cell", mininterval=2):
-        p = predictor.prepare(path, protocol)
+    for item, figure in tqdm(list(zip(items, figures)), desc="predict", unit="cell", mininterval=2):
+        path = item.path
+        if item.excluded:
+            p = Prepared(path, item.specimen_id, "excluded", item.excluded, readable=False)
+        else:
+            p = predictor.prepare(path, item.protocol, item.specimen_id)
         n_readable += p.readable
         proba = None
         if p.status == "ok":
@@ -199,7 +263,7 @@ def predict_files(
 
                 target = int(np.argmax(proba))
                 plot_cell(p, proba, predictor.classes, predictor.saliency(p, target), predictor.selection.fs_hz,
-                          predictor.scalogram.freqs_hz, Path(figures_dir) / f"{p.specimen_id}.png",
+                          predictor.scalogram.freqs_hz, Path(figures_dir) / figure,
                           title=f"{predictor.meta['arch']}")  # fmt: skip
         else:
             log.warning("%s excluded: %s", path, p.reason)
@@ -211,19 +275,25 @@ def predict_files(
     write_csv_atomic(out_csv, table)
     n_ok = int((table["status"] == "ok").sum())
     log.info("%d files: %d classified, %d excluded -> %s", len(table), n_ok, len(table) - n_ok, out_csv)
-    if files and not n_readable:
-        raise NoReadableInput(f"none of the {len(files)} input files could be read (first: {rows[0]['reason']}; "
+    if items and not n_readable:
+        raise NoReadableInput(f"none of the {len(items)} input files could be read (first: {rows[0]['reason']}; "
                               f"all reasons in {out_csv})")  # fmt: skip
     return table
 
 
-def run(model_path, inputs, out_csv, figures_dir=None, device="auto", protocol=None, threads=None) -> int:
+def run(model_path, inputs, out_csv, figures_dir=None, device="auto", protocol=None, threads=None,
+        table=None, selection_overrides=None) -> int:
     """The ``sts predict`` command: 0 when at least one file could be read."""
-    files = find_recordings(inputs)
+    files: list = find_recordings(inputs or [])
+    if table is not None:
+        try:
+            files += items_from_table(table)
+        except (ValueError, FileNotFoundError) as err:
+            raise SystemExit(f"sts predict: --table: {err}") from err
     if not files:
-        raise SystemExit(f"sts predict: no .nwb or .abf files in {', '.join(map(str, inputs))}")
+        raise SystemExit(f"sts predict: no .nwb or .abf files in {', '.join(map(str, inputs or [table]))}")
     try:
-        predictor = Predictor(model_path, device, threads)
+        predictor = Predictor(model_path, device, threads, selection_overrides)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"sts predict: {err}") from err
     if figures_dir is not None:

@@ -9,15 +9,18 @@ sweep numbers, rates, onset...). A cell that cannot be used still gets its file,
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from sts.h5io import atomic_h5, write_attrs
+from sts.qc import QcParams, check_sweep
 from sts.recordings import NwbReadError, open_recording
 from sts.resample import resample
 from sts.spikes import detect_spikes
+from sts.steps import Step, ladder_steps
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +40,29 @@ class SelectionParams:
     tolerance_pa: float = 5.0  # |amplitude - (rheobase + plus_pa)| allowed (pA)
     dvdt_cutoff_mv_ms: float = 20.0
     margin_s: float = 0.05  # real data kept either side of the window while resampling
+    min_step_s: float = 0.1  # shorter epochs are never the ladder's step
     long_square_names: tuple[str, ...] = ALLEN_LONG_SQUARE + MIES_LONG_SQUARE
+    any_square_step: bool = False  # any sweep whose step is found counts, whatever its protocol's name
+    qc: QcParams = QcParams()
 
-
-@dataclass
-class Step:
-    """A long-square step found in a stimulus trace."""
-
-    onset_idx: int
-    duration_idx: int
-    amplitude_pa: float
+    @classmethod
+    def from_dict(cls, values: dict) -> "SelectionParams":
+        """From a config ``sweeps:`` block or a model's saved preparation (unknown keys: error)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown sweep-selection settings {unknown} (known: {sorted(names)})")
+        v = dict(values)
+        for key in ("window_s", "fs_hz", "plus_pa", "tolerance_pa", "dvdt_cutoff_mv_ms", "margin_s", "min_step_s"):
+            if key in v:
+                v[key] = float(v[key])
+        if "long_square_names" in v:
+            v["long_square_names"] = tuple(str(n) for n in v["long_square_names"])
+        if "any_square_step" in v:
+            v["any_square_step"] = bool(v["any_square_step"])
+        if "qc" in v:
+            v["qc"] = QcParams(**{k: float(x) for k, x in dict(v["qc"]).items()})
+        return cls(**v)
 
 
 @dataclass
@@ -63,26 +79,8 @@ def is_long_square(name: str, names: tuple[str, ...]) -> bool:
 
 
 def find_step(stimulus_pa: np.ndarray, fs_hz: float, min_duration_s: float = 0.1) -> Step | None:
-    """The longest constant-current deviation from baseline (the step), ignoring test pulses.
-
-    Baseline is the holding current: the level at the sweep's start when it matches the
-    level at its end (2 ms each), else the median current (the step covers < half of an
-    Allen/MIES sweep, not always of an ABF one). The amplitude is the median current during
-    the step minus baseline, rounded to 0.1 pA.
-    """
-    edge = max(int(0.002 * fs_hz), 1)
-    head, tail = float(np.median(stimulus_pa[:edge])), float(np.median(stimulus_pa[-edge:]))
-    baseline = (head + tail) / 2 if abs(head - tail) <= 1.0 else float(np.median(stimulus_pa))
-    dev = np.abs(stimulus_pa - baseline) > 1.0  # pA
-    if not dev.any():
-        return None
-    edges = np.flatnonzero(np.diff(np.r_[0, dev.astype(np.int8), 0]))
-    starts, stops = edges[::2], edges[1::2]
-    k = int(np.argmax(stops - starts))
-    if (stops[k] - starts[k]) < min_duration_s * fs_hz:
-        return None
-    amp = float(np.median(stimulus_pa[starts[k] : stops[k]]) - baseline)
-    return Step(int(starts[k]), int(stops[k] - starts[k]), round(amp, 1))
+    """The step of a single sweep (no ladder to compare with): its longest constant epoch off holding."""
+    return ladder_steps({0: (stimulus_pa, fs_hz, None)}, min_duration_s)[0]
 
 
 def _cut(response_mv: np.ndarray, fs_in: float, onset: int, params: SelectionParams) -> np.ndarray:
@@ -118,18 +116,35 @@ def select_from_recording(rec, params: SelectionParams = SelectionParams()) -> S
         return Selection("excluded", str(err))
 
 
+def _ladder_sweeps(rec, params: SelectionParams) -> tuple[list[int], str]:
+    """The sweeps that may belong to the ladder, and a reason when there are none."""
+    numbers = rec.sweep_numbers
+    if params.any_square_step or not rec.named_protocols:
+        return numbers, "" if numbers else f"no sweeps in {rec.path}"
+    named = [n for n in numbers if is_long_square(rec.stimulus_name(n), params.long_square_names)]
+    if named:
+        return named, ""
+    counts = Counter(rec.stimulus_name(n) or "(no name)" for n in numbers)
+    found = ", ".join(f"{name} ×{k}" for name, k in counts.most_common(6))
+    return [], (
+        f"no long-square sweeps in {rec.path} (stimulus names: {found or 'none'}); add the ladder's name to "
+        "sweeps.long_square_names or set sweeps.any_square_step"
+    )
+
+
 def _select(rec, params: SelectionParams) -> Selection:
-    candidates = []  # (amplitude, sweep_number, step, fs)
-    for n in rec.sweep_numbers:
-        if not is_long_square(rec.stimulus_name(n), params.long_square_names):
-            continue
-        fs = rec.fs_hz(n)
-        step = find_step(rec.stimulus_pa(n), fs)
-        if step is not None:
-            candidates.append((step.amplitude_pa, n, step, fs))
+    numbers, why = _ladder_sweeps(rec, params)
+    if not numbers:
+        return Selection("excluded", why)
+    fs = {n: rec.fs_hz(n) for n in numbers}
+    steps = ladder_steps({n: (rec.stimulus_pa(n), fs[n], rec.epochs(n)) for n in numbers}, params.min_step_s)
+    candidates = sorted(
+        ((st.amplitude_pa, n, st, fs[n]) for n, st in steps.items() if st is not None and st.amplitude_pa != 0),
+        key=lambda c: (c[0], c[1]),  # by amplitude, then first sweep
+    )
     if not candidates:
-        return Selection("excluded", f"no long-square sweeps in {rec.path}")
-    candidates.sort(key=lambda c: (c[0], c[1]))  # by amplitude, then first sweep
+        return Selection("excluded", f"no square current step of at least {params.min_step_s:g} s "
+                                     f"(sweeps.min_step_s) in the {len(numbers)} candidate sweeps of {rec.path}")  # fmt: skip
 
     cache: dict[int, np.ndarray] = {}
     n_spikes: dict[int, int] = {}
@@ -158,27 +173,37 @@ def _select(rec, params: SelectionParams) -> Selection:
         target = rheo[0] + params.plus_pa
         near = [c for c in candidates if abs(c[0] - target) <= params.tolerance_pa and c[1] != rheo[1]]
         if not near:
-            amps = ", ".join(f"{c[0]:g}" for c in candidates)
+            others = sorted((c for c in candidates if c[1] != rheo[1]), key=lambda c: (abs(c[0] - target), c[1]))
+            nearest = ", ".join(f"{c[0]:g}" for c in others[:2]) or "none"
+            hint = (f"; sweeps.tolerance_pa >= {abs(others[0][0] - target):g} would accept {others[0][0]:g} pA"
+                    if others else "")  # fmt: skip
             return Selection(
                 "excluded",
                 f"no sweep at rheobase+{params.plus_pa:g} pA = {target:g} ± {params.tolerance_pa:g} pA "
-                f"(rheobase {rheo[0]:g} pA; long-square amplitudes: {amps})",
+                f"(rheobase {rheo[0]:g} pA; nearest amplitudes {nearest} pA{hint})",
             )
         second = min(near, key=lambda c: (abs(c[0] - target), c[1]))
         spikes_in_step(second[1], second[2], second[3])
-        traces = []
-        for amp, n, step, fs in (rheo, second):
+        traces, baselines = [], []
+        for amp, n, step, fs_n in (rheo, second):
             v = response(n)
-            end = step.onset_idx + int(round(params.window_s * fs))
-            if end > v.size:
+            room = min(step.room_idx, v.size - step.onset_idx)
+            if int(round(params.window_s * fs_n)) > room:
+                end = step.room_end if step.room_idx <= v.size - step.onset_idx else "the recorded data's end"
                 return Selection(
                     "excluded",
-                    f"sweep {n} too short: {(v.size - step.onset_idx) / fs:.3f} s after onset < "
-                    f"window {params.window_s:g} s",
+                    f"sweep {n}: the {params.window_s:g} s window does not fit: {room / fs_n:.3f} s from the step "
+                    f"onset ({step.onset_idx / fs_n:.4g} s) to {end}; sweeps.window_s <= "
+                    f"{np.floor(room / fs_n * 1000) / 1000:g} would fit",
                 )
-            if np.isnan(v[step.onset_idx : end]).any():
+            end_idx = step.onset_idx + int(round(params.window_s * fs_n))
+            if np.isnan(v[step.onset_idx : end_idx]).any():
                 raise _NanSweep(n)
-            traces.append(_cut(v, fs, step.onset_idx, params))
+            problem, baseline = check_sweep(v, fs_n, step.onset_idx, end_idx, params.qc)
+            if problem:
+                return Selection("excluded", f"sweep {n}: {problem}")
+            baselines.append(baseline)
+            traces.append(_cut(v, fs_n, step.onset_idx, params))
     except _NanSweep as nan:
         return Selection("excluded", f"NaN values in the response of sweep {nan.sweep_number}")
 
@@ -186,9 +211,12 @@ def _select(rec, params: SelectionParams) -> Selection:
         "sweep_numbers": [rheo[1], second[1]],
         "amplitudes_pa": [rheo[0], second[0]],
         "rheobase_pa": rheo[0],
+        "second_offset_pa": abs(second[0] - target),
         "n_spikes": [n_spikes[rheo[1]], n_spikes[second[1]]],
         "fs_source_hz": [rheo[3], second[3]],
         "onset_s": [rheo[2].onset_idx / rheo[3], second[2].onset_idx / second[3]],
+        "step_s": [rheo[2].duration_idx / rheo[3], second[2].duration_idx / second[3]],
+        "baseline_mv": baselines,
         "layout": rec.layout,
     }
     return Selection("ok", "", np.stack(traces).astype(np.float32), attrs)
@@ -211,6 +239,7 @@ def select_sweeps_file(nwb_path, out_path, params: SelectionParams, meta: dict, 
         base = {**meta, "status": sel.status, "reason": sel.reason, "source_file": str(nwb_path)}
         p = asdict(params)
         p.pop("long_square_names")
+        p.update({f"qc_{k}": v for k, v in p.pop("qc").items()})
         write_attrs(f, {**base, **{k: v for k, v in p.items() if k != "fs_hz"}, "fs_hz": params.fs_hz})
         write_attrs(f, sel.attrs)
     return sel

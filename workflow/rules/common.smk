@@ -57,12 +57,23 @@ def synth_cell_args(wildcards):
     )
 
 
+BASIC_SWEEP_KEYS = ("window_s", "fs_hz", "plus_pa", "tolerance_pa", "dvdt_cutoff_mv_ms")
+
+
 def selection_args():
+    """The sweeps: block; keys beyond the basic five travel as JSON (absent: the code's defaults)."""
+    import json
+    from shlex import quote
+
     s = config["sweeps"]
-    return (
+    args = (
         f"--window-s {s['window_s']} --fs-hz {s['fs_hz']} --plus-pa {s['plus_pa']} "
         f"--tolerance-pa {s['tolerance_pa']} --dvdt-cutoff {s['dvdt_cutoff_mv_ms']}"
     )
+    extra = {k: v for k, v in s.items() if k not in BASIC_SWEEP_KEYS}
+    if extra:
+        args += f" --sweeps-json {quote(json.dumps(extra, sort_keys=True))}"
+    return args
 
 
 def scalogram_args():

@@ -72,8 +72,13 @@ def _predict(args) -> int:
     from sts.cli import _protocol
     from sts.predict import run
 
+    if not args.inputs and not args.table:
+        raise SystemExit("sts predict: give recordings (FILE_OR_DIR) or --table CSV")
+    overrides = {"tolerance_pa": args.tolerance_pa, "any_square_step": args.any_square_step or None,
+                 "long_square_names": args.long_square_names}  # fmt: skip
     return run(args.model, args.inputs, args.out, figures_dir=args.figures, device=args.device,
-               protocol=_protocol(args), threads=args.threads)  # fmt: skip
+               protocol=_protocol(args), threads=args.threads, table=args.table,
+               selection_overrides=overrides)  # fmt: skip
 
 
 def _fetch_weights(args) -> int:
@@ -165,16 +170,28 @@ def add_parser(sub) -> None:
                        "normalisation, input size), never from the current config, and classify it. OUT.csv: "
                        "one row per file: file, specimen_id (the file's stem), status (ok or excluded), "
                        "reason, predicted, p_<class> per class in the model's order, rheobase_pa, second_pa, "
-                       "rheobase_sweep, second_sweep. A file that cannot be used is an excluded row with its "
-                       "reason; the exit status is nonzero only when no file could be read. The ABF protocol "
-                       "options apply to every ABF input without a command waveform.")  # fmt: skip
-    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR",
+                       "second_offset_pa (|second - (rheobase + 40)|), rheobase_sweep, second_sweep. A file "
+                       "that cannot be used is an excluded row with its reason; the exit status is nonzero only "
+                       "when no file could be read. The ABF protocol options apply to every ABF input without a "
+                       "command waveform; a --table gives each file its own.")  # fmt: skip
+    p.add_argument("inputs", nargs="*", metavar="FILE_OR_DIR",
                    help="recordings, or folders searched (recursively, sorted) for .nwb and .abf files")  # fmt: skip
     p.add_argument("--model", required=True, help="model.pt from sts train (results/models/ARCH/model.pt)")
     p.add_argument("--out", required=True, help="output CSV, one row per input file (written atomically)")
     p.add_argument("--figures", default=None, metavar="DIR",
                    help="also write DIR/<specimen_id>.png per classified cell: both sweeps' traces, their "
                    "scalograms and the saliency of the predicted class")  # fmt: skip
+    p.add_argument("--table", default=None, metavar="CSV",
+                   help="inputs listed as for a local cohort (file; optional specimen_id, label, and the ABF "
+                   "ladder first_amplitude_pa, step_pa, onset_s, duration_s per file)")  # fmt: skip
+    g = p.add_argument_group("which sweeps qualify (the window, rate and spike threshold stay the model's)")
+    g.add_argument("--tolerance-pa", type=float, default=None,
+                   help="accept a second sweep this far from rheobase + 40 pA (coarser ladders; default: the "
+                   "model's)")  # fmt: skip
+    g.add_argument("--any-square-step", action="store_true",
+                   help="NWB files: any sweep whose ladder step is found counts, whatever its protocol name")
+    g.add_argument("--long-square-names", type=lambda s: [n for n in s.split(",") if n], default=None,
+                   metavar="NAME,...", help="NWB stimulus names of the ladder (default: the model's)")
     add_protocol_options(p)
     _common(p)
     p.set_defaults(func=_predict)

@@ -84,6 +84,7 @@ class AbfRecording(Recording):
     """One ABF file (a loaded ``pyabf.ABF``) with the NWB readers' interface."""
 
     layout = "abf"
+    named_protocols = False  # protocol names are each lab's own: the detected step decides
 
     def __init__(self, abf, path: str | Path, protocol: Protocol | None = None):
         self.abf = abf
@@ -184,6 +185,35 @@ class AbfRecording(Recording):
             raise NwbReadError(f"{self.path}: cannot read the response of sweep {n}: {err}") from err
         where = f"sweep {n} (channel {self.channel})"
         return values * _unit_scale(unit, _TO_MV, self.path, "the response (current clamp needs a voltage)", where)
+
+    def epochs(self, sweep_number: int):
+        """The epoch table's pieces of the sweep (``sts.steps.Epochs``): boundaries from pyabf's
+        ``sweepEpochs``, levels read off the command (NaN for ramps and pulse trains); None when
+        the command comes from the CSV protocol or pyabf gives no table."""
+        from sts.steps import TOLERANCE_PA, Epochs
+
+        if self.command_source != "waveform":
+            return None
+        command = self._command[sweep_number]
+        try:
+            self.abf.setSweep(sweep_number, channel=self.channel)
+            table = self.abf.sweepEpochs
+            bounds = [(int(a), int(b), str(kind)) for a, b, kind in zip(table.p1s, table.p2s, table.types)]
+        except Exception:  # no or odd epoch table: the command trace is segmented instead
+            return None
+        bounds = [(a, min(b, command.size), kind) for a, b, kind in bounds if 0 <= a < min(b, command.size)]
+        if not bounds or bounds[0][0] != 0:
+            return None
+        if bounds[-1][1] < command.size:  # holding after the last epoch
+            bounds.append((bounds[-1][1], command.size, "Step"))
+        levels = []
+        for a, b, kind in bounds:
+            seg = command[a:b]
+            levels.append(float(np.median(seg)) if kind == "Step" and np.ptp(seg) <= TOLERANCE_PA else np.nan)
+        starts, stops = (np.array([x[i] for x in bounds], dtype=np.int64) for i in (0, 1))
+        if np.any(starts[1:] != stops[:-1]):  # gaps or overlaps: not a table we understand
+            return None
+        return Epochs(starts, stops, np.array(levels))
 
     def stimulus_name(self, sweep_number: int) -> str:
         """'Long Square' when the longest deviation from holding is a square step of 0.5-2 s."""

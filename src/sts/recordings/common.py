@@ -47,6 +47,14 @@ class Recording(ABC):
 
     layout = ""
     path = ""
+    # Whether stimulus names identify long squares (Allen, MIES, NWB 2 descriptions); ABF protocol
+    # file names are each lab's own, so any sweep with a detected step counts there.
+    named_protocols = True
+
+    def epochs(self, sweep_number: int):
+        """The sweep's command as an ``sts.steps.Epochs`` table when the file has one, else None
+        (the command trace is then segmented)."""
+        return None
 
     @property
     @abstractmethod
