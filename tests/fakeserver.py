@@ -9,7 +9,9 @@
 * Files with HTTP Range support (206 / Content-Range, 416), HEAD, and per-path counters of
   requests and body bytes sent.
 * Fault injection per path, consumed one per request: ``"500"``, ``"404"``, ``"truncate"``
-  (announces the full length, sends half the body, closes the connection), ``"pass"`` (none).
+  (announces the full length, sends half the body, closes the connection), ``"416"`` (range not
+  satisfiable, whatever was asked, with ``Content-Range: bytes */<size>``), ``"416-bare"`` (the same
+  without Content-Range), ``"pass"`` (none).
 """
 
 from __future__ import annotations
@@ -99,6 +101,14 @@ def _handler(server: FakeServer):
             if action in ("500", "404"):
                 server.count(path)
                 self._json(int(action), {"detail": f"injected {action}"})
+                return True
+            if action in ("416", "416-bare"):
+                server.count(path, 0, self.headers.get("Range"))
+                self.send_response(416)
+                if action == "416":
+                    self.send_header("Content-Range", f"bytes */{len(server.files[path])}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return True
             if action == "truncate":
                 data = server.files[path]

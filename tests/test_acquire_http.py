@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fakeserver import FakeServer
-from sts.acquire.http import CHUNK, DownloadError, RetryPolicy, download, get_json, part_path
+from sts.acquire.http import CHUNK, DownloadError, RetryPolicy, checked_url, download, get_json, part_path
 
 FAST = RetryPolicy(retries=3, backoff_s=0.01, timeout_s=10)
 
@@ -69,12 +69,66 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     assert dest.read_bytes() == data and result.bytes_fetched == len(data)
 
 
-def test_stale_partial_longer_than_the_file_is_discarded(server, tmp_path):
+@pytest.mark.parametrize("expected_size", [None, 300_000])
+def test_stale_partial_longer_than_the_file_is_discarded(server, tmp_path, expected_size):
+    """A 416 says 'bytes */N': a partial file longer than N is not the remote file (issue 15, 7).
+    Without an expected size (Allen files) the partial used to be accepted as complete."""
     data = server.files["/f.bin"]
     dest = tmp_path / "s.bin"
     part_path(dest).write_bytes(data + b"extra")  # the server answers 416 to its Range
-    result = download(f"{server.url}/f.bin", dest, expected_size=len(data), policy=FAST)
-    assert dest.read_bytes() == data and result.attempts == 2
+    result = download(f"{server.url}/f.bin", dest, expected_size=expected_size, policy=FAST)
+    assert dest.read_bytes() == data and not part_path(dest).exists()
+    assert result.attempts == 1 and result.bytes_fetched == len(data)  # restarted at once, no backoff
+    assert server.requests["/f.bin"] == 2 and server.ranges["/f.bin"] == [f"bytes={len(data) + 5}-"]
+
+
+@pytest.mark.parametrize("fault", ["416", "416-bare"])
+def test_416_that_does_not_give_the_partial_size_restarts(server, tmp_path, fault):
+    """A 416 whose remote size differs from the partial file's (or is not given) is no proof
+    that the partial file is complete: it is discarded and the file fetched afresh."""
+    data = server.files["/f.bin"]
+    dest = tmp_path / "d.bin"
+    part_path(dest).write_bytes(data[:1000])
+    server.faults["/f.bin"] = [fault]
+    download(f"{server.url}/f.bin", dest, policy=FAST)
+    assert dest.read_bytes() == data and server.ranges["/f.bin"] == ["bytes=1000-"]
+
+
+def test_416_for_a_complete_partial_file_finishes_it(server, tmp_path):
+    data = server.files["/f.bin"]
+    dest = tmp_path / "k.bin"
+    part_path(dest).write_bytes(data)  # a run killed between the last byte and the rename
+    result = download(f"{server.url}/f.bin", dest, policy=FAST)
+    assert dest.read_bytes() == data and result.bytes_fetched == 0 and server.requests["/f.bin"] == 1
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://127.0.0.1:8000@evil.example/x", "user info"),  # what '@evil.example/x' appended to the base gives
+    ("http://user:pw@127.0.0.1:8000/x", "user info"),
+    ("http://evil.example:8000/x", "not to the API's"),
+    ("http://127.0.0.1:8001/x", "not to the API's"),
+    ("https://127.0.0.1:8000/x", "not to the API's"),
+    ("ftp://127.0.0.1:8000/x", "scheme"),
+    ("http://127.0.0.1:8000\\@evil.example/x", "backslash"),  # urllib and urllib3 disagree on the host
+    ("http://127.0.0.1:8000/x y", "whitespace"),
+    ("http://127.0.0.1:8000/x\n", "whitespace"),
+    ("http://127.0.0.1:notaport/x", "unparsable"),
+])
+def test_checked_url_refuses_links_to_elsewhere(url, why):
+    with pytest.raises(DownloadError, match=why) as err:
+        checked_url(url, "http://127.0.0.1:8000", "specimen 123: download_link")
+    assert err.value.permanent and str(err.value).startswith("specimen 123: ")
+
+
+def test_checked_url_keeps_links_to_the_api_and_refuses_downgrades():
+    base = "https://api.brain-map.org"
+    for url in (f"{base}/api/v2/well_known_file_download/1", "https://API.brain-map.org:443/x", f"{base}//x/@y"):
+        assert checked_url(url, base, "specimen 1") == url
+    content = "https://dandiarchive.s3.amazonaws.com/blobs/abc"  # DANDI content lives on S3
+    assert checked_url(content, "https://api.dandiarchive.org/api", "specimen 1", same_host=False) == content
+    with pytest.raises(DownloadError, match="plain http where the API is https"):
+        checked_url("http://dandiarchive.s3.amazonaws.com/blobs/abc", "https://api.dandiarchive.org/api",
+                    "specimen 1", same_host=False)
 
 
 def test_checksum_and_size_mismatch_are_detected(server, tmp_path):

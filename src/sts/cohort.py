@@ -27,7 +27,7 @@ COLUMNS = ["specimen_id", "dataset", "label", "label_source"]
 DATASET_OF_SPLIT = {"clamp": "clamp", "seq": "seq"}  # paper split files say Clamp / Seq
 ACQUIRE_DEFAULTS = {
     "cells": None, "max_cells": None, "metadata_dir": "results/metadata",
-    "allen_api": "http://api.brain-map.org", "dandi_api": "https://api.dandiarchive.org/api",
+    "allen_api": "https://api.brain-map.org", "dandi_api": "https://api.dandiarchive.org/api",
     "dandiset": "000020", "dandiset_version": None, "dandi_mode": "stream", "block_size_kb": 32,
     "retries": 4, "backoff_s": 1.0, "timeout_s": 60, "label_file": None,
     # patchseq_metadata None: the Gouwens 2020 metadata shipped with ipfx (sts.acquire.labels)

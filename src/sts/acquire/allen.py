@@ -9,10 +9,11 @@ Responses are the RMA envelope ``{"success", "start_row", "num_rows", "total_row
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import pandas as pd
 
-from sts.acquire.http import DownloadError, RetryPolicy, get_json
+from sts.acquire.http import DownloadError, RetryPolicy, checked_url, get_json
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,13 @@ def ephys_sweeps(api_base: str, specimen_id: int | str, policy: RetryPolicy = Re
 
 
 def nwb_url(api_base: str, specimen_id: int | str, policy: RetryPolicy = RetryPolicy(), sess=None) -> str:
-    """Download URL of the cell's NWB file (its well-known file of type NWBDownload)."""
+    """Download URL of the cell's NWB file (its well-known file of type NWBDownload).
+
+    The API gives a path (``/api/v2/well_known_file_download/<id>``), appended to ``api_base``.
+    A link that would take the download elsewhere (another host, scheme or port, user info as in
+    ``@host/...``) raises a permanent DownloadError naming the specimen. The listing carries no
+    size or checksum of the file: ``download`` checks the size the server announces.
+    """
     stage = (
         f"model::Specimen,rma::criteria,[id$eq{int(specimen_id)}],"
         f"ephys_result(well_known_files(well_known_file_type[name$eq{NWB_FILE_TYPE}])),"
@@ -69,7 +76,15 @@ def nwb_url(api_base: str, specimen_id: int | str, policy: RetryPolicy = RetryPo
         link = rows[0]["ephys_result"]["well_known_files"][0]["download_link"]
     except (IndexError, KeyError, TypeError):
         raise DownloadError(f"specimen {specimen_id} has no NWB file in the Allen API", 404, permanent=True)
-    return f"{api_base.rstrip('/')}{link}"
+    if not isinstance(link, str) or not link:
+        raise DownloadError(f"specimen {specimen_id}: no usable download_link ({link!r}) in the Allen API",
+                            permanent=True)
+    try:
+        absolute = bool(urlsplit(link).scheme)
+    except ValueError:  # unbalanced brackets: checked_url refuses what the concatenation gives
+        absolute = False
+    url = link if absolute else f"{api_base.rstrip('/')}{link}"
+    return checked_url(url, api_base, f"specimen {specimen_id}: download_link {link!r}")
 
 
 def long_square_check(sweeps: pd.DataFrame) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sts.acquire.http import DownloadError, RetryPolicy, download, session
+from sts.acquire.http import DownloadError, RetryPolicy, checked_url, download, session
 from sts.acquire.marker import write_marker
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Sources:
-    allen_api: str = "http://api.brain-map.org"
+    allen_api: str = "https://api.brain-map.org"  # as sts.cohort.ACQUIRE_DEFAULTS and the config schema
     dandi_api: str = "https://api.dandiarchive.org/api"
     dandiset: str = "000020"
     dandiset_version: str | None = None
@@ -93,6 +93,8 @@ def _dandi(specimen_id: str, out: Path, src: Sources, policy: RetryPolicy, rep: 
     if len(match) > 1:
         log.warning("%s: %d assets, using %s", specimen_id, len(match), match.iloc[0]["path"])
     asset = asset_source(src.dandi_api, src.dandiset, src.dandiset_version, match.iloc[0]["asset_id"])
+    # The content lives on another host (S3) than the API: only user info and downgrades are refused.
+    checked_url(asset.url, src.dandi_api, f"specimen {specimen_id}: DANDI content URL", same_host=False)
     rep.url, rep.remote_size, rep.mode = asset.url, asset.size, src.dandi_mode
     if src.dandi_mode == "whole":
         checksum = ("sha256", asset.sha256) if asset.sha256 else None

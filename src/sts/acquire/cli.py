@@ -15,8 +15,8 @@ def _cell(args: argparse.Namespace) -> int:
     from sts.acquire.cell import Sources, acquire_cell
     from sts.sweeps import SelectionParams
 
-    src = Sources(args.allen_api, args.dandi_api, args.dandiset, args.dandiset_version, args.dandi_mode,
-                  args.block_size_kb * 1024)
+    src = Sources(args.allen_api or Sources.allen_api, args.dandi_api, args.dandiset, args.dandiset_version,
+                  args.dandi_mode, args.block_size_kb * 1024)
     selection = SelectionParams(window_s=args.window_s, fs_hz=args.fs_hz, plus_pa=args.plus_pa,
                                 tolerance_pa=args.tolerance_pa, dvdt_cutoff_mv_ms=args.dvdt_cutoff)
     acquire_cell(args.specimen_id, args.dataset, args.out, args.report, src, _policy(args), args.asset_table,
@@ -29,7 +29,7 @@ def _listing(args: argparse.Namespace) -> int:
 
     acq = {**ACQUIRE_DEFAULTS, "retries": args.retries, "backoff_s": args.backoff_s, "timeout_s": args.timeout_s}
     if args.which == "allen-cells":
-        write_allen_listing({**acq, "allen_api": args.api}, args.out)
+        write_allen_listing({**acq, "allen_api": args.api or acq["allen_api"]}, args.out)
     else:
         write_dandi_listing({**acq, "dandi_api": args.api, "dandiset": args.dandiset,
                              "dandiset_version": args.dandiset_version}, args.out)
@@ -64,7 +64,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("out", help="{nwb_dir}/{specimen_id}.nwb")
     p.add_argument("--report", required=True, help="per-cell JSON report")
     p.add_argument("--dataset", required=True, choices=["clamp", "seq"])
-    p.add_argument("--allen-api", default="http://api.brain-map.org")
+    p.add_argument("--allen-api", default=None, help="Allen Brain Map API (default: acquire.allen_api's)")
     p.add_argument("--dandi-api", default="https://api.dandiarchive.org/api")
     p.add_argument("--dandiset", default="000020")
     p.add_argument("--dandiset-version", default=None, help="default: the most recent published version")
@@ -81,7 +81,7 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("allen-cells", help="list mouse cells of the Allen Cell Types Database (CSV)")
     p.add_argument("out")
-    p.add_argument("--api", default="http://api.brain-map.org")
+    p.add_argument("--api", default=None, help="Allen Brain Map API (default: acquire.allen_api's)")
     _retry_args(p)
     p.set_defaults(func=_listing, which="allen-cells")
 

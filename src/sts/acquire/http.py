@@ -4,7 +4,8 @@
 size and checksum checks; until then bytes accumulate in ``.dest.part`` and a later call
 resumes from there with a ``Range`` request. 5xx answers, timeouts and broken connections
 are retried with exponential backoff; 4xx answers (404 ...) fail at once as permanent.
-Every result reports the bytes that came over the wire.
+Every result reports the bytes that came over the wire. ``checked_url`` vets a download URL
+that an API answer supplied before anything fetches it.
 """
 
 from __future__ import annotations
@@ -12,17 +13,23 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
 RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 USER_AGENT = "sts-acquire/0.1 (+https://github.com/smilies-polito/spike-train-scalograms)"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$")  # Content-Range of a 416 answer
 
 
 class DownloadError(Exception):
@@ -84,6 +91,54 @@ def get_json(url: str, params: dict | None = None, policy: RetryPolicy = RetryPo
     raise AssertionError("unreachable")
 
 
+def _origin(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL; ValueError for anything that is not a plain one.
+
+    Two parsers must agree: urllib's and urllib3's (the one requests connects with). They differ
+    on backslashes and user info, which is how a crafted link reaches another host.
+    """
+    if any(ord(c) <= 32 or ord(c) == 127 or c == "\\" for c in url):
+        raise ValueError("whitespace, control characters or backslashes")
+    try:
+        ours, theirs = urlsplit(url), parse_url(url)
+        port = ours.port
+    except (ValueError, LocationParseError) as err:
+        raise ValueError(f"unparsable ({err})") from None
+    scheme = ours.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ValueError(f"scheme {ours.scheme!r} (expected http or https)")
+    if "@" in ours.netloc or theirs.auth is not None:
+        raise ValueError(f"user info before '@' (it would send the request to {ours.hostname!r})")
+    host = (ours.hostname or "").lower()
+    if not host or host != (theirs.host or "").lower() or (theirs.port or port) != port:
+        raise ValueError("ambiguous host")
+    return scheme, host, port or DEFAULT_PORTS[scheme]
+
+
+def checked_url(url: str, api_base: str, what: str, same_host: bool = True) -> str:
+    """``url`` if it may be fetched on behalf of ``what`` (e.g. "specimen 123: download_link '/x'").
+
+    Refused with a permanent DownloadError: user info (``api@evil/...`` fetches from ``evil``),
+    whitespace, control characters, backslashes, a scheme other than http(s), plain http where
+    the API (``api_base``) is https and, with ``same_host``, another scheme, host or port than
+    the API's.
+    """
+    try:
+        base = _origin(api_base)
+    except ValueError as err:
+        raise DownloadError(f"API base URL {api_base!r} is not usable: {err}", permanent=True) from None
+    try:
+        got = _origin(url)
+    except ValueError as err:
+        raise DownloadError(f"{what}: refused URL {url!r}: {err}", permanent=True) from None
+    if same_host and got != base:
+        raise DownloadError(f"{what}: refused URL {url!r}: it points to {got[0]}://{got[1]}:{got[2]}, "
+                            f"not to the API's {base[0]}://{base[1]}:{base[2]}", permanent=True)
+    if base[0] == "https" and got[0] != "https":
+        raise DownloadError(f"{what}: refused URL {url!r}: plain http where the API is https", permanent=True)
+    return url
+
+
 def file_digest(path: str | Path, algorithm: str) -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
@@ -97,13 +152,21 @@ def part_path(dest: str | Path) -> Path:
     return dest.with_name(f".{dest.name}.part")
 
 
+def _int(text: str) -> int | None:
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _total_from_headers(r: requests.Response, start: int) -> int | None:
-    """Full file size from Content-Range (206) or Content-Length (200)."""
+    """Full file size from Content-Range (206, 416) or Content-Length (200); None if not announced."""
     content_range = r.headers.get("Content-Range", "")
-    if "/" in content_range and not content_range.endswith("/*"):
-        return int(content_range.rsplit("/", 1)[1])
+    if r.status_code == 416:
+        m = UNSATISFIED_RANGE.match(content_range.strip())
+        return int(m[1]) if m else None
+    if "/" in content_range:
+        return _int(content_range.rsplit("/", 1)[1])
     if r.status_code == 200 and "Content-Length" in r.headers:
-        return int(r.headers["Content-Length"])
+        return _int(r.headers["Content-Length"])
     return None
 
 
@@ -119,7 +182,10 @@ def download(
 
     ``checksum`` is ``(algorithm, hexdigest)``, e.g. ``("sha256", "...")``. A size or checksum
     mismatch discards the partial file and counts as a failed attempt (the next one starts
-    afresh); after the last attempt it raises a permanent DownloadError.
+    afresh); after the last attempt it raises a permanent DownloadError. Without
+    ``expected_size`` the size the server announces is checked. A 416 answer to a resume request
+    completes the partial file only when its ``Content-Range: bytes */N`` gives exactly the
+    partial file's size; otherwise the partial file is discarded and the download restarts.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -130,26 +196,39 @@ def download(
     last_error: DownloadError | None = None
     mismatches = 0
     for attempt in range(policy.retries + 1):
-        start = part.stat().st_size if part.exists() else 0
-        headers = {"Range": f"bytes={start}-"} if start else {}
         try:
-            with sess.get(url, headers=headers, stream=True, timeout=policy.timeout_s) as r:
-                if r.status_code == 416 and start:  # nothing left to send: the part is complete
-                    total = expected_size or start
-                elif r.status_code in RETRY_STATUS:
-                    raise DownloadError(f"HTTP {r.status_code} for {url}", r.status_code)
-                elif r.status_code >= 400:
-                    raise DownloadError(f"HTTP {r.status_code} for {url}", r.status_code, permanent=True)
-                else:
-                    append = r.status_code == 206 and r.headers.get("Content-Range", "").startswith(f"bytes {start}-")
-                    total = _total_from_headers(r, start)
-                    with open(part, "ab" if append else "wb") as fh:
-                        for block in r.iter_content(CHUNK):
-                            fh.write(block)
-                            fetched += len(block)
+            while True:
+                start = part.stat().st_size if part.exists() else 0
+                headers = {"Range": f"bytes={start}-"} if start else {}
+                with sess.get(url, headers=headers, stream=True, timeout=policy.timeout_s) as r:
+                    if r.status_code == 416 and start:
+                        # Nothing after the part's end: complete only if the remote file is exactly
+                        # as long. A stale part of another (longer) file, or an answer that does not
+                        # say the remote size, is thrown away and the file fetched afresh.
+                        total = _total_from_headers(r, start)
+                        if total != start:
+                            log.warning("partial %s has %d bytes, the remote file %s: starting afresh", part,
+                                        start, "an unknown size" if total is None else f"{total} bytes")
+                            part.unlink()
+                            continue
+                    elif r.status_code in RETRY_STATUS:
+                        raise DownloadError(f"HTTP {r.status_code} for {url}", r.status_code)
+                    elif r.status_code >= 400:
+                        raise DownloadError(f"HTTP {r.status_code} for {url}", r.status_code, permanent=True)
+                    else:
+                        append = r.status_code == 206 and r.headers.get("Content-Range", "").startswith(
+                            f"bytes {start}-")
+                        total = _total_from_headers(r, start)
+                        with open(part, "ab" if append else "wb") as fh:
+                            for block in r.iter_content(CHUNK):
+                                fh.write(block)
+                                fetched += len(block)
+                break
             size = part.stat().st_size
             want = expected_size if expected_size is not None else total
-            if want is not None and size != want:
+            if want is None:
+                log.warning("%s: no expected size and none announced by the server; size unverified", url)
+            elif size != want:
                 raise DownloadError(f"size mismatch for {url}: got {size} bytes, expected {want}", permanent=True)
             if checksum is not None:
                 algorithm, digest = checksum
