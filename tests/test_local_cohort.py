@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from abf_data import STEP_S, simulate_ladder, write_abf1
-from sts.local_cohort import check_class_counts, protocol_options, read_local_labels, row_protocol
+from sts.local_cohort import check_class_counts, id_problem, protocol_options, read_local_labels, row_protocol
 from sts.recordings.abf import NO_PROTOCOL
 from sts.sweeps import SelectionParams, select_sweeps
 
@@ -76,6 +76,33 @@ def test_rows_and_reasons(tmp_path):
     assert reasons[12].startswith("bad protocol")
     # Several problems: all reasons are kept.
     assert reasons[14].startswith("duplicate specimen_id 'a'") and "label 'Vip/Lamp5' not in classes" in reasons[14]
+
+
+def test_ids_match_whole_and_case_folded_duplicates_are_excluded(tmp_path):
+    """Issue 15, 8: a trailing newline is not a safe id ('$' matched before it), and ids equal
+    but for case collide on case-insensitive file systems: every row of such a group is excluded."""
+    assert id_problem("cell1") == "" and id_problem("cell1\n").startswith("unsafe specimen_id 'cell1\\n'")
+    for name in ("Cell1.nwb", "cell1.nwb", "b.nwb", "ok.nwb", "nl\n.nwb"):
+        (tmp_path / name).write_bytes(b"")
+    rows = [
+        dict(file="Cell1.nwb", label="Sst"),
+        dict(file="cell1.nwb", label="Sst"),  # 'cell1' vs 'Cell1': same file on macOS / Windows
+        dict(file="b.nwb", label="Sst", specimen_id="B"),
+        dict(file="b.nwb", label="Sst", specimen_id="b"),
+        dict(file="b.nwb", label="Sst", specimen_id="b"),
+        dict(file="ok.nwb", label="Sst"),
+        dict(file="nl\n.nwb", label="Sst"),  # the id is the file name's stem, newline included
+    ]
+    table = read_local_labels(write_csv(tmp_path / "cells.csv", rows), CLASSES)
+    reasons = table["reason"].tolist()
+    assert table["status"].tolist() == ["excluded"] * 5 + ["ok", "excluded"]
+    both = "'Cell1', 'cell1' differ only in case"
+    assert reasons[0] == (f"duplicate specimen_id 'Cell1' (2 CSV rows: {both} and would share a file on "
+                          "case-insensitive file systems)")
+    assert reasons[1].startswith("duplicate specimen_id 'cell1' (2 CSV rows: ") and both in reasons[1]
+    assert all(r.startswith("duplicate specimen_id") and "3 CSV rows: 'B', 'b' differ only in case" in r
+               for r in reasons[2:5])
+    assert table["specimen_id"][6] == "nl\n" and reasons[6].startswith("unsafe specimen_id 'nl\\n'")
 
 
 def test_protocol_options_reach_the_command_line():

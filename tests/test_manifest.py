@@ -51,6 +51,15 @@ def test_metadata_exclusions():
     assert (rows.loc[["2", "3", "4"], "status"] == "excluded").all()
 
 
+def test_ids_equal_but_for_case_are_duplicates():
+    """'Cell1' and 'cell1' would share {id}.h5 on a case-insensitive file system: both excluded."""
+    meta = pd.DataFrame({"specimen_id": ["Cell1", "cell1", "c2"], "dataset": "local", "label": "Sst"})
+    attrs = {s: {"status": "ok", "amplitudes_pa": [50.0, 90.0]} for s in ("Cell1", "cell1", "c2")}
+    rows = cell_rows(meta, attrs, CLASSES).set_index("specimen_id")
+    assert rows["status"].to_dict() == {"Cell1": "excluded", "cell1": "excluded", "c2": "ok"}
+    assert rows.loc["Cell1", "reason"].startswith("duplicate specimen_id 'Cell1' (2 metadata rows: 'Cell1', 'cell1'")
+
+
 def test_metadata_status_and_reason_are_kept():
     """A metadata table that excludes rows itself (cohort local) passes its reasons on, once each,
     and expects no scalogram for them; ids stay text ('007' is not 7)."""

@@ -43,19 +43,23 @@ def read_split_file(path: str | Path) -> list[str]:
 def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes) -> pd.DataFrame:
     """Status and reason per unique specimen_id, before splitting.
 
-    Metadata problems (duplicate id, label outside the classes, e.g. Unsure) come first;
-    then the per-cell file's own status (unreadable NWB, no spiking sweep, ...). Metadata with
-    ``status``/``reason`` columns (the local cohort) excludes its 'excluded' rows with their
-    reasons; those rows had no per-cell job, so no scalogram file is expected for them.
+    Metadata problems (duplicate id, compared case-folded as in ``sts.local_cohort``; label
+    outside the classes, e.g. Unsure) come first; then the per-cell file's own status
+    (unreadable NWB, no spiking sweep, ...). Metadata with ``status``/``reason`` columns (the
+    local cohort) excludes its 'excluded' rows with their reasons; those rows had no per-cell
+    job, so no scalogram file is expected for them.
     """
+    from sts.local_cohort import duplicate_ids, duplicate_reason
+
     meta = metadata.astype({"specimen_id": str})
-    counts = meta["specimen_id"].value_counts()
+    spellings = duplicate_ids(meta["specimen_id"])
     upstream = _metadata_reasons(meta)
     rows = []
     for sid, first in meta.drop_duplicates("specimen_id").set_index("specimen_id").iterrows():
         reasons = list(upstream.get(sid, []))
-        if counts[sid] > 1 and not any(r.startswith("duplicate specimen_id") for r in reasons):
-            reasons.append(f"duplicate specimen_id ({counts[sid]} metadata rows)")
+        group = spellings.get(sid.casefold())
+        if group and not any(r.startswith("duplicate specimen_id") for r in reasons):
+            reasons.append(duplicate_reason(sid, group, "metadata rows"))
         label = str(first.get("label", ""))
         if label not in classes and not any(r.startswith("label ") for r in reasons):
             reasons.append(f"label {label!r} not in classes" if label != "Unsure" else "label Unsure")
