@@ -190,11 +190,11 @@ def _select(rec, params: SelectionParams) -> Selection:
             room = min(step.room_idx, v.size - step.onset_idx)
             if int(round(params.window_s * fs_n)) > room:
                 end = step.room_end if step.room_idx <= v.size - step.onset_idx else "the recorded data's end"
+                room_s = np.floor(room / fs_n * 1000) / 1000  # whole ms that fit
                 return Selection(
                     "excluded",
-                    f"sweep {n}: the {params.window_s:g} s window does not fit: {room / fs_n:.3f} s from the step "
-                    f"onset ({step.onset_idx / fs_n:.4g} s) to {end}; sweeps.window_s <= "
-                    f"{np.floor(room / fs_n * 1000) / 1000:g} would fit",
+                    f"sweep {n}: the {params.window_s:g} s window does not fit: {room_s:g} s from the step "
+                    f"onset ({step.onset_idx / fs_n:.4g} s) to {end}; sweeps.window_s <= {room_s:g} would fit",
                 )
             end_idx = step.onset_idx + int(round(params.window_s * fs_n))
             if np.isnan(v[step.onset_idx : end_idx]).any():

@@ -226,9 +226,8 @@ def _rate(group: h5py.Group) -> float | None:
 
 class GenericNwb2Recording(NwbRecording):
     layout = "nwb2"
-    # stimulus_description is each converter's free text ("Step", pynwb's "N/A"), not an ontology
-    # of protocol codes: like ABF, the detected step decides what is a long square.
-    named_protocols = False
+    # stimulus_description is each converter's free text ("Step", pynwb's "N/A"): sweep selection
+    # takes the names in sweeps.long_square_names, or any sweep with sweeps.any_square_step.
 
     def __init__(self, f):
         super().__init__(f)
