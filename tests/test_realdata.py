@@ -157,3 +157,19 @@ def test_lab_config_validates_over_the_local_config():
         config.update(yaml.safe_load((ROOT / "config" / name).read_text()))
     validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
     assert config["sweeps"]["any_square_step"] is True
+
+
+def test_ep_features_find_the_same_ladder():
+    """ipfx's long-square analysis on the ladder sweep selection finds: its rheobase is the truth's
+    wherever ipfx can analyse the cell (it needs subthreshold steps of -100..0 pA)."""
+    from sts.baseline.features import compute_features
+
+    ok = 0
+    for name in USABLE:
+        result = compute_features(REALDATA / name)
+        if result.status == "ok":
+            assert result.features["threshold_i_long_square"] == TRUTH[name]["rheobase_pa"], name
+            ok += 1
+        else:
+            assert result.reason, name
+    assert ok >= 5

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from sts.recordings import NwbReadError, open_recording
+from sts.steps import ladder_steps
 from sts.sweeps import SelectionParams, find_step, is_long_square
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_MAP)
 # first spikes give 2-7 on the synthetic cohort, delayed (late-spiking) cells ~30; the
 # published tables give no positive example to calibrate on (Allen: all False).
 DELAY_RATIO_MIN = 10.0
+MIN_STEP_S = SelectionParams.min_step_s  # the ladder's step is found as sweep selection finds it
 
 
 @dataclass(frozen=True)
@@ -130,8 +132,12 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
         return FeatureResult("excluded", str(err))
     try:
         with rec:
-            raw = [(n, *rec.load(n), rec.fs_hz(n)) for n in rec.sweep_numbers
-                   if is_long_square(rec.stimulus_name(n), params.long_square_names)]
+            numbers = [n for n in rec.sweep_numbers
+                       if not rec.named_protocols or is_long_square(rec.stimulus_name(n), params.long_square_names)]
+            loaded = {n: (*rec.load(n), rec.fs_hz(n)) for n in numbers}
+            # The ladder's step as sweep selection finds it (pre-pulses and test steps are not it).
+            steps = ladder_steps({n: (stim, fs, rec.epochs(n)) for n, (stim, _, fs) in loaded.items()}, MIN_STEP_S)
+            raw = [(n, *loaded[n], steps[n]) for n in numbers]
             layout = rec.layout
     except NwbReadError as err:
         return FeatureResult("excluded", str(err))
@@ -141,7 +147,7 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
 
 
 def features_from_arrays(sweeps, params: FeatureParams = FeatureParams(), source: str = "") -> FeatureResult:
-    """EP features from a cell's long squares given as (number, stimulus_pa, response_mv, fs_hz).
+    """EP features from a cell's long squares given as (number, stimulus_pa, response_mv, fs_hz[, step]).
 
     Each sweep is a whole recorded sweep (test pulse and baseline included); the step is found
     in the stimulus. ``source`` names the cell's file in exclusion reasons.
@@ -170,10 +176,10 @@ class _LS:
 
 def _prepare(sweeps, params: FeatureParams, where: str) -> tuple[list[_LS], dict]:
     found = []
-    for n, stim, resp, fs in sweeps:
+    for n, stim, resp, fs, *given in sweeps:
         stim, resp = np.asarray(stim, dtype=np.float64), np.asarray(resp, dtype=np.float64)
-        step = find_step(stim, fs)
-        if step is not None:
+        step = given[0] if given else find_step(stim, fs)
+        if step is not None and step.amplitude_pa != 0:
             found.append((n, fs, stim, resp, step))
     if not found:
         raise FeatureFailure(f"no long-square sweeps{where}")
@@ -217,7 +223,10 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -
     from ipfx.sweep import SweepSet
 
     duration = info["step_duration_s"]
-    spx = SpikeFeatureExtractor(start=0.0, end=duration, filter=params.filter_khz,
+    # ipfx refuses a low-pass at or above Nyquist (10-20 kHz ABF files): filter only below it.
+    fs_min = min(s.fs_hz for s in sweeps)
+    filt = params.filter_khz if params.filter_khz and params.filter_khz * 1e3 < fs_min / 2 else None
+    spx = SpikeFeatureExtractor(start=0.0, end=duration, filter=filt,
                                 dv_cutoff=params.dv_cutoff_mv_ms)
     sptx = SpikeTrainFeatureExtractor(start=0.0, end=duration)
     lsa = LongSquareAnalysis(spx, sptx, subthresh_min_amp=params.subthresh_min_amp_pa)
