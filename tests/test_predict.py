@@ -8,6 +8,7 @@ end-to-end run.
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -143,7 +144,8 @@ def test_abf_protocol_options(tmp_path):
     out = tmp_path / "out.csv"
     with pytest.raises(SystemExit):  # the only file cannot be read without its protocol
         predict(model, abf, out=out)
-    assert "no command waveform" in pd.read_csv(out)["reason"][0]
+    reason = pd.read_csv(out)["reason"][0]
+    assert "no command waveform" in reason and "--table" in reason and "--first-amplitude-pa" in reason
     ladder_args = ["--first-amplitude-pa", str(ladder.amplitudes_pa[0]), "--step-pa", "20",
                    "--onset-s", str(ladder.onset_s), "--duration-s", str(STEP_S)]  # fmt: skip
     assert predict(model, abf, out=out, extra=ladder_args) == 0
@@ -171,3 +173,64 @@ def test_model_without_preparation_is_rejected(cells, tmp_path):
     with pytest.raises(SystemExit) as err:
         predict(model, folder, out=tmp_path / "o.csv")
     assert "no preparation.sweeps/scalogram parameters" in str(err.value.code)
+
+
+def test_table_gives_each_file_its_id_and_ladder(cells, tmp_path):
+    """--table: one ladder per ABF file, ids from the table, bad rows excluded with their reason."""
+    from abf_data import STEP_S, simulate_ladder, write_abf1
+
+    _, paths, model = cells
+    ladders = {"a": simulate_ladder("Pvalb", seed=3, n_sweeps=10, onset_s=0.5, step_pa=20.0),
+               "b": simulate_ladder("Sst", seed=4, n_sweeps=8, onset_s=0.5, step_pa=40.0)}  # fmt: skip
+    rows = ["file,specimen_id,first_amplitude_pa,step_pa,onset_s,duration_s"]
+    for key, lad in ladders.items():
+        write_abf1(tmp_path / f"{key}.abf", lad.responses_mv)
+        step = lad.amplitudes_pa[1] - lad.amplitudes_pa[0]
+        rows.append(f"{key}.abf,cell_{key},{lad.amplitudes_pa[0]},{step},{lad.onset_s},{STEP_S}")
+    rows.append(f"{paths['good_clamp']},,,,,")  # an NWB file: id from its stem, no ladder needed
+    rows.append("missing.abf,gone,,,,")
+    rows.append("a.abf,cell_a,0,20,0.5,")  # duplicate id (both rows) and an incomplete ladder
+    (tmp_path / "inputs.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out.csv"
+    assert predict(model, out=out, extra=["--table", str(tmp_path / "inputs.csv")]) == 0
+    table = pd.read_csv(out, dtype={"specimen_id": str}).set_index("specimen_id")
+    assert table.loc["cell_b", "status"] == "ok"
+    assert table.loc["cell_b", "rheobase_pa"] == ladders["b"].rheobase_pa
+    assert table.loc["cell_b", "second_pa"] == ladders["b"].rheobase_pa + 40
+    assert table.loc[paths["good_clamp"].stem, "status"] == "ok"
+    assert "file not found" in table.loc["gone", "reason"]
+    dup = table.loc["cell_a"]
+    assert (dup["status"] == "excluded").all() and dup["reason"].str.contains("duplicate specimen_id").all()
+
+
+def test_selection_overrides_tolerance_only(tmp_path):
+    """--tolerance-pa accepts a coarser ladder's second sweep (offset written); the window stays the model's."""
+    from sts.predict import Predictor
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "171116sh_0018.abf"
+    if not real.is_file():
+        pytest.skip(f"no real recording at {real}")
+    model = save_untrained_model(tmp_path / "model.pt", PREPARATION)  # window 1.0 s: fits the dual protocol
+    out = tmp_path / "out.csv"
+    assert predict(model, real, out=out) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row["status"] == "excluded" and "sweeps.tolerance_pa >= 10 would accept 100 pA" in row["reason"]
+    assert predict(model, real, out=out, extra=["--tolerance-pa", "20"]) == 0
+    row = pd.read_csv(out).iloc[0]
+    assert row["status"] == "ok" and (row["rheobase_pa"], row["second_pa"], row["second_offset_pa"]) == (50, 100, 10)
+    with pytest.raises(ValueError, match="only"):
+        Predictor(model, "cpu", selection_overrides={"window_s": 0.5})
+
+
+def test_figures_of_files_with_the_same_name_do_not_collide(cells, tmp_path):
+    import shutil
+
+    _, paths, model = cells
+    for sub in ("rig_a", "rig_b"):
+        (tmp_path / sub).mkdir()
+        shutil.copy(paths["good_clamp"], tmp_path / sub / "cell.nwb")
+    figures = tmp_path / "figures"
+    assert predict(model, tmp_path / "rig_a", tmp_path / "rig_b", out=tmp_path / "o.csv",
+                   extra=["--figures", str(figures)]) == 0  # fmt: skip
+    names = sorted(p.name for p in figures.iterdir())
+    assert len(names) == 2 and all(n.startswith("cell-") and n.endswith(".png") for n in names)
