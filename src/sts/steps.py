@@ -106,39 +106,42 @@ def ladder_steps(sweeps: dict, min_step_s: float) -> dict[int, Step | None]:
         candidate = long_enough & np.isfinite(epochs.levels_pa) & (np.abs(epochs.levels_pa - holding) > TOLERANCE_PA)
         info[n] = (command, fs, epochs, holding, np.flatnonzero(candidate))
 
+    def span_in(start_s: float, stop_s: float, fs: float) -> tuple[int, int]:
+        return int(round(start_s * fs)), int(round(stop_s * fs))
+
     seen: dict[tuple, set] = {}
 
-    def levels_across(start: int, stop: int, fs: float) -> set[float]:
-        if (start, stop, fs) in seen:
-            return seen[start, stop, fs]
-        found = seen[start, stop, fs] = set()
-        for command, fs_m, _, holding_m, _ in info.values():
-            if fs_m == fs:
-                level = _level_in(command, start, stop)
+    def levels_across(start_s: float, stop_s: float) -> set[float]:
+        """Levels (minus holding, in TOLERANCE_PA units) of every sweep constant over the span."""
+        if (start_s, stop_s) not in seen:
+            found = seen[start_s, stop_s] = set()
+            for command, fs_m, _, holding_m, _ in info.values():
+                level = _level_in(command, *span_in(start_s, stop_s, fs_m))
                 if level is not None:
                     found.add(round((level - holding_m) / TOLERANCE_PA))
-        return found
+        return seen[start_s, stop_s]
 
-    # The ladder's span: the first candidate epoch (any sweep) whose level varies across sweeps.
+    # The ladder's span (s): the first candidate epoch (any sweep) whose level varies across sweeps.
     span = None
     for n, (command, fs, epochs, holding, cands) in info.items():
         for k in cands:
-            start, stop = int(epochs.starts[k]), int(epochs.stops[k])
-            if span is not None and (start, -(stop - start)) >= (span[0], -(span[1] - span[0])):
-                continue
-            if len(levels_across(start, stop, fs)) > 1:
-                span = (start, stop, fs)
+            start_s, stop_s = epochs.starts[k] / fs, epochs.stops[k] / fs
+            if span is not None and (start_s, start_s - stop_s) >= (span[0], span[0] - span[1]):
+                continue  # not earlier (or, at the same onset, not longer) than the span found
+            if len(levels_across(start_s, stop_s)) > 1:
+                span = (start_s, stop_s)
 
     steps: dict[int, Step | None] = {}
     for n, (command, fs, epochs, holding, cands) in info.items():
         pick = None
-        if span is not None and fs == span[2]:
-            overlapping = [k for k in cands if epochs.starts[k] < span[1] and epochs.stops[k] > span[0]]
+        if span is not None:
+            lo, hi = span_in(*span, fs)
+            overlapping = [k for k in cands if epochs.starts[k] < hi and epochs.stops[k] > lo]
             if overlapping:  # the sweep's own epoch there (exact onset and length)
                 k = overlapping[0]
                 pick = (int(epochs.starts[k]), int(epochs.stops[k]))
-            elif _level_in(command, span[0], span[1]) is not None:  # at holding (0 pA) in this sweep
-                pick = (span[0], span[1])
+            elif _level_in(command, lo, hi) is not None:  # at holding (0 pA) in this sweep
+                pick = (lo, hi)
         elif span is None and cands.size:  # no ladder: the longest step, as for a single long square
             k = cands[int(np.argmax(epochs.stops[cands] - epochs.starts[cands]))]
             pick = (int(epochs.starts[k]), int(epochs.stops[k]))
