@@ -214,12 +214,15 @@ def test_selection_overrides_tolerance_only(tmp_path):
     out = tmp_path / "out.csv"
     assert predict(model, real, out=out) == 0
     row = pd.read_csv(out).iloc[0]
-    assert row["status"] == "excluded" and "sweeps.tolerance_pa >= 10 would accept 100 pA" in row["reason"]
+    assert row["status"] == "excluded" and "--tolerance-pa 10 would accept 100 pA" in row["reason"]
     assert predict(model, real, out=out, extra=["--tolerance-pa", "20"]) == 0
     row = pd.read_csv(out).iloc[0]
     assert row["status"] == "ok" and (row["rheobase_pa"], row["second_pa"], row["second_offset_pa"]) == (50, 100, 10)
     with pytest.raises(ValueError, match="only"):
         Predictor(model, "cpu", selection_overrides={"window_s": 0.5})
+    long_step = real.with_name("18711001.abf")  # 0.68 s after the onset: the model's 1.0 s window cannot fit
+    assert predict(model, long_step, out=out, extra=["--tolerance-pa", "20"]) == 0
+    assert "a model trained with sweeps.window_s <= 0.676 would fit" in pd.read_csv(out)["reason"][0]
 
 
 def test_figures_of_files_with_the_same_name_do_not_collide(cells, tmp_path):

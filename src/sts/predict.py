@@ -159,7 +159,7 @@ class Predictor:
             log.warning("%s: sweep selection failed", path, exc_info=True)
             return Prepared(path, sid, "excluded", f"cannot read sweeps of {path}: {type(err).__name__}: {err}")
         if sel.status != "ok":
-            return Prepared(path, sid, "excluded", sel.reason)
+            return Prepared(path, sid, "excluded", predict_hint(sel.reason))
         scal = scalogram_of(sel.traces_mv, self.selection.fs_hz, self.scalogram)
         if not np.isfinite(scal).all():
             return Prepared(path, sid, "excluded", "non-finite scalogram values", attrs=sel.attrs)
@@ -180,6 +180,19 @@ class Predictor:
         x = batch_tensor(prepared.image[None], np.arange(1), self.device).requires_grad_(True)
         maps = attribute(self.model, x, target, method)[0].float().cpu().numpy()
         return to_scalogram_axes(maps, *prepared.scalogram.shape[1:])
+
+
+def predict_hint(reason: str) -> str:
+    """Sweep selection names config keys; here the options of ``sts predict`` say what can change
+    (the window cannot: it shaped the model's inputs)."""
+    import re
+
+    reason = re.sub(r"sweeps\.tolerance_pa >= ([\d.]+)", r"--tolerance-pa \1", reason)
+    reason = reason.replace("add the ladder's name to sweeps.long_square_names or set sweeps.any_square_step",
+                            "give the ladder's name with --long-square-names or use --any-square-step")  # fmt: skip
+    return re.sub(r"sweeps\.window_s <= ([\d.]+) would fit",
+                  r"a model trained with sweeps.window_s <= \1 would fit (sts predict keeps the model's window)",
+                  reason)  # fmt: skip
 
 
 def find_recordings(inputs) -> list[Path]:
