@@ -77,14 +77,77 @@ def test_comparison_reads_metrics_and_marks_the_best_cnn(tmp_path):
         path.write_text(json.dumps({"balanced_accuracy": ba, "weighted_f1": f1, "accuracy": 0.5, "n_test": 9}))
         return path
 
-    table = comparison_table(metrics("lgbm", 0.7, 0.6), {"a": metrics("a", 0.55, 0.5), "b": metrics("b", 0.65, 0.4)})
-    assert table["model"].tolist() == ["LightGBM (EP features)", "a", "b", "best CNN (b)"]
-    assert table["balanced_accuracy"].tolist() == [0.7, 0.55, 0.65, 0.65]
+    cnns = {"a": metrics("a", 0.55, 0.5), "b": metrics("b", 0.65, 0.4)}
+    table = comparison_table(metrics("lgbm", 0.7, 0.6), cnns, cv_scores={"a": 0.8, "b": 0.6})
+    # the best CNN is the one with the best CV score (a), not the best holdout score (b)
+    assert table["model"].tolist() == ["LightGBM (EP features)", "a", "b", "best CNN (a)"]
+    assert table["balanced_accuracy"].tolist() == [0.7, 0.55, 0.65, 0.55]
+    assert table["cv_balanced_accuracy"].tolist()[1:] == [0.8, 0.6, 0.8]
     assert table["published_weighted_f1"].iloc[0] == 0.890 and table["published_balanced_accuracy"].iloc[-1] == 0.905
     assert table.iloc[1:3][["published_balanced_accuracy", "published_weighted_f1"]].isna().all().all()
+    assert table["balanced_accuracy_low"].isna().all()  # metrics.json without intervals: empty columns
+    assert "best CNN" not in " ".join(comparison_table(None, cnns)["model"])  # never chosen by the holdout
     (tmp_path / "a.json").write_text(json.dumps({"weighted_f1": 0.5}))
     with pytest.raises(ValueError, match="a.json"):
         comparison_table(None, {"a": tmp_path / "a.json"})
+
+
+def test_comparison_shows_intervals_and_the_paired_difference(tmp_path):
+    """Intervals from each metrics.json in the table, the HTML and the figure's error bars; the
+    paired table compares the best CNN by CV with LightGBM on their shared cells."""
+    from matplotlib.container import ErrorbarContainer
+
+    from sts.metrics import evaluate, predictions_frame
+    from sts.report.comparison import plot_comparison, write_comparison
+    from sts.uncertainty import paired_difference
+
+    rng = np.random.default_rng(0)
+    ids = np.array([f"c{i}" for i in range(60)])
+    y = rng.choice(CLASSES, 60)
+    preds = {"lgbm": np.where(rng.random(60) < 0.6, y, rng.choice(CLASSES, 60))}
+    for arch, acc in (("a", 0.8), ("b", 0.5)):
+        preds[arch] = np.where(rng.random(60) < acc, y, preds["lgbm"])
+    paths = {}
+    for name, pred in preds.items():
+        keep = slice(0, 58) if name == "lgbm" else slice(None)  # two cells without EP features
+        proba = np.eye(3)[[CLASSES.index(p) for p in pred[keep]]]
+        (tmp_path / name).mkdir()  # what write_evaluation writes, without the confusion-matrix figure
+        frame = predictions_frame(ids[keep], y[keep], pred[keep], proba, CLASSES)
+        frame.to_csv(tmp_path / name / "predictions.csv", index=False)
+        paths[name] = tmp_path / name / "metrics.json"
+        paths[name].write_text(json.dumps(evaluate(y[keep], pred[keep], proba, CLASSES)))
+    for arch, cv in (("a", 0.6), ("b", 0.7)):
+        (tmp_path / arch / "best_params.json").write_text(json.dumps({"cv_balanced_accuracy": cv}))
+    out = {k: tmp_path / "report" / f"{k}" for k in ("c.csv", "c.html", "c.png", "p.csv", "p.html")}
+    table = write_comparison(paths["lgbm"], {"a": paths["a"], "b": paths["b"]}, out["c.csv"], out["c.html"],
+                             out["c.png"], {a: tmp_path / a / "best_params.json" for a in "ab"}, out["p.csv"],
+                             out["p.html"])  # fmt: skip
+    page = out["c.html"].read_text()
+    for name, row in zip(["lgbm", "a", "b"], table.itertuples()):
+        ci = json.loads(paths[name].read_text())["bootstrap"]
+        ba = ci["balanced_accuracy"]
+        assert (row.balanced_accuracy_low, row.balanced_accuracy_high) == (ba["low"], ba["high"])
+        assert (row.weighted_f1_low, row.weighted_f1_high) == (ci["weighted_f1"]["low"], ci["weighted_f1"]["high"])
+        assert f"{row.balanced_accuracy_low:.3f}" in page and f"{row.weighted_f1_high:.3f}" in page
+    assert table["model"].iloc[-1] == "best CNN (b)"  # CV 0.7 beats a's 0.6, whatever the holdout says
+    fig = plot_comparison(table)
+    bars = [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 2 and all(len(c.lines[2][0].get_segments()) == len(table) for c in bars)
+
+    paired = pd.read_csv(out["p.csv"])
+    assert paired["comparison"].unique().tolist() == ["best CNN (b) - LightGBM"]
+    assert paired["metric"].tolist() == ["balanced_accuracy", "weighted_f1"]
+    assert (paired["n_cells"] == 58).all() and (paired["n_only_a"] == 2).all() and (paired["n_only_b"] == 0).all()
+    expected = paired_difference(y[:58], preds["b"][:58], preds["lgbm"][:58], CLASSES)
+    for row in paired.itertuples():
+        assert (row.difference, row.low, row.high) == pytest.approx(
+            [expected[row.metric][k] for k in ("difference", "low", "high")])  # fmt: skip
+        assert row.low <= row.difference <= row.high
+    assert "best CNN (b) - LightGBM" in out["p.html"].read_text()
+    assert out["c.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    none = write_comparison(paths["lgbm"], {}, *(tmp_path / "none" / k for k in ("c.csv", "c.html", "c.png")),
+                            paired_csv=tmp_path / "none" / "p.csv")  # fmt: skip
+    assert len(none) == 1 and pd.read_csv(tmp_path / "none" / "p.csv")["reason"].eq("no CNN in this run").all()
 
 
 def test_html_table_formats_numbers_and_escapes_text():

@@ -350,9 +350,18 @@ def test_report_html_has_every_figure_and_the_metrics(run, base_config):
         assert rows.loc[model, "metrics_file"] == path
         for key in ("balanced_accuracy", "weighted_f1", "accuracy", "n_test"):
             assert rows.loc[model, key] == metrics[key], (model, key)
+        for key in ("balanced_accuracy", "weighted_f1"):  # the bootstrap interval stored with the scores
+            ci = metrics["bootstrap"][key]
+            assert (rows.loc[model, f"{key}_low"], rows.loc[model, f"{key}_high"]) == (ci["low"], ci["high"])
         assert f"{metrics['balanced_accuracy']:.3f}" in page and f"{metrics['weighted_f1']:.3f}" in page
-    best = max(archs, key=lambda a: rows.loc[a, "balanced_accuracy"])
+    cv = {a: json.loads((run / f"results/tuning/{a}/best_params.json").read_text())["cv_balanced_accuracy"]
+          for a in archs}  # fmt: skip
+    best = max(archs, key=cv.get)  # by CV, never by the holdout
     assert rows.loc[f"best CNN ({best})", "balanced_accuracy"] == rows.loc[best, "balanced_accuracy"]
+    paired = pd.read_csv(run / "results" / "report" / "paired_difference.csv")
+    assert paired["comparison"].unique().tolist() == [f"best CNN ({best}) - LightGBM"]
+    assert ((paired["low"] <= paired["difference"]) & (paired["difference"] <= paired["high"])).all()
+    assert "results/report/paired_difference.html" in embedded
     assert rows.loc[f"best CNN ({best})", "published_balanced_accuracy"] == 0.905
     assert rows.loc["LightGBM (EP features)", "published_weighted_f1"] == 0.890
     shap = pd.read_csv(run / "results" / "report" / "shap_top5.csv")

@@ -5,7 +5,10 @@
 
 * ``metrics.json`` — ``balanced_accuracy``, ``weighted_f1``, ``accuracy``, ``per_class``
   ({class: {precision, recall, f1, support}}), ``confusion_matrix`` (rows true, columns
-  predicted, in ``classes`` order), ``classes``, ``n_test``;
+  predicted, in ``classes`` order), ``classes``, ``n_test``, and ``bootstrap``: 95 %
+  intervals of ``balanced_accuracy`` and ``weighted_f1`` (``{"low", "high", "std"}`` each)
+  from a seeded, class-stratified bootstrap of the holdout cells, with the method, number of
+  resamples, confidence and seed (``sts.uncertainty``);
 * ``predictions.csv`` — ``specimen_id, label, predicted, p_<class>...`` (one probability
   column per class, class names verbatim, e.g. ``p_Vip/Lamp5``);
 * ``confusion_matrix.png`` — counts and row-normalised matrices side by side.
@@ -17,6 +20,7 @@ Every file is written to a temporary file in the same folder and moved into plac
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +28,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+
+from sts.uncertainty import BootstrapSettings, bootstrap_intervals
+
+log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
@@ -100,12 +108,14 @@ def _check(y_true, y_pred, proba, classes, specimen_ids) -> tuple[np.ndarray, np
 
 
 def evaluate(
-    y_true: Sequence, y_pred: Sequence, proba, classes: Sequence[str], specimen_ids: Sequence | None = None
-) -> dict:
+    y_true: Sequence, y_pred: Sequence, proba, classes: Sequence[str], specimen_ids: Sequence | None = None,
+    bootstrap: BootstrapSettings | None = BootstrapSettings(),
+) -> dict:  # fmt: skip
     """Scores of one holdout: see the module docstring for the keys.
 
     ``proba`` has shape (n, len(classes)), columns in ``classes`` order; ``specimen_ids``
-    (optional) are only checked for length and uniqueness.
+    (optional) are only checked for length and uniqueness. ``bootstrap=None`` leaves the
+    intervals out.
     """
     from sklearn.metrics import (
         accuracy_score,
@@ -118,6 +128,7 @@ def evaluate(
     classes = [str(c) for c in classes]
     y_true, y_pred, _ = _check(y_true, y_pred, proba, classes, specimen_ids)
     prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
+    intervals = {"bootstrap": bootstrap_intervals(y_true, y_pred, classes, bootstrap)} if bootstrap else {}
     return {
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0)),
@@ -129,6 +140,7 @@ def evaluate(
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
         "classes": classes,
         "n_test": int(len(y_true)),
+        **intervals,
     }
 
 
@@ -194,6 +206,11 @@ def write_evaluation(
     finally:
         plt.close(fig)
     write_json_atomic(out / METRICS_FILE, metrics)
+    if "bootstrap" in metrics:
+        ci = metrics["bootstrap"]
+        bounds = [v for m in ("balanced_accuracy", "weighted_f1") for v in (metrics[m], ci[m]["low"], ci[m]["high"])]
+        log.info("%s: %.0f %% intervals (%s, %d resamples): balanced accuracy %.4f [%.4f, %.4f], weighted F1 %.4f "
+                 "[%.4f, %.4f]", title, 100 * ci["confidence"], ci["method"], ci["n_resamples"], *bounds)  # fmt: skip
     return metrics
 
 

@@ -1,6 +1,7 @@
 # Report stage: figures and tables for `snakemake --report results/report.html` (example
-# scalograms, the baseline's top SHAP features, every model's holdout scores beside the
-# study's), and the cross-dataset table (train on clamp, test on seq and the reverse) when
+# scalograms, the baseline's top SHAP features, every model's holdout scores with bootstrap
+# intervals beside the study's, the paired bootstrap difference best CNN minus LightGBM),
+# and the cross-dataset table (train on clamp, test on seq and the reverse) when
 # cross_dataset.enabled. Outputs of other stages join the report through report() flags in
 # their own rules (confusion matrices, training curves, saliency maps).
 
@@ -74,7 +75,10 @@ rule report_shap:
 rule report_comparison:
     input:
         baseline=f"{BASELINE_OUT}/metrics.json",
+        baseline_predictions=f"{BASELINE_OUT}/predictions.csv",
         cnn=expand("results/models/{arch}/metrics.json", arch=CNN_ARCHS),
+        cnn_predictions=expand("results/models/{arch}/predictions.csv", arch=CNN_ARCHS),
+        cnn_best=expand("results/tuning/{arch}/best_params.json", arch=CNN_ARCHS),
     output:
         csv=report(
             "results/report/comparison.csv",
@@ -96,6 +100,20 @@ rule report_comparison:
             category="Comparison",
             subcategory="Holdout scores",
             labels={"figure": "bar chart"},
+        ),
+        paired_csv=report(
+            "results/report/paired_difference.csv",
+            caption="../report/comparison.rst",
+            category="Comparison",
+            subcategory="Holdout scores",
+            labels={"figure": "paired difference (CSV)"},
+        ),
+        paired_html=report(
+            "results/report/paired_difference.html",
+            caption="../report/comparison.rst",
+            category="Comparison",
+            subcategory="Holdout scores",
+            labels={"figure": "paired difference"},
         ),
     log:
         "logs/report/comparison.log",
