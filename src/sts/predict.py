@@ -1,4 +1,4 @@
-"""Classify new recordings with a trained CNN (``sts predict``).
+"""Classify new recordings with a trained CNN or the saved LightGBM baseline (``sts predict``).
 
 Each file (NWB v1, NWB 2 or ABF) is prepared exactly as the training cells were, from the
 parameters saved in ``model.pt`` and never from the current config: sweep selection
@@ -10,6 +10,11 @@ Inference goes through the evaluation step's own ``predict_proba``.
 The output CSV has one row per input file: ``file, specimen_id, status, reason, predicted,
 p_<class>...`` (model class order), ``rheobase_pa, second_pa, rheobase_sweep, second_sweep``.
 A file that cannot be prepared is an ``excluded`` row with the reason sweep selection gives.
+
+The LightGBM baseline (its model folder or ``model.json``, see ``sts.baseline.served``) goes
+through the same rows and CSV: its ``LgbmPredictor`` computes each file's EP features with the
+saved feature parameters; it fills ``rheobase_pa``/``rheobase_sweep`` only (it uses every long
+square, not a +40 pA pair) and adds ``ood_score, in_distribution``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class Prepared:
     scalogram: np.ndarray | None = None  # (2, n_freqs, n_times) float32
     image: np.ndarray | None = None  # (3, H, W) in the packed storage type
     attrs: dict = field(default_factory=dict)
+    features: np.ndarray | None = None  # (n_features,) EP features (LightGBM baseline)
 
 
 @dataclass
@@ -66,6 +72,17 @@ class Item:
     specimen_id: str
     protocol: object = None
     excluded: str = ""
+
+
+def with_protocol_hint(reason: str) -> str:
+    """An ABF file without its ladder: name the options that give one (sts predict has no CSV row)."""
+    from sts.recordings.abf import NO_PROTOCOL
+
+    if NO_PROTOCOL in reason:
+        reason += ("; give the file's ladder in a --table CSV (first_amplitude_pa, step_pa, onset_s, "
+                   "duration_s) or with --first-amplitude-pa/--step-pa/--onset-s/--duration-s")  # fmt: skip
+    return reason
+
 
 def _params(cls, values: dict, what: str):
     """Dataclass ``cls`` from the saved values; unknown keys are an error (they shaped training)."""
@@ -80,6 +97,8 @@ def _params(cls, values: dict, what: str):
 
 class Predictor:
     """A loaded model.pt with the preparation that made its training inputs."""
+
+    extra_columns: tuple[str, ...] = ()  # columns after SWEEP_COLUMNS (none for CNNs)
 
     def __init__(self, model_path: str | Path, device: str = "auto", threads: int | None = None,
                  selection_overrides: dict | None = None):
@@ -136,18 +155,12 @@ class Predictor:
         from sts.scalogram_step import scalogram_of
         from sts.sweeps import select_from_recording
 
-        from sts.recordings.abf import NO_PROTOCOL
-
         path = Path(path)
         sid = specimen_id or path.stem
         try:
             rec = open_recording(path, protocol)
         except NwbReadError as err:
-            reason = str(err)
-            if NO_PROTOCOL in reason:  # sts predict has no CSV row: name the options that give one
-                reason += ("; give the file's ladder in a --table CSV (first_amplitude_pa, step_pa, onset_s, "
-                           "duration_s) or with --first-amplitude-pa/--step-pa/--onset-s/--duration-s")  # fmt: skip
-            return Prepared(path, sid, "excluded", reason, readable=False)
+            return Prepared(path, sid, "excluded", with_protocol_hint(str(err)), readable=False)
         except Exception as err:  # a reader's unexpected failure: that file only
             log.warning("%s: cannot open", path, exc_info=True)
             return Prepared(path, sid, "excluded", f"unreadable file {path}: {type(err).__name__}: {err}",
@@ -171,6 +184,18 @@ class Predictor:
         from sts.dl.train import predict_proba
 
         return predict_proba(self.model, images, np.arange(len(images)), self.device)
+
+    def classify(self, prepared: Prepared) -> tuple[np.ndarray, dict]:
+        """Class probabilities of one prepared cell (and no extra columns)."""
+        return self.probabilities(prepared.image[None])[0], {}
+
+    def figure(self, prepared: Prepared, proba: np.ndarray, path: Path) -> None:
+        """Traces, scalograms and the saliency of the predicted class (``sts.predict_figure``)."""
+        from sts.predict_figure import plot_cell
+
+        target = int(np.argmax(proba))
+        plot_cell(prepared, proba, self.classes, self.saliency(prepared, target), self.selection.fs_hz,
+                  self.scalogram.freqs_hz, path, title=f"{self.meta['arch']}")  # fmt: skip
 
     def saliency(self, prepared: Prepared, target: int, method: str = "gradient") -> np.ndarray:
         """(2, n_freqs, n_times) |attribution| of class ``target`` on the scalogram's axes."""
@@ -245,11 +270,26 @@ def figure_names(items: list[Item]) -> list[str]:
     return names
 
 
+def load_predictor(model_path, device: str = "auto", threads: int | None = None,
+                   selection_overrides: dict | None = None):
+    """A ``Predictor`` for a CNN model.pt, or an ``LgbmPredictor`` for the LightGBM baseline's model
+    folder (or its model.json); both raise ValueError for a file they cannot use."""
+    from sts.baseline.served import LgbmPredictor, is_lightgbm_model
+
+    if is_lightgbm_model(model_path):
+        if device not in ("auto", "cpu"):
+            log.info("--device %s: the LightGBM baseline runs on the CPU", device)
+        return LgbmPredictor(model_path, threads, selection_overrides)
+    return Predictor(model_path, device, threads, selection_overrides)
+
+
 def predict_files(
-    predictor: Predictor, files, out_csv: str | Path, figures_dir: str | Path | None = None, protocol=None
+    predictor, files, out_csv: str | Path, figures_dir: str | Path | None = None, protocol=None
 ) -> pd.DataFrame:
     """Classify every file (a path, or an ``Item``), write OUT.csv atomically (and one figure per
     usable cell); return the table. ``protocol`` is the ABF ladder of inputs given as bare paths.
+    ``predictor``: a ``Predictor`` or an ``LgbmPredictor`` (``prepare``, ``classify``, ``figure``,
+    ``classes``, ``extra_columns``).
 
     Raises ``NoReadableInput`` (after writing the table) when not one file could be opened.
     """
@@ -268,20 +308,15 @@ def predict_files(
         else:
             p = predictor.prepare(path, item.protocol, item.specimen_id)
         n_readable += p.readable
-        proba = None
+        proba, extra = None, {}
         if p.status == "ok":
-            proba = predictor.probabilities(p.image[None])[0]
+            proba, extra = predictor.classify(p)
             if figures_dir is not None:
-                from sts.predict_figure import plot_cell
-
-                target = int(np.argmax(proba))
-                plot_cell(p, proba, predictor.classes, predictor.saliency(p, target), predictor.selection.fs_hz,
-                          predictor.scalogram.freqs_hz, Path(figures_dir) / figure,
-                          title=f"{predictor.meta['arch']}")  # fmt: skip
+                predictor.figure(p, proba, Path(figures_dir) / figure)
         else:
             log.warning("%s excluded: %s", path, p.reason)
-        rows.append(_row(p, predictor.classes, proba))
-    columns = [*FIXED_COLUMNS, *(f"p_{c}" for c in predictor.classes), *SWEEP_COLUMNS]
+        rows.append({**_row(p, predictor.classes, proba), **extra})
+    columns = [*FIXED_COLUMNS, *(f"p_{c}" for c in predictor.classes), *SWEEP_COLUMNS, *predictor.extra_columns]
     table = pd.DataFrame(rows, columns=columns)
     for col in ("rheobase_sweep", "second_sweep"):
         table[col] = table[col].astype("Int64")
@@ -306,7 +341,7 @@ def run(model_path, inputs, out_csv, figures_dir=None, device="auto", protocol=N
     if not files:
         raise SystemExit(f"sts predict: no .nwb or .abf files in {', '.join(map(str, inputs or [table]))}")
     try:
-        predictor = Predictor(model_path, device, threads, selection_overrides)
+        predictor = load_predictor(model_path, device, threads, selection_overrides)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"sts predict: {err}") from err
     if figures_dir is not None:

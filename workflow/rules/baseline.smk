@@ -1,6 +1,8 @@
 # LightGBM baseline: Optuna search (CV on training cells), final fit, holdout evaluation and
 # SHAP explanations, on computed EP features (ipfx, per cell) or on the study's published
-# feature tables with its split (baseline.features: published).
+# feature tables with its split (baseline.features: published). On computed features the final
+# fit is saved for `sts predict` (model/model.txt: LightGBM text; model/model.json: features,
+# classes, feature parameters, OOD statistics); a fit on the published tables cannot be served.
 
 BASELINE_OUT = "results/baseline"
 
@@ -16,6 +18,8 @@ if config["baseline"]["features"] == "computed":
             predictions=f"{BASELINE_OUT}/predictions.csv",
             shap=f"{BASELINE_OUT}/shap_mean_abs.csv",
             best=f"{BASELINE_OUT}/best_params.json",
+            model=f"{BASELINE_OUT}/model/model.txt",
+            model_meta=f"{BASELINE_OUT}/model/model.json",
             confusion=report(
                 f"{BASELINE_OUT}/confusion_matrix.png",
                 caption="../report/confusion_baseline.rst",

@@ -185,10 +185,18 @@ PREDICT = config.get("predict") or {}
 
 
 def predict_model():
-    """An architecture name means the workflow's own model (trained if needed), else a path."""
+    """An architecture name means the workflow's own model (trained if needed), `lightgbm` the
+    baseline's saved fit (on computed features), else a path."""
     from sts.dl.models import ARCHITECTURES
 
     model = PREDICT["model"]
+    if model == "lightgbm":
+        if config["baseline"]["features"] != "computed":
+            raise ValueError(
+                "predict.model is 'lightgbm' but baseline.features is not 'computed': a fit on the "
+                "published tables cannot classify recordings (their features do not come from the files)"
+            )
+        return "results/baseline/model/model.json"
     if model not in ARCHITECTURES:
         return model
     if not CNN:

@@ -4,6 +4,9 @@ Cells follow the manifest's split (holdout = its ``test`` cells). A cell usable 
 manifest whose features could not be computed is listed in ``excluded.csv`` with the
 reason, never imputed; features undefined for a cell (e.g. avg_isi with one spike) stay
 NaN, which LightGBM routes natively.
+
+The final fit is saved for ``sts predict`` in ``model/`` (``model.txt`` + ``model.json``,
+``sts.baseline.served``), with the feature parameters that made ``features.csv``.
 """
 
 from __future__ import annotations
@@ -36,14 +39,18 @@ def join_features(features_csv, manifest_csv) -> tuple[pd.DataFrame, pd.DataFram
 
 
 def train_computed(features_csv, manifest_csv, out_dir, n_trials=50, seed=0, n_jobs=2, n_folds=3,
-                   classes=None) -> dict:
-    """Tune, fit, evaluate on the holdout and explain; returns the holdout metrics.
+                   classes=None, space=None, feature_params=None) -> dict:
+    """Tune, fit, save the fit (``out_dir/model/``), evaluate on the holdout and explain; returns
+    the holdout metrics.
 
     ``classes`` (the configured ones) orders the metrics and probability columns; a class
     without training cells gets probability 0. Default: the training labels, sorted.
+    ``space`` updates the search space (``sts.baseline.lgbm.DEFAULT_SPACE``); ``feature_params``
+    are the ``FeatureParams`` that made ``features_csv`` (default: those ``sts ep-features`` uses).
     """
     from sts.baseline.explain import explain
     from sts.baseline.lgbm import fit_final, search
+    from sts.baseline.served import save_model
     from sts.metrics import write_csv_atomic, write_evaluation, write_json_atomic
 
     out = Path(out_dir)
@@ -55,7 +62,8 @@ def train_computed(features_csv, manifest_csv, out_dir, n_trials=50, seed=0, n_j
     train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
     log.info("%d features; %d training and %d holdout cells", len(columns), len(train), len(test))
     result = search(train[columns], train["label"], n_trials=n_trials, seed=seed, n_jobs=n_jobs,
-                    n_folds=n_folds, storage=out / "search.journal", study_name=f"lgbm-seed{seed}")  # fmt: skip
+                    n_folds=n_folds, space=space, storage=out / "search.journal",
+                    study_name=f"lgbm-seed{seed}")  # fmt: skip
     write_json_atomic(out / "best_params.json", result.best_params)
     write_json_atomic(out / "search.json", {**result.to_dict(), "features": columns})
     model = fit_final(train[columns], train["label"], result.best_params, seed=seed, n_jobs=n_jobs)
@@ -64,6 +72,8 @@ def train_computed(features_csv, manifest_csv, out_dir, n_trials=50, seed=0, n_j
     unknown = sorted(set(fitted) - set(classes))
     if unknown:
         raise ValueError(f"{manifest_csv}: training labels {unknown} are not among the classes {classes}")
+    save_model(out / "model", model, columns, classes, train[columns], feature_params=feature_params,
+               best_params=result.best_params, seed=seed, labels=train["label"])  # fmt: skip
     proba = np.zeros((len(test), len(classes)))
     proba[:, [classes.index(c) for c in fitted]] = model.predict_proba(test[columns].reset_index(drop=True))
     pred = [classes[i] for i in proba.argmax(axis=1)]

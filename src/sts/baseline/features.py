@@ -21,7 +21,7 @@ names and units are those of the Allen cell-feature table and of the patch-seq E
   of the hero sweep (ipfx 2.1.2's ``pause``/``burst`` wrappers are broken, so its detectors
   are called directly). has_burst: at least one burst detected; has_pause: at least one
   pause; has_delay: ipfx's delay ratio (latency / fitted pre-spike rise time constant, also
-  output as ``delay_ratio``) above DELAY_RATIO_MIN. The published Allen table has these three
+  output as ``delay_ratio``) above ``FeatureParams.delay_ratio_min``. The published Allen table has these three
   columns constant False and the patch-seq table lacks them.
 * ``first_isi`` (ms), ``isi_cv``, ``avg_rate`` (Hz) of the hero sweep: extra, not in the
   published tables.
@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +107,21 @@ class FeatureParams:
     post_s: float = 0.2  # data kept after the step end
     duration_tolerance: float = 0.02  # a step this much shorter than the cell's usual one is dropped
     long_square_names: tuple[str, ...] = SelectionParams().long_square_names
+    min_step_s: float = MIN_STEP_S  # shortest step that counts as the ladder's
+    delay_ratio_min: float = DELAY_RATIO_MIN  # has_delay threshold
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FeatureParams":
+        """As saved with ``dataclasses.asdict``; every field required, no unknown key (they shape features)."""
+        names = [f.name for f in fields(cls)]
+        unknown, missing = sorted(set(values) - set(names)), [n for n in names if n not in values]
+        if unknown or missing:
+            raise ValueError(f"feature parameters: unknown keys {unknown}, missing keys {missing}")
+        out = {k: float(values[k]) for k in names if k != "long_square_names"}
+        lsn = values["long_square_names"]
+        if not isinstance(lsn, (list, tuple)) or not all(isinstance(n, str) for n in lsn):
+            raise ValueError(f"feature parameters: long_square_names must be a list of names, not {lsn!r}")
+        return cls(**out, long_square_names=tuple(lsn))
 
 
 @dataclass
@@ -136,7 +151,7 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
                        if not rec.named_protocols or is_long_square(rec.stimulus_name(n), params.long_square_names)]
             loaded = {n: (*rec.load(n), rec.fs_hz(n)) for n in numbers}
             # The ladder's step as sweep selection finds it (pre-pulses and test steps are not it).
-            steps = ladder_steps({n: (stim, fs, rec.epochs(n)) for n, (stim, _, fs) in loaded.items()}, MIN_STEP_S)
+            steps = ladder_steps({n: (stim, fs, rec.epochs(n)) for n, (stim, _, fs) in loaded.items()}, params.min_step_s)
             raw = [(n, *loaded[n], steps[n]) for n in numbers]
             layout = rec.layout
     except NwbReadError as err:
@@ -243,7 +258,7 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -
         rheo_spikes = cell["spikes_set"][rheo.name]
         hero_spikes = cell["spikes_set"][hero.name]
         hero_sweep = sweep_set.sweeps[hero.name]
-        extra = _hero_extra(strf, hero_sweep, hero_spikes, duration)
+        extra = _hero_extra(strf, hero_sweep, hero_spikes, duration, params.delay_ratio_min)
 
     sources = {"cell": cell, "hero": hero, "rheo_spike": rheo_spikes.iloc[0], "hero_extra": extra}
     features = {}
@@ -257,7 +272,7 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -
     return FeatureResult("ok", "", features, info)
 
 
-def _hero_extra(strf, sweep, spikes, duration: float) -> dict[str, float]:
+def _hero_extra(strf, sweep, spikes, duration: float, delay_ratio_min: float = DELAY_RATIO_MIN) -> dict[str, float]:
     """has_burst / has_pause / has_delay (0/1) by ipfx's detectors on the hero sweep.
 
     ipfx 2.1.2's wrappers ``strf.pause`` / ``strf.burst`` call ``spike_features.detect_*``,
@@ -275,7 +290,7 @@ def _hero_extra(strf, sweep, spikes, duration: float) -> dict[str, float]:
         out = {"burst": float(len(bursts) > 0), "pause": float(len(pauses) > 0)}
     ratio = _num(strf.delay(sweep.t, sweep.v, spikes, 0.0, duration)[0]) if len(spikes) else math.nan
     out["delay_ratio"] = ratio
-    out["delay"] = float(ratio > DELAY_RATIO_MIN) if np.isfinite(ratio) else math.nan
+    out["delay"] = float(ratio > delay_ratio_min) if np.isfinite(ratio) else math.nan
     return out
 
 

@@ -173,14 +173,19 @@ def add_parser(sub) -> None:
                        "second_offset_pa (|second - (rheobase + 40)|), rheobase_sweep, second_sweep. A file "
                        "that cannot be used is an excluded row with its reason; the exit status is nonzero only "
                        "when no file could be read. The ABF protocol options apply to every ABF input without a "
-                       "command waveform; a --table gives each file its own.")  # fmt: skip
+                       "command waveform; a --table gives each file its own. With the LightGBM baseline's model, "
+                       "rheobase_pa/rheobase_sweep are ipfx's and second_* stay empty.")  # fmt: skip
     p.add_argument("inputs", nargs="*", metavar="FILE_OR_DIR",
                    help="recordings, or folders searched (recursively, sorted) for .nwb and .abf files")  # fmt: skip
-    p.add_argument("--model", required=True, help="model.pt from sts train (results/models/ARCH/model.pt)")
+    p.add_argument("--model", required=True,
+                   help="model.pt from sts train (results/models/ARCH/model.pt), or the LightGBM baseline's "
+                   "model folder (results/baseline/model, or its model.json): EP features of each file by "
+                   "ipfx with the saved parameters; adds ood_score and in_distribution")  # fmt: skip
     p.add_argument("--out", required=True, help="output CSV, one row per input file (written atomically)")
     p.add_argument("--figures", default=None, metavar="DIR",
                    help="also write DIR/<specimen_id>.png per classified cell: both sweeps' traces, their "
-                   "scalograms and the saliency of the predicted class")  # fmt: skip
+                   "scalograms and the saliency of the predicted class (LightGBM: probabilities and the "
+                   "cell's features in training SDs)")  # fmt: skip
     p.add_argument("--table", default=None, metavar="CSV",
                    help="inputs listed as for a local cohort (file; optional specimen_id, label, and the ABF "
                    "ladder first_amplitude_pa, step_pa, onset_s, duration_s per file)")  # fmt: skip

@@ -1,0 +1,332 @@
+"""The LightGBM baseline's final fit, saved for ``sts predict`` and read back without pickle.
+
+A saved model is a folder (``results/baseline/model/``) with two files:
+
+* ``model.txt`` — the booster as LightGBM model text (``Booster.model_to_string``);
+* ``model.json`` — ``format: "sts-lightgbm-baseline"`` and ``format_version``, the sha256 of
+  model.txt, ``features`` (names, in the booster's column order), ``classes`` (the probability
+  columns, configured order) and ``fitted_classes`` (the booster's outputs: classes with
+  training cells, sorted), ``feature_params`` (``sts.baseline.features.FeatureParams``: the
+  ipfx and sweep settings that made the features), ``imputation`` / ``standardisation`` (none
+  for the trees: NaN is routed natively, as in training), ``ood`` (``sts.baseline.ood``), the
+  tuned parameters, training cell counts and package versions.
+
+A CNN is one ``model.pt`` (torch); a LightGBM model is that folder or its ``model.json``.
+Loading reads JSON and LightGBM text only: model.txt must match its recorded sha256, the
+booster's feature names must equal ``features`` and be EP features sts computes, its number
+of outputs must match ``fitted_classes``; anything else is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = "sts-lightgbm-baseline"
+FORMAT_VERSION = 1
+META_FILE = "model.json"
+BOOSTER_FILE = "model.txt"
+MAX_BYTES = 512 * 2**20  # either file; a real baseline is a few MB
+LGBM_SUFFIXES = (".json", ".txt")
+
+
+class ModelFileError(ValueError):
+    """A LightGBM model folder that is not one ``save_model`` wrote (or was changed since)."""
+
+
+@dataclass(frozen=True)
+class SavedModel:
+    """A loaded LightGBM baseline: booster, feature order, class order, feature parameters."""
+
+    path: Path  # model.json
+    booster: object  # lightgbm.Booster
+    features: list[str]
+    classes: list[str]
+    fitted_classes: list[str]
+    feature_params: object  # FeatureParams
+    ood: object | None  # KnnNovelty
+    meta: dict
+
+    def predict_proba(self, X, threads: int | None = None) -> np.ndarray:
+        """(n, len(classes)) probabilities of features ``X`` (n, len(features)), as the baseline's
+        evaluation computes them (LGBMClassifier.predict_proba); classes without training cells get 0."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != len(self.features):
+            raise ValueError(f"expected (n, {len(self.features)}) features, got {X.shape}")
+        kwargs = {"num_threads": int(threads)} if threads else {}
+        raw = np.asarray(self.booster.predict(X, **kwargs), dtype=np.float64)
+        if raw.ndim == 1:  # binary: P(second fitted class), as the sklearn wrapper expands it
+            raw = np.vstack((1.0 - raw, raw)).T
+        proba = np.zeros((len(X), len(self.classes)))
+        proba[:, [self.classes.index(c) for c in self.fitted_classes]] = raw
+        return proba
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("sts", "lightgbm", "ipfx", "numpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def save_model(out_dir, model, features: list[str], classes: list[str], X_train, feature_params=None,
+               best_params: dict | None = None, seed: int | None = None, labels=None) -> Path:
+    """Write ``model.txt`` then ``model.json`` (each atomically) for a fitted LGBMClassifier
+    ``model`` trained on ``X_train`` (its ``features`` columns); returns the model.json path.
+
+    ``feature_params``: the FeatureParams that made the features (default: FeatureParams()).
+    model.json is written last and names model.txt's hash, so a run killed between the two
+    leaves a pair that ``load_model`` refuses rather than a silently mismatched one.
+    """
+    from sts.baseline.features import FeatureParams
+    from sts.baseline.ood import KnnNovelty
+    from sts.metrics import write_json_atomic, write_text_atomic
+
+    out = Path(out_dir)
+    text = model.booster_.model_to_string()
+    fitted = [str(c) for c in model.classes_]
+    X = np.asarray(X_train, dtype=float)
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "model_file": BOOSTER_FILE, "model_sha256": _sha256(text.encode()),
+        "features": [str(f) for f in features], "classes": [str(c) for c in classes], "fitted_classes": fitted,
+        "feature_source": "sts.baseline.features.compute_features (sts ep-features), on each file's long squares",
+        "feature_params": asdict(feature_params or FeatureParams()),
+        "imputation": "none: undefined features stay NaN and LightGBM routes them natively, as in training",
+        "standardisation": "none for the trees; the OOD score standardises with ood.means/scales",
+        "ood": KnnNovelty.fit(X).to_dict(),
+        "best_params": best_params or {}, "seed": seed, "n_train": int(len(X)),
+        "train_class_counts": ({str(k): int(v) for k, v in zip(*np.unique(np.asarray(labels, dtype=str),
+                                                                              return_counts=True))}
+                               if labels is not None else None),
+        "versions": _versions(),
+    }  # fmt: skip
+    write_text_atomic(out / BOOSTER_FILE, text)
+    write_json_atomic(out / META_FILE, meta)
+    log.info("LightGBM model (%d features, classes %s) -> %s", len(features), fitted, out)
+    return out / META_FILE
+
+
+def is_lightgbm_model(path) -> bool:
+    """A folder, a .json or a .txt is taken for a LightGBM baseline model; anything else for a CNN model.pt."""
+    path = Path(path)
+    return path.is_dir() or path.suffix.lower() in LGBM_SUFFIXES
+
+
+def _read_bounded(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file") from None
+    if size > MAX_BYTES:
+        raise ModelFileError(f"{path}: {size} bytes, more than a LightGBM baseline model can be ({MAX_BYTES})")
+    return path.read_bytes()
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _names(meta: dict, key: str, where: Path) -> list[str]:
+    value = meta.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise ModelFileError(f"{where}: {key!r} must be a non-empty list of names")
+    if len(set(value)) != len(value):
+        raise ModelFileError(f"{where}: {key!r} has duplicates: {value}")
+    return value
+
+
+def load_model(path) -> SavedModel:
+    """Read a saved baseline (its folder, or model.json); raises ModelFileError with the reason."""
+    import lightgbm as lgb
+
+    from sts.baseline.features import FEATURE_NAMES, FeatureParams
+    from sts.baseline.ood import KnnNovelty
+
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        raise ModelFileError(f"{path}: give the LightGBM model's folder or its {META_FILE} (it holds the features, "
+                             f"classes and parameters that go with {path.name})")  # fmt: skip
+    meta_path = path / META_FILE if path.is_dir() else path
+    try:
+        meta = json.loads(_read_bounded(meta_path).decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ModelFileError(f"{meta_path}: not a LightGBM model written by the sts baseline: {err}") from err
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{meta_path}: not a LightGBM model written by the sts baseline (format is not {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFileError(f"{meta_path}: format_version {meta.get('format_version')!r}; "
+                             f"this sts reads version {FORMAT_VERSION}")  # fmt: skip
+    name = meta.get("model_file")
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise ModelFileError(f"{meta_path}: model_file must be a file name in the same folder, not {name!r}")
+    data = _read_bounded(meta_path.parent / name)
+    if _sha256(data) != meta.get("model_sha256"):
+        raise ModelFileError(f"{meta_path.parent / name}: its sha256 differs from the one in {meta_path} "
+                             "(changed, or from another fit): refused")  # fmt: skip
+
+    features = _names(meta, "features", meta_path)
+    unknown = [f for f in features if f not in FEATURE_NAMES]
+    if unknown:
+        raise ModelFileError(f"{meta_path}: features {unknown} are not EP features that sts computes "
+                             "(a model trained on other tables, e.g. the published ones, cannot be served)")  # fmt: skip
+    classes = _names(meta, "classes", meta_path)
+    fitted = _names(meta, "fitted_classes", meta_path)
+    if set(fitted) - set(classes) or len(fitted) < 2:
+        raise ModelFileError(f"{meta_path}: fitted_classes {fitted} must be at least two of classes {classes}")
+    try:
+        feature_params = FeatureParams.from_dict(meta.get("feature_params") or {})
+    except (TypeError, ValueError) as err:
+        raise ModelFileError(f"{meta_path}: {err}") from err
+    ood = None
+    if meta.get("ood") is not None:
+        try:
+            ood = KnnNovelty.from_dict(meta["ood"], len(features))
+        except ValueError as err:
+            raise ModelFileError(f"{meta_path}: {err}") from err
+
+    try:
+        booster = lgb.Booster(model_str=data.decode("utf-8"))
+    except (UnicodeDecodeError, lgb.basic.LightGBMError) as err:
+        raise ModelFileError(f"{meta_path.parent / name}: not LightGBM model text: {err}") from err
+    if booster.feature_name() != features:
+        raise ModelFileError(f"{meta_path}: features {features} differ from the booster's {booster.feature_name()} "
+                             "(names and order must match the training columns)")  # fmt: skip
+    outputs = booster.num_model_per_iteration()
+    if outputs != (1 if len(fitted) == 2 else len(fitted)):
+        raise ModelFileError(f"{meta_path}: the booster has {outputs} output(s) per iteration, "
+                             f"which does not fit {len(fitted)} fitted classes {fitted}")  # fmt: skip
+    _warn_versions(meta.get("versions"), meta_path)
+    return SavedModel(meta_path, booster, features, classes, fitted, feature_params, ood, meta)
+
+
+def _warn_versions(saved, where: Path) -> None:
+    if not isinstance(saved, dict):
+        return
+    now = _versions()
+    for pkg in ("lightgbm", "ipfx"):
+        if saved.get(pkg) and now.get(pkg) and saved[pkg] != now[pkg]:
+            log.warning("%s: saved with %s %s, running %s: features or predictions may differ", where, pkg,
+                        saved[pkg], now[pkg])  # fmt: skip
+
+
+class LgbmPredictor:
+    """``sts predict`` for a saved LightGBM baseline: EP features of each file by
+    ``compute_features`` with the saved parameters, then the saved booster."""
+
+    def __init__(self, model_path, threads: int | None = None, selection_overrides: dict | None = None):
+        """``selection_overrides`` as for CNNs: ``long_square_names`` changes which NWB sweeps count
+        as the ladder; ``tolerance_pa`` does not apply (every long square is used); ``any_square_step``
+        is refused (the features were computed from named long squares only)."""
+        self.saved = load_model(model_path)
+        self.model_path = Path(model_path)
+        self.threads = threads
+        self.classes = self.saved.classes
+        self.params = self.saved.feature_params
+        self.extra_columns = ("ood_score", "in_distribution") if self.saved.ood is not None else ()
+        overrides = {k: v for k, v in (selection_overrides or {}).items() if v is not None}
+        if overrides.get("any_square_step"):
+            raise ValueError("--any-square-step: the LightGBM baseline's features read sweeps named as long squares "
+                             "only; give your protocol names with --long-square-names")  # fmt: skip
+        if "tolerance_pa" in overrides:
+            log.info("--tolerance-pa does not apply to the LightGBM baseline (its features use every long square)")
+        if overrides.get("long_square_names"):
+            self.params = replace(self.params, long_square_names=tuple(overrides["long_square_names"]))
+        unknown = set(overrides) - {"any_square_step", "tolerance_pa", "long_square_names"}
+        if unknown:
+            raise ValueError(f"only --long-square-names may differ from the model's feature parameters, not {unknown}")
+        self._figure_note = False
+
+    def prepare(self, path, protocol=None, specimen_id: str | None = None):
+        """EP features of one file in the model's order; never raises for a bad recording."""
+        from sts.baseline.features import compute_features
+        from sts.predict import Prepared, with_protocol_hint
+
+        path = Path(path)
+        sid = specimen_id or path.stem
+        try:
+            result = compute_features(path, self.params, protocol)
+        except Exception as err:  # a reader's unexpected failure: that file only
+            log.warning("%s: cannot open", path, exc_info=True)
+            return Prepared(path, sid, "excluded", f"unreadable file {path}: {type(err).__name__}: {err}",
+                            readable=False)  # fmt: skip
+        # compute_features records the file's layout once it has read the sweeps; without it the
+        # file could not be read at all.
+        readable = "layout" in result.info
+        if result.status != "ok":
+            return Prepared(path, sid, "excluded", with_protocol_hint(result.reason), readable=readable)
+        # As features_file writes them: a non-finite value is stored as null and read back as NaN.
+        values = [result.features.get(f, math.nan) for f in self.saved.features]
+        features = np.array([v if v is not None and math.isfinite(v) else math.nan for v in values])
+        rheobase = result.features.get("threshold_i_long_square", math.nan)
+        attrs = {"amplitudes_pa": [rheobase, math.nan], "sweep_numbers": [result.info.get("rheobase_sweep"), None]}
+        return Prepared(path, sid, "ok", features=features, attrs=attrs)
+
+    def classify(self, prepared) -> tuple[np.ndarray, dict]:
+        """Class probabilities (model class order) and the OOD columns of one prepared cell."""
+        proba = self.saved.predict_proba(prepared.features[None], self.threads)[0]
+        extra = {}
+        if self.saved.ood is not None:
+            score = float(self.saved.ood.score(prepared.features[None])[0])
+            extra = {"ood_score": score, "in_distribution": bool(score <= self.saved.ood.threshold)}
+        return proba, extra
+
+    def figure(self, prepared, proba, path) -> None:
+        """Class probabilities and the cell's standardised features (training mean 0, SD 1)."""
+        ood = self.saved.ood
+        if ood is None:
+            if not self._figure_note:
+                log.info("no figures: this LightGBM model has no training statistics (ood) to draw features against")
+                self._figure_note = True
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from sts.metrics import save_figure_atomic
+
+        z = ood.standardise(prepared.features[None])[0]
+        missing = ~np.isfinite(prepared.features)
+        n = len(z)
+        fig, (ax_p, ax_z) = plt.subplots(1, 2, figsize=(11, 2.0 + 0.22 * n),
+                                         gridspec_kw={"width_ratios": [1, 2]}, constrained_layout=True)  # fmt: skip
+        ax_p.barh(range(len(self.classes)), proba, color="tab:blue")
+        ax_p.set_yticks(range(len(self.classes)), self.classes)
+        ax_p.invert_yaxis()
+        ax_p.set_xlim(0, 1)
+        ax_p.set_xlabel("probability")
+        ax_p.set_title(f"{prepared.specimen_id}: {self.classes[int(np.argmax(proba))]}")
+        colours = np.where(missing, "lightgrey", np.where(np.abs(z) > 3, "tab:red", "tab:green"))
+        ax_z.barh(range(n), np.clip(z, -6, 6), color=colours)
+        ax_z.set_yticks(range(n), [f + (" (undefined)" if m else "") for f, m in zip(self.saved.features, missing)])
+        ax_z.invert_yaxis()
+        ax_z.axvline(0, color="black", lw=0.8)
+        for x in (-3, 3):
+            ax_z.axvline(x, color="grey", lw=0.5, ls="--")
+        ax_z.set_xlim(-6, 6)
+        ax_z.set_xlabel("feature value in training SDs from the training mean (clipped at ±6)")
+        ax_z.set_title("LightGBM baseline: EP features" + (f"; OOD score {ood.score(prepared.features[None])[0]:.2f}"
+                                                            f" (threshold {ood.threshold:.2f})"))  # fmt: skip
+        try:
+            save_figure_atomic(fig, path)
+        finally:
+            plt.close(fig)
+

@@ -1,0 +1,230 @@
+"""``sts predict`` with the LightGBM baseline's saved fit: served = evaluated, tampering refused, no pickle.
+
+The cohort is small on purpose: five synthetic cells (NWB v1 and NWB 2, all four classes) go
+through the workflow's own feature path (``sts ep-features`` -> aggregate) and are the
+holdout; the training cells are jittered copies of their feature rows, so the trees split on
+real feature ranges within seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sts.cli import main
+
+CLASSES = ["Pvalb", "Sst", "Vip/Lamp5", "Excitatory", "Unseen"]  # 'Unseen' has no training cells
+SPACE = {"min_child_samples": 2, "n_estimators": 20, "num_leaves": 7}  # small trees that do split
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    """(raw files of the holdout cells, the baseline's output folder, its features.csv)."""
+    from sts.baseline.computed import train_computed
+    from sts.baseline.features_cli import aggregate, features_file
+    from sts.synth import make_cohort, write_cell
+
+    root = tmp_path_factory.mktemp("lgbm")
+    cohort = make_cohort(12, seed=7, defect_fraction=0.0)
+    picks = cohort.groupby("label").head(1)
+    picks = pd.concat([picks, cohort[~cohort.index.isin(picks.index)].head(1)])
+    assert set(picks["dataset"]) == {"clamp", "seq"} and set(picks["label"]) == set(CLASSES[:4])
+    rng = np.random.default_rng(0)
+    jsons, manifest, files = [], [], {}
+    for row in picks.to_dict("records"):
+        sid = row["specimen_id"]
+        files[sid] = root / "cells" / f"{sid}.nwb"
+        write_cell(row, files[sid])
+        rec = features_file(files[sid], root / "feats" / f"{sid}.json", sid, row["dataset"], row["label"])
+        assert rec["status"] == "ok", rec["reason"]
+        jsons.append(root / "feats" / f"{sid}.json")
+        manifest.append((sid, row["dataset"], row["label"], "test"))
+        for k in range(12):  # training cells: the holdout cell's features jittered by ~20 %, a quarter mislabelled
+            label = row["label"] if k % 4 else CLASSES[(CLASSES.index(row["label"]) + 1 + k % 3) % 4]
+            copy = {**rec, "specimen_id": f"t{sid}_{k}", "label": label}
+            copy["features"] = {f: (None if v is None else v * (1 + 0.2 * rng.normal())) for f, v in
+                                rec["features"].items()}  # fmt: skip
+            (root / "feats" / f"t{sid}_{k}.json").write_text(json.dumps(copy))
+            jsons.append(root / "feats" / f"t{sid}_{k}.json")
+            manifest.append((f"t{sid}_{k}", row["dataset"], label, "train"))
+    aggregate(jsons, root / "features.csv")
+    m = pd.DataFrame(manifest, columns=["specimen_id", "dataset", "label", "split"])
+    m = m.assign(status="ok", reason="", fold=np.where(m["split"] == "train", np.arange(len(m)) % 3, -1))
+    m.to_csv(root / "manifest.csv", index=False)
+    train_computed(root / "features.csv", root / "manifest.csv", root / "out", n_trials=1, n_jobs=1,
+                   classes=CLASSES, space=SPACE)  # fmt: skip
+    return files, root / "out", root / "features.csv"
+
+
+def predict(model, *inputs, out, extra=()):
+    return main(["predict", "--model", str(model), "--out", str(out), "--threads", "1", *extra,
+                 *map(str, inputs)], warm=False)  # fmt: skip
+
+
+def test_served_probabilities_equal_the_evaluation(baseline, tmp_path):
+    """From each holdout cell's raw file, the served probabilities are predictions.csv's."""
+    from sts.metrics import read_predictions
+
+    files, out, features_csv = baseline
+    (tmp_path / "bad.nwb").write_text("not an NWB file\n")
+    csv = tmp_path / "served.csv"
+    assert predict(out / "model", *files.values(), tmp_path / "bad.nwb", out=csv) == 0
+    served = pd.read_csv(csv, dtype={"specimen_id": str}, keep_default_na=False).set_index("specimen_id")
+    p_cols = [f"p_{c}" for c in CLASSES]
+    assert list(served.columns) == ["file", "status", "reason", "predicted", *p_cols, "rheobase_pa", "second_pa",
+                                    "second_offset_pa", "rheobase_sweep", "second_sweep", "ood_score",
+                                    "in_distribution"]  # fmt: skip
+    evaluated, classes, proba = read_predictions(out / "predictions.csv")
+    assert classes == CLASSES and sorted(evaluated["specimen_id"]) == sorted(files)
+    got = served.loc[evaluated["specimen_id"], p_cols].astype(float).to_numpy()
+    diff = float(np.abs(got - proba).max())
+    print(f"max |served - evaluated| probability over {len(files)} cells: {diff:.3g}")
+    assert diff < 1e-6
+    assert (served.loc[evaluated["specimen_id"], "predicted"].to_numpy() == evaluated["predicted"].to_numpy()).all()
+    assert (got[:, CLASSES.index("Unseen")] == 0).all()
+    assert len(np.unique(proba.round(4), axis=0)) == len(files)  # a real model: every cell its own probabilities
+    table = pd.read_csv(features_csv, dtype={"specimen_id": str}).set_index("specimen_id")
+    ok = served.loc[list(files)]
+    assert (ok["status"] == "ok").all() and (ok["in_distribution"] == "True").all()
+    np.testing.assert_array_equal(ok["rheobase_pa"].astype(float), table.loc[list(files), "threshold_i_long_square"])
+    assert (ok["second_pa"] == "").all() and (ok["rheobase_sweep"] != "").all()
+    bad = served.loc["bad"]
+    assert bad["status"] == "excluded" and "unreadable NWB file" in bad["reason"] and bad["p_Pvalb"] == ""
+
+
+def test_saved_model_files(baseline):
+    from sts.baseline.features import FeatureParams
+
+    _, out, _ = baseline
+    meta = json.loads((out / "model" / "model.json").read_text())
+    assert meta["format"] == "sts-lightgbm-baseline" and meta["classes"] == CLASSES
+    assert meta["fitted_classes"] == sorted(CLASSES[:4])
+    assert FeatureParams.from_dict(meta["feature_params"]) == FeatureParams()
+    assert (out / "model" / "model.txt").read_text().startswith("tree\n")  # LightGBM model text
+    assert not list((out / "model").glob(".*"))  # no temporary files left
+
+
+def _tampered(out, tmp_path, edit=None, text=None):
+    model = tmp_path / "model"
+    shutil.copytree(out / "model", model)
+    meta = json.loads((model / "model.json").read_text())
+    if edit:
+        edit(meta)
+        (model / "model.json").write_text(json.dumps(meta))
+    if text:
+        (model / "model.txt").write_text(text((model / "model.txt").read_text()))
+    return model
+
+
+@pytest.mark.parametrize("case, message", [
+    ("reordered features", "differ from the booster's"),
+    ("foreign feature", "not EP features that sts computes"),
+    ("edited booster", "sha256 differs"),
+    ("unknown feature parameter", "unknown keys ['window_s']"),
+    ("class missing", "fitted_classes"),
+    ("not ours", "not a LightGBM model written by the sts baseline"),
+])  # fmt: skip
+def test_tampered_model_is_refused(baseline, tmp_path, case, message):
+    from sts.baseline.served import ModelFileError, load_model
+
+    files, out, _ = baseline
+    edits = {
+        "reordered features": lambda m: m["features"].reverse(),
+        "foreign feature": lambda m: m["features"].__setitem__(0, "ap_width_published"),
+        "unknown feature parameter": lambda m: m["feature_params"].update(window_s=1.0),
+        "class missing": lambda m: m["classes"].remove("Sst"),
+        "not ours": lambda m: m.pop("format"),
+    }
+    if case == "edited booster":
+        model = _tampered(out, tmp_path, text=lambda t: t.replace("learning_rate: 0.1", "learning_rate: 0.2"))
+    else:
+        model = _tampered(out, tmp_path, edit=edits[case])
+    with pytest.raises(ModelFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_model(model)
+    with pytest.raises(SystemExit) as err:  # the command says why, before reading any recording
+        predict(model, next(iter(files.values())), out=tmp_path / "o.csv")
+    assert message in str(err.value.code) and not (tmp_path / "o.csv").exists()
+
+
+def test_model_txt_and_non_standard_json_are_refused(baseline, tmp_path):
+    from sts.baseline.served import ModelFileError, load_model
+
+    _, out, _ = baseline
+    with pytest.raises(ModelFileError, match="give the LightGBM model's folder or its model.json"):
+        load_model(out / "model" / "model.txt")
+    model = _tampered(out, tmp_path)
+    text = (model / "model.json").read_text()
+    (model / "model.json").write_text(text.replace('"seed": 0', '"seed": NaN'))
+    with pytest.raises(ModelFileError, match="non-standard JSON constant NaN"):
+        load_model(model)
+
+
+def test_loading_and_predicting_never_unpickle(baseline, monkeypatch):
+    from sts.baseline.served import load_model
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickling attempted")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, refuse)
+    _, out, features_csv = baseline
+    saved = load_model(out / "model" / "model.json")
+    X = pd.read_csv(features_csv).loc[:2, saved.features].to_numpy(float)
+    proba = saved.predict_proba(X)
+    assert proba.shape == (3, len(CLASSES)) and np.allclose(proba.sum(axis=1), 1)
+    assert saved.ood.score(X).shape == (3,)
+
+
+def test_figures_any_square_step_and_nothing_readable(baseline, tmp_path):
+    files, out, _ = baseline
+    first = next(iter(files.values()))
+    figures = tmp_path / "figures"
+    assert predict(out / "model", first, out=tmp_path / "o.csv", extra=["--figures", str(figures)]) == 0
+    assert [p.name for p in figures.iterdir()] == [f"{first.stem}.png"]
+    with pytest.raises(SystemExit) as err:
+        predict(out / "model", first, out=tmp_path / "o.csv", extra=["--any-square-step"])
+    assert "--long-square-names" in str(err.value.code)
+    (tmp_path / "bad.nwb").write_bytes(b"\x89HDF\r\n")
+    with pytest.raises(SystemExit) as err:  # nothing readable: an error, the reasons still written
+        predict(out / "model", tmp_path / "bad.nwb", out=tmp_path / "o.csv")
+    assert "none of the 1 input files could be read" in str(err.value.code)
+    assert pd.read_csv(tmp_path / "o.csv")["status"].tolist() == ["excluded"]
+
+
+def test_ood_score_flags_far_cells():
+    from sts.baseline.ood import KnnNovelty
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 6)) * [1, 10, 100, 1, 1, 1]
+    X[::7, 2] = np.nan  # undefined features are imputed with the training median
+    ood = KnnNovelty.fit(X)
+    own = ood.score(np.where(np.isnan(X), ood.medians, X))
+    assert (own > ood.threshold).mean() <= 0.01  # the threshold: 99th percentile of leave-one-out scores
+    far = np.array([[8, 0, 0, 0, 0, 0], [0, 0, np.nan, 0, 0, 0]], dtype=float)
+    scores = ood.score(far)
+    assert scores[0] > ood.threshold > scores[1]
+    back = KnnNovelty.from_dict(json.loads(json.dumps(ood.to_dict())), 6)
+    np.testing.assert_array_equal(back.score(far), scores)
+    with pytest.raises(ValueError, match="do not match"):
+        KnnNovelty.from_dict(ood.to_dict(), 5)
+
+
+def test_workflow_predict_target_serves_the_baseline(tmp_path):
+    """config predict.model: lightgbm plans `predict` on the baseline's saved fit (dry run)."""
+    import yaml
+
+    from conftest import REPO, smk
+
+    cfg = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    cfg["predict"] = {"inputs": "new_cells", "model": "lightgbm", "figures": False}
+    (tmp_path / "new_cells").mkdir()
+    (tmp_path / "new_cells" / "cell.nwb").write_bytes(b"")
+    out = smk(tmp_path, "--dry-run", config=cfg).stdout
+    job = out[out.index("rule predict:") :].split("\n\n")[0]
+    assert "input: results/baseline/model/model.json, new_cells/cell.nwb" in job
+    assert "output: results/predictions/lightgbm.csv" in job
