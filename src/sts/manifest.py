@@ -4,6 +4,11 @@ Columns: specimen_id, dataset, label, status, reason, split, fold, then per-cell
 (rheobase_pa, plus_pa_amplitude, sweep numbers, spike counts, source rate, source file).
 Usable cells (status 'ok') are split into a stratified holdout ('test') and 'train' cells
 carrying fold 0..n_folds-1 (stratified, seeded); or the split comes from the paper's files.
+
+Cells excluded by an unexpected error (per-cell attribute ``unexpected_error``: an exception
+other than the readers' NwbReadError, see ``sts.sweeps``) are counted in the summary; when
+they are more than ``MAX_UNEXPECTED_SHARE`` of the cells and at least ``MIN_UNEXPECTED_CELLS``,
+the manifest stops (``UnexpectedErrors``) instead of training on what a bug left over.
 """
 
 from __future__ import annotations
@@ -23,6 +28,32 @@ log = logging.getLogger(__name__)
 
 STUDY_CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
 COLUMNS = ["specimen_id", "dataset", "label", "status", "reason", "split", "fold"]
+# A few odd files may raise what no reader foresaw; more than this share of the cells (and at
+# least this many) means a bug of ours, not bad data.
+MAX_UNEXPECTED_SHARE = 0.10
+MIN_UNEXPECTED_CELLS = 5
+
+
+class UnexpectedErrors(RuntimeError):
+    """Too many cells were excluded by unexpected errors (see the per-cell logs' tracebacks)."""
+
+
+def check_unexpected(errors: dict[str, str], n_cells: int, what: str = "cells",
+                     max_share: float = MAX_UNEXPECTED_SHARE, min_cells: int = MIN_UNEXPECTED_CELLS) -> str:
+    """Summary of ``errors`` (id -> exception type) among ``n_cells``; raises UnexpectedErrors
+    when they are more than ``max_share`` of the cells and at least ``min_cells``."""
+    if not errors:
+        return "no unexpected errors"
+    from collections import Counter
+
+    types = ", ".join(f"{t} ×{k}" for t, k in Counter(errors.values()).most_common())
+    examples = ", ".join(sorted(errors)[:5])
+    summary = (f"{len(errors)} of {n_cells} {what} excluded by unexpected errors ({types}; e.g. {examples}: "
+               "tracebacks in their per-cell logs)")  # fmt: skip
+    if len(errors) >= min_cells and len(errors) > max_share * n_cells:
+        raise UnexpectedErrors(f"{summary}: more than {max_share:.0%} of the {what}, a bug rather than bad "
+                               "data; fix it (or the reader) and re-run those cells")  # fmt: skip
+    return summary
 
 
 @dataclass(frozen=True)
@@ -161,6 +192,10 @@ def build_manifest(
         with h5py.File(path, "r") as f:
             a = read_attrs(f)
         attrs[str(a.get("specimen_id") or Path(path).stem)] = a
+    unexpected = {sid: str(a["unexpected_error"]) for sid, a in attrs.items() if a.get("unexpected_error")}
+    summary = check_unexpected(unexpected, len(attrs), "cells", MAX_UNEXPECTED_SHARE, MIN_UNEXPECTED_CELLS)
+    if unexpected:
+        log.warning("manifest: %s", summary)
     classes = tuple(classes or STUDY_CLASSES)
     table = assign_split(cell_rows(metadata, attrs, classes), split, classes)
     extras = [c for c in table.columns if c not in COLUMNS]
@@ -171,7 +206,7 @@ def build_manifest(
     table.to_csv(tmp, index=False)
     os.replace(tmp, out_csv)
     n_ok = int((table["status"] == "ok").sum())
-    log.info("manifest: %d cells, %d usable, %d excluded", len(table), n_ok, len(table) - n_ok)
+    log.info("manifest: %d cells, %d usable, %d excluded; %s", len(table), n_ok, len(table) - n_ok, summary)
     return table
 
 

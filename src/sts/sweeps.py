@@ -4,6 +4,10 @@ Output per cell (``results/sweeps/{specimen_id}.h5``): dataset ``traces_mv`` (fl
 shape (2, n): rheobase, rheobase + plus_pa) and attributes (status, reason, amplitudes,
 sweep numbers, rates, onset...). A cell that cannot be used still gets its file, with
 ``status = 'excluded'`` and a reason naming the cause, so one bad cell never stops a run.
+Whatever fails on one cell excludes that cell: a reader's ``NwbReadError`` or the HDF5 library
+failing on a damaged file is an ordinary exclusion; any other exception (a case the readers do
+not know, or a bug of ours) also sets the attribute ``unexpected_error`` (its type) and logs the
+traceback, and ``sts.manifest`` counts these so that a bug cannot silently exclude a cohort.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from sts.h5io import atomic_h5, write_attrs
 from sts.qc import QcParams, check_sweep
 from sts.recordings import NwbReadError, open_recording
+from sts.recordings.common import from_hdf5, shown
 from sts.resample import resample
 from sts.spikes import detect_spikes
 from sts.steps import Step, ladder_steps
@@ -71,6 +76,46 @@ class Selection:
     reason: str = ""
     traces_mv: np.ndarray | None = None  # (2, n) float32
     attrs: dict = field(default_factory=dict)
+    unexpected_error: str = ""  # exception type when an unexpected error excluded the cell
+
+
+def failed(err: Exception, path, sweep_number=None) -> Selection:
+    """The exclusion of a cell after an exception other than NwbReadError: the HDF5 library
+    failing on a damaged file is an ordinary exclusion, anything else is marked unexpected
+    (traceback logged)."""
+    where = f"{path}" + (f": sweep {sweep_number} (the last one read)" if sweep_number is not None else "")
+    cause = f"{type(err).__name__}: {shown(str(err), 300)}"
+    if from_hdf5(err):
+        return Selection("excluded", f"{where}: damaged HDF5 data ({cause})")
+    log.warning("%s: unexpected %s", where, type(err).__name__, exc_info=err)
+    return Selection("excluded", f"{where}: unexpected {cause}", unexpected_error=type(err).__name__)
+
+
+class WatchedRecording:
+    """A recording that remembers the sweep it was last asked about (for unexpected errors)."""
+
+    PER_SWEEP = ("stimulus_name", "fs_hz", "stimulus_pa", "response_mv", "load", "epochs")
+
+    def __init__(self, rec):
+        self._rec = rec
+        self.sweep_number = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._rec.close()
+
+    def __getattr__(self, name):
+        value = getattr(self._rec, name)
+        if name not in self.PER_SWEEP:
+            return value
+
+        def call(n, *args, **kwargs):
+            self.sweep_number = n
+            return value(n, *args, **kwargs)
+
+        return call
 
 
 def is_long_square(name: str, names: tuple[str, ...]) -> bool:
@@ -104,16 +149,21 @@ def select_sweeps(nwb_path: str | Path, params: SelectionParams = SelectionParam
         rec = open_recording(nwb_path, protocol)
     except NwbReadError as err:
         return Selection("excluded", str(err))
+    except Exception as err:
+        return failed(err, nwb_path)
     with rec:
         return select_from_recording(rec, params)
 
 
 def select_from_recording(rec, params: SelectionParams = SelectionParams()) -> Selection:
-    """``select_sweeps`` on an opened recording: a read error on one of its sweeps excludes the cell."""
+    """``select_sweeps`` on an opened recording: any error on one of its sweeps excludes the cell."""
+    watched = WatchedRecording(rec)
     try:
-        return _select(rec, params)
+        return _select(watched, params)
     except NwbReadError as err:
         return Selection("excluded", str(err))
+    except Exception as err:  # the cell only; marked, so that sts.manifest counts it
+        return failed(err, rec.path, watched.sweep_number)
 
 
 def _ladder_sweeps(rec, params: SelectionParams) -> tuple[list[int], str]:
@@ -236,7 +286,8 @@ def select_sweeps_file(nwb_path, out_path, params: SelectionParams, meta: dict, 
     with atomic_h5(out_path) as f:
         if sel.traces_mv is not None:
             f.create_dataset("traces_mv", data=sel.traces_mv)
-        base = {**meta, "status": sel.status, "reason": sel.reason, "source_file": str(nwb_path)}
+        base = {**meta, "status": sel.status, "reason": sel.reason, "source_file": str(nwb_path),
+                "unexpected_error": sel.unexpected_error}
         p = asdict(params)
         p.pop("long_square_names")
         p.update({f"qc_{k}": v for k, v in p.pop("qc").items()})

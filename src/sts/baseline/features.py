@@ -130,6 +130,7 @@ class FeatureResult:
     reason: str = ""
     features: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # sweeps used, rheobase/hero sweep numbers...
+    unexpected_error: str = ""  # exception type when an unexpected error excluded the cell (sts.sweeps.failed)
 
 
 class FeatureFailure(Exception):
@@ -141,10 +142,14 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
 
     ``protocol`` (``sts.recordings.abf.Protocol``): the step ladder of an ABF file without a command waveform.
     """
+    from sts.sweeps import WatchedRecording
+
     try:
-        rec = open_recording(nwb_path, protocol)
+        rec = WatchedRecording(open_recording(nwb_path, protocol))
     except NwbReadError as err:
         return FeatureResult("excluded", str(err))
+    except Exception as err:  # that file only, as in sweep selection
+        return _failed(err, nwb_path)
     try:
         with rec:
             numbers = [n for n in rec.sweep_numbers
@@ -156,9 +161,20 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
             layout = rec.layout
     except NwbReadError as err:
         return FeatureResult("excluded", str(err))
+    except Exception as err:
+        return _failed(err, nwb_path, rec.sweep_number)
     result = features_from_arrays(raw, params, source=str(nwb_path))
     result.info.setdefault("layout", layout)
     return result
+
+
+def _failed(err: Exception, path, sweep_number=None) -> FeatureResult:
+    """Excluded after an exception other than NwbReadError: marked unexpected unless the HDF5
+    library failed on a damaged file (``sts.sweeps.failed``: traceback logged)."""
+    from sts.sweeps import failed
+
+    sel = failed(err, path, sweep_number)
+    return FeatureResult("excluded", sel.reason, unexpected_error=sel.unexpected_error)
 
 
 def features_from_arrays(sweeps, params: FeatureParams = FeatureParams(), source: str = "") -> FeatureResult:

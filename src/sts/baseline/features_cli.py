@@ -1,10 +1,12 @@
 """Command line of the per-cell EP features: ``sts ep-features`` and ``sts ep-features-aggregate``.
 
 ``sts ep-features NWB OUT.json --specimen-id ID [--dataset D] [--label L] [ABF protocol]`` writes
-``{specimen_id, dataset, label, status, reason, source_file, features: {...}, info: {...}}``
+``{specimen_id, dataset, label, status, reason, source_file, features: {...}, info: {...}, unexpected_error}``
 (NaN features as JSON null) atomically, also for an excluded cell.
 ``sts ep-features-aggregate OUT.csv JSON...`` writes one row per cell: specimen_id, dataset,
-label, status, reason, then the feature columns (in ``FEATURE_NAMES`` order; empty = NaN).
+label, status, reason, then the feature columns (in ``FEATURE_NAMES`` order; empty = NaN); like
+``sts.manifest``, it stops when unexpected errors (``unexpected_error`` in the records) excluded
+too many cells.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def features_file(nwb, out, specimen_id: str, dataset: str = "", label: str = ""
     record = {
         "specimen_id": str(specimen_id), "dataset": dataset, "label": label,
         "status": result.status, "reason": result.reason, "source_file": str(nwb),
-        "features": result.features, "info": result.info,
+        "features": result.features, "info": result.info, "unexpected_error": result.unexpected_error,
     }
     _atomic_write_text(out, json.dumps(_json_safe(record), indent=1, allow_nan=False) + "\n")
     return record
@@ -70,8 +72,12 @@ def aggregate(json_paths, out_csv) -> int:
     """One CSV row per per-cell JSON (any order in, sorted by specimen_id out); returns rows."""
     from sts.baseline.features import FEATURE_NAMES
 
+    from sts.manifest import MAX_UNEXPECTED_SHARE, MIN_UNEXPECTED_CELLS, check_unexpected
+
     records = [json.loads(Path(p).read_text()) for p in json_paths]
     records.sort(key=lambda r: str(r["specimen_id"]))
+    unexpected = {str(r["specimen_id"]): str(r["unexpected_error"]) for r in records if r.get("unexpected_error")}
+    summary = check_unexpected(unexpected, len(records), "cells", MAX_UNEXPECTED_SHARE, MIN_UNEXPECTED_CELLS)
     extra = sorted({k for r in records for k in r.get("features", {})} - set(FEATURE_NAMES))
     columns = list(META_COLUMNS) + list(FEATURE_NAMES) + extra
     out_csv = Path(out_csv)
@@ -92,7 +98,7 @@ def aggregate(json_paths, out_csv) -> int:
         if tmp.exists():
             tmp.unlink()
     n_ok = sum(r["status"] == "ok" for r in records)
-    log.info("%d cells (%d ok, %d excluded) -> %s", len(records), n_ok, len(records) - n_ok, out_csv)
+    log.info("%d cells (%d ok, %d excluded; %s) -> %s", len(records), n_ok, len(records) - n_ok, summary, out_csv)
     return len(records)
 
 

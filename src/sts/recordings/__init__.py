@@ -6,6 +6,10 @@ interface for Allen Cell Types NWB v1 files (``allen_v1``), MIES NWB 2 files (DA
 other labs' converters, paired through the icephys tables): ``sweep_numbers``,
 ``stimulus_name(n)``, ``fs_hz(n)`` and ``load(n) -> (stimulus_pa, response_mv)``;
 ``.abf`` files go to the ABF reader (``sts.recordings.abf``, pyabf) behind the same interface.
+
+Files are hostile input (``sts.recordings.common``): a recording with an HDF5 external link is
+refused at open, and every read is checked; a file or sweep that cannot be read raises
+``NwbReadError`` with the file, the sweep and the cause.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sts.recordings.common import NwbReadError, Recording, decode
+from sts.recordings.common import NwbReadError, Recording, decode, external_link, from_hdf5, read_small
 from sts.recordings.allen_v1 import AllenV1Recording
 from sts.recordings.generic_nwb2 import GenericNwb2Recording
 from sts.recordings.mies import MiesRecording
@@ -37,7 +41,7 @@ def _is_mies(f: h5py.File) -> bool:
         return True
     generated_by = f.get("general/generated_by")
     if isinstance(generated_by, h5py.Dataset) and generated_by.size <= 64:
-        values = np.asarray(generated_by[()]).reshape(-1)
+        values = read_small(generated_by, f.filename).reshape(-1)
         if any("mies" in decode(v).lower() for v in values):
             return True
     for where in ("acquisition", "stimulus/presentation"):
@@ -78,8 +82,13 @@ def open_recording(path, protocol=None) -> Recording:
     except (OSError, ValueError) as err:
         raise NwbReadError(f"unreadable NWB file {path}: {err}") from err
     try:
+        link = external_link(f)
+        if link:
+            raise NwbReadError(f"{path}: HDF5 external link {link}: refused (a recording must be self-contained)")
         layout = detect_layout(f)
         return READERS[layout](f)
-    except Exception:
+    except Exception as err:
         f.close()
+        if isinstance(err, (KeyError, OSError)) or from_hdf5(err):  # h5py on a damaged structure
+            raise NwbReadError(f"damaged NWB file {path}: {type(err).__name__}: {err}") from err
         raise

@@ -9,18 +9,25 @@ pA). A file without a usable command waveform (e.g. ABF1 files written by
 Sweeps whose command's longest deviation from holding is a square step of 0.5–2 s (test
 pulses aside) are named "Long Square", so
 ``sts.sweeps.is_long_square`` accepts them as it does Allen's.
+
+Hostile input: the header's sampling rate and sizes are checked before pyabf loads the data
+(``sts.recordings.common``: rate range, ``MAX_SWEEP_S`` at that rate, ``MAX_SWEEP_SAMPLES``, no
+more data than the file holds), and a command waveform from a stimulus file is used only when
+that file lies in the ABF's own folder.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sts.recordings.common import NwbReadError, Recording
+from sts.recordings.common import MAX_FILE_SAMPLES, NwbReadError, Recording, max_samples, sampling_rate
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,10 @@ ABF1_EPOCH_TABLE_END = 2668
 
 _TO_MV = {"mv": 1.0, "v": 1e3, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3}
 _TO_PA = {"pa": 1.0, "na": 1e3, "ua": 1e6, "µa": 1e6, "μa": 1e6, "a": 1e12, "fa": 1e-3}
+# Raw header fields checked before pyabf parses the header (it allocates lists of the declared counts).
+ABF2_SECTIONS = 18  # section map: 16-byte entries (block, entry bytes, count) from byte 76
+ABF1_TAGS = (44, 48, 64)  # lTagSectionPtr, lNumTagEntries offsets; bytes per tag
+MAX_SWEEPS = 10_000  # a cell's protocol has tens of sweeps
 PROTOCOL_FIELDS = ("first_amplitude_pa", "step_pa", "onset_s", "duration_s")
 NO_PROTOCOL = f"no command waveform and no protocol in the CSV row ({', '.join(PROTOCOL_FIELDS)})"
 
@@ -135,6 +146,10 @@ class AbfRecording(Recording):
         enabled, source = self._dac_settings()
         if not enabled or source not in (1, 2):
             return "the file has no command waveform"
+        if source == 2:
+            outside = self._stimulus_file_outside()
+            if outside:
+                return outside
         varying = False
         for n in self.sweep_numbers:
             try:
@@ -151,12 +166,25 @@ class AbfRecording(Recording):
             varying = varying or np.ptp(command) > 0
         return "" if varying else "the command waveform is constant"
 
+    def _stimulus_file_outside(self) -> str:
+        """Why the stimulus file pyabf would read (a header path, the working directory, ...) is
+        not used: it lies outside the ABF's folder (another local file pulled in); '' if inside."""
+        import pyabf.stimulus
+
+        try:
+            found = pyabf.stimulus.findStimulusWaveformFile(self.abf, self.channel)
+        except Exception as err:  # odd string tables
+            return f"its stimulus file cannot be located ({type(err).__name__}: {err})"
+        if found and Path(found).resolve().parent != Path(self.path).resolve().parent:
+            return f"its stimulus file {found} lies outside the ABF's folder: refused"
+        return ""
+
     @property
     def sweep_numbers(self) -> list[int]:
         return list(self.abf.sweepList)
 
     def fs_hz(self, sweep_number: int) -> float:
-        return float(self.abf.dataRate)
+        return sampling_rate(self.abf.dataRate, f"{self.path}: sweep {sweep_number}")
 
     def _check(self, n: int) -> None:
         if n not in self.abf.sweepList:
@@ -238,8 +266,55 @@ def open_abf(path: str | Path, protocol: Protocol | None = None) -> AbfRecording
     channel data, or has neither a command waveform nor ``protocol``."""
     import pyabf  # imported here: only ABF cohorts pay for it
 
+    _check_raw_header(path)
     try:
-        abf = pyabf.ABF(str(path))
+        header = pyabf.ABF(str(path), loadData=False)
     except Exception as err:  # pyabf raises struct, index, value, unicode... errors on bad files
         raise NwbReadError(f"unreadable ABF file {path}: {type(err).__name__}: {err}") from err
+    _check_sizes(header, path)
+    try:
+        abf = pyabf.ABF(str(path))
+    except Exception as err:
+        raise NwbReadError(f"unreadable ABF file {path}: {type(err).__name__}: {err}") from err
     return AbfRecording(abf, path, protocol)
+
+
+def _check_raw_header(path) -> None:
+    """The header's section map (ABF2) or tag table (ABF1) must lie inside the file: pyabf makes
+    lists of the declared entry counts before reading them."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(76 + 16 * ABF2_SECTIONS)
+    except OSError as err:
+        raise NwbReadError(f"unreadable ABF file {path}: {err}") from err
+    if head[:4] == b"ABF2" and len(head) == 76 + 16 * ABF2_SECTIONS:
+        entries = [struct.unpack_from("<IIi", head, 76 + 16 * k) for k in range(ABF2_SECTIONS)]
+    elif head[:4] == b"ABF " and len(head) >= 52:
+        pointer, count = struct.unpack_from("<ii", head, ABF1_TAGS[0])
+        entries = [(max(pointer, 0), ABF1_TAGS[2], count)]
+    else:
+        return  # pyabf says what is wrong
+    for block, entry_bytes, count in entries:
+        if count > 0 and block * 512 + entry_bytes * count > size:
+            raise NwbReadError(f"unreadable ABF file {path}: the header declares {count} entries of {entry_bytes} "
+                               f"bytes at byte {block * 512}, beyond the file's end ({size} bytes)")  # fmt: skip
+
+
+def _check_sizes(header, path) -> None:
+    """What the header declares, before pyabf allocates it: a plausible rate, sweeps within
+    ``max_samples`` at that rate, and no more data than the file holds."""
+    where = f"unreadable ABF file {path}: the header"
+    rate = sampling_rate(header.dataRate, where)
+    declared, per_sweep = int(header.dataPointCount), int(header.sweepPointCount)
+    if not 1 <= header.sweepCount <= MAX_SWEEPS or per_sweep < 2:
+        raise NwbReadError(f"{where} declares {header.sweepCount} sweeps of {per_sweep} samples "
+                           f"(at most {MAX_SWEEPS} sweeps of at least 2 samples)")  # fmt: skip
+    itemsize = 2 if header._nDataFormat == 0 else 4
+    held = (int(header._fileSize) - int(header.dataByteStart)) // itemsize
+    if declared < 1 or declared > min(held, MAX_FILE_SAMPLES):
+        raise NwbReadError(f"{where} declares {declared} samples; the file holds {max(held, 0)} "
+                           f"(at most {MAX_FILE_SAMPLES} are read from one file)")  # fmt: skip
+    if per_sweep > max_samples(rate):
+        raise NwbReadError(f"{where} declares sweeps of {per_sweep} samples, more than the "
+                           f"{max_samples(rate)} allowed at {rate:g} Hz")  # fmt: skip

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
-from sts.recordings.common import NwbReadError, NwbRecording, decode, series_values
+from sts.recordings.common import (
+    MAX_FILE_SAMPLES, NwbReadError, NwbRecording, check_dataset, decode, int_attr, max_samples, sampling_rate,
+)
 
 RESPONSE_TYPES = frozenset({"CurrentClampSeries", "IZeroClampSeries"})
 STIMULUS_TYPES = frozenset({"CurrentClampStimulusSeries"})
@@ -60,11 +62,7 @@ def _kind(obj) -> str:
 
 
 def _int_attr(obj, key: str) -> int | None:
-    value = obj.attrs.get(key)
-    try:
-        return None if value is None else int(np.asarray(value).reshape(-1)[0])
-    except (TypeError, ValueError, IndexError):
-        return None
+    return int_attr(obj.attrs.get(key))
 
 
 def _name_number(path: str) -> int | None:
@@ -93,7 +91,7 @@ def _bounded(ds) -> np.ndarray:
         raise NwbReadError(f"{ds.file.filename}: {ds.name} is not a table column")
     if ds.shape[0] > MAX_TABLE_ROWS:
         raise NwbReadError(f"{ds.file.filename}: {ds.name} has {ds.shape[0]} rows (more than {MAX_TABLE_ROWS})")
-    return ds[()]
+    return check_dataset(ds, ds.file.filename, MAX_TABLE_ROWS, numeric=False)[()]
 
 
 def _from_recordings_table(f: h5py.File, table: h5py.Group) -> dict[int, PairedSweep] | None:
@@ -123,10 +121,12 @@ def _from_recordings_table(f: h5py.File, table: h5py.Group) -> dict[int, PairedS
             continue
         parts = [SeriesPart(o.name, int(ref["idx_start"]), int(ref["count"]))
                  for o, ref in ((r_obj, resp), (s_obj, stim))]
+        if parts[0].path is None or parts[1].path is None:  # an unlinked object: no series of the file
+            continue
         rows.append((int(row_id), r_obj, PairedSweep(*parts)))
     numbers = [_int_attr(r, "sweep_number") for _, r, _ in rows]
     if None in numbers or len(set(numbers)) < len(numbers):
-        numbers = [_name_number(r.name) for _, r, _ in rows]
+        numbers = [_name_number(sweep.response.path) for _, _, sweep in rows]
     if None in numbers or len(set(numbers)) < len(numbers):
         numbers = [row_id for row_id, _, _ in rows]
     if len(set(numbers)) < len(numbers):  # ids are unique in valid tables: else number by position
@@ -167,7 +167,7 @@ def _from_sweep_table(f: h5py.File, table: h5py.Group) -> dict[int, PairedSweep]
     for end, number in zip(ends.tolist(), numbers.tolist()):
         for ref in refs[start:end]:
             obj = _deref(f, ref)
-            kind = _kind(obj) if obj is not None else ""
+            kind = _kind(obj) if obj is not None and obj.name is not None else ""  # unlinked: no name
             if kind:
                 groups.setdefault(int(number), ([], []))[kind == "stimulus"].append(obj)
         start = end
@@ -211,16 +211,17 @@ def pair_sweeps(f: h5py.File) -> tuple[str, dict[int, PairedSweep]]:
     return "name", _from_keys(series, lambda obj: _name_number(obj.name))
 
 
-def _rate(group: h5py.Group) -> float | None:
-    """Sampling rate (Hz) from starting_time@rate, else from the first timestamps."""
+def _rate(group: h5py.Group, where: str) -> float | None:
+    """Sampling rate (Hz) from starting_time@rate, else from the first timestamps; checked
+    (``sampling_rate``) when the file gives one."""
     start = group.get("starting_time")
     if isinstance(start, h5py.Dataset) and "rate" in start.attrs:
-        return float(start.attrs["rate"])
+        return sampling_rate(start.attrs["rate"], where)
     stamps = group.get("timestamps")
     if isinstance(stamps, h5py.Dataset) and stamps.ndim == 1 and stamps.shape[0] > 1:
+        check_dataset(stamps, where, MAX_FILE_SAMPLES)
         step = float(np.median(np.diff(stamps[: min(stamps.shape[0], 10_001)].astype(np.float64))))
-        if step > 0:
-            return 1.0 / step
+        return sampling_rate(1.0 / step, where) if step > 0 else None
     return None
 
 
@@ -236,6 +237,7 @@ class GenericNwb2Recording(NwbRecording):
         except (KeyError, OSError, TypeError, ValueError) as err:  # malformed tables or attributes
             raise NwbReadError(f"{self.path}: cannot pair stimuli with responses: {err}") from err
         self._cache: dict[str, tuple[str, np.ndarray]] = {}  # which -> (series path, values)
+        self._rates: dict[int, float] = {}  # sweep -> checked rate (each read is ~4 ms of h5py lookups)
 
     @property
     def sweep_numbers(self) -> list[int]:
@@ -262,16 +264,20 @@ class GenericNwb2Recording(NwbRecording):
         return ""
 
     def fs_hz(self, n: int) -> float:
+        if n in self._rates:
+            return self._rates[n]
         sweep = self._sweep(n)
+        where = f"{self.path}: sweep {n}"
         try:
-            response, stimulus = (_rate(self.file[p.path]) for p in (sweep.response, sweep.stimulus))
+            response, stimulus = (_rate(self.file[p.path], where) for p in (sweep.response, sweep.stimulus))
         except (KeyError, OSError, TypeError, ValueError) as err:
             raise NwbReadError(f"{self.path}: sweep {n} has no readable sampling rate: {err}") from err
-        if response is None or response <= 0:
+        if response is None:
             raise NwbReadError(f"{self.path}: sweep {n} has no sampling rate")
         if stimulus is not None and abs(stimulus - response) > 1e-6 * response:
             raise NwbReadError(f"{self.path}: sweep {n} has its stimulus at {stimulus} Hz, "
                                f"its response at {response} Hz")
+        self._rates[n] = response
         return response
 
     def _series(self, n: int, which: str) -> np.ndarray:
@@ -288,9 +294,10 @@ class GenericNwb2Recording(NwbRecording):
             cached = self._cache.get(which)
             if cached is not None and cached[0] == part.path:
                 values = cached[1]
+            elif count < size and size > max_samples(self.fs_hz(n)):  # too long to read whole: the part only
+                return self._values(ds, n, which, part.start, count)
             else:
-                target, unit = ("mV", "volts") if which == "response" else ("pA", "amperes")
-                values = series_values(ds, target, unit)
+                values = self._values(ds, n, which)
                 if count < size:  # one long series cut into sweeps: read it once
                     self._cache[which] = (part.path, values)
             return values[part.start : part.start + count].copy() if count < size else values

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 
-from sts.recordings.common import NwbReadError, NwbRecording, decode, series_values
+from sts.recordings.common import NwbReadError, NwbRecording, decode, int_attr, sampling_rate
 
 CURRENT_CLAMP = {"CurrentClampSeries", "IZeroClampSeries"}
 
@@ -20,16 +21,19 @@ class MiesRecording(NwbRecording):
             ("acquisition", self._acq, CURRENT_CLAMP),
             ("stimulus/presentation", self._stim, {"CurrentClampStimulusSeries"}),
         ):
-            for name, obj in f.get(group, {}).items():
-                if decode(obj.attrs.get("neurodata_type", "")) not in types:
+            members = f.get(group)
+            if not isinstance(members, h5py.Group):
+                continue
+            for name, obj in members.items():
+                if obj is None or decode(obj.attrs.get("neurodata_type", "")) not in types:  # None: dangling link
                     continue
-                number = obj.attrs.get("sweep_number")
-                if number is None:  # fall back on the name: data_00012_AD0
+                number = int_attr(obj.attrs.get("sweep_number"))
+                if number is None:  # no (numeric) attribute: fall back on the name, data_00012_AD0
                     digits = name.split("_")[1] if name.count("_") >= 1 else ""
-                    if not digits.isdigit():
+                    if not (digits.isascii() and digits.isdigit()):
                         continue
                     number = int(digits)
-                target.setdefault(int(number), name)
+                target.setdefault(number, name)
 
     @property
     def sweep_numbers(self) -> list[int]:
@@ -37,23 +41,27 @@ class MiesRecording(NwbRecording):
 
     def stimulus_name(self, n: int) -> str:
         """The MIES protocol code, e.g. ``C1LSCOARSE150216_DA_0``."""
-        for group, table in (("acquisition", self._acq), ("stimulus/presentation", self._stim)):
-            if n in table:
-                desc = self.file[f"{group}/{table[n]}"].attrs.get("stimulus_description")
-                if desc is not None:
-                    return decode(desc)
+        try:
+            for group, table in (("acquisition", self._acq), ("stimulus/presentation", self._stim)):
+                if n in table:
+                    desc = self.file[f"{group}/{table[n]}"].attrs.get("stimulus_description")
+                    if desc is not None:
+                        return decode(desc)
+        except (KeyError, OSError) as err:
+            raise NwbReadError(f"{self.path}: cannot read the stimulus name of sweep {n}: {err}") from err
         return ""
 
     def fs_hz(self, n: int) -> float:
         try:
-            return float(self.file[f"acquisition/{self._acq[n]}/starting_time"].attrs["rate"])
-        except KeyError as err:
+            rate = self.file[f"acquisition/{self._acq[n]}/starting_time"].attrs["rate"]
+        except (KeyError, OSError) as err:
             raise NwbReadError(f"{self.path}: sweep {n} has no sampling rate") from err
+        return sampling_rate(rate, f"{self.path}: sweep {n}")
 
     def _series(self, n: int, which: str) -> np.ndarray:
         try:
             if which == "response":
-                return series_values(self.file[f"acquisition/{self._acq[n]}/data"], "mV", "volts")
-            return series_values(self.file[f"stimulus/presentation/{self._stim[n]}/data"], "pA", "amperes")
+                return self._values(self.file[f"acquisition/{self._acq[n]}/data"], n, which)
+            return self._values(self.file[f"stimulus/presentation/{self._stim[n]}/data"], n, which)
         except (KeyError, OSError) as err:
             raise NwbReadError(f"{self.path}: cannot read the {which} of sweep {n}: {err}") from err
