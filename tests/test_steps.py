@@ -54,3 +54,12 @@ def test_short_steps_ramps_and_a_single_sweep():
     single = {7: (command(fs, 2.0, [(0.01, 0.02, -10.0), (0.3, 1.3, 80.0)]), fs, None)}
     st = ladder_steps(single, 0.1)[7]  # no ladder to compare: the longest step
     assert (st.onset_idx, st.duration_idx, st.amplitude_pa) == (3000, 10000, 80.0)
+
+
+def test_non_finite_commands_have_no_step():
+    fs = 10_000.0
+    sweeps = {n: (command(fs, 2.0, [(0.5, 1.5, 20.0 * (n + 1))]), fs, None) for n in range(3)}
+    sweeps[3] = (np.full(20000, np.nan), fs, None)
+    sweeps[4] = (np.empty(0), fs, None)
+    steps = ladder_steps(sweeps, 0.1)
+    assert steps[3] is None and steps[4] is None and [steps[n].amplitude_pa for n in range(3)] == [20.0, 40.0, 60.0]

@@ -99,7 +99,10 @@ def ladder_steps(sweeps: dict, min_step_s: float) -> dict[int, Step | None]:
     file's epoch table when it has one, else the command is segmented here.
     """
     info = {}
+    unusable = [n for n, (command, _, _) in sweeps.items() if command.size == 0 or not np.isfinite(command).all()]
     for n, (command, fs, epochs) in sweeps.items():
+        if n in unusable:  # no level to read (readers reject these; the ladder goes on without them)
+            continue
         epochs = epochs if epochs is not None else segment(command)
         holding = holding_level(command, fs)
         long_enough = (epochs.stops - epochs.starts) >= min_step_s * fs
@@ -131,7 +134,7 @@ def ladder_steps(sweeps: dict, min_step_s: float) -> dict[int, Step | None]:
             if len(levels_across(start_s, stop_s)) > 1:
                 span = (start_s, stop_s)
 
-    steps: dict[int, Step | None] = {}
+    steps: dict[int, Step | None] = dict.fromkeys(unusable)
     for n, (command, fs, epochs, holding, cands) in info.items():
         pick = None
         if span is not None:
