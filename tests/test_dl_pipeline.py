@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 
 from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort  # noqa: E402
 from sts.dl.pack import load_packed, pack  # noqa: E402
+from sts.dl.study import data_key  # noqa: E402
 from sts.dl.tune import TuneSettings, finished, open_study, tune  # noqa: E402
 
 SPACE = {"batch_size": [8], "learning_rate": {"low": 5e-4, "high": 3e-3}, "patience": {"low": 2, "high": 3}}
@@ -50,7 +51,7 @@ def tuned(stage):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "".join(lines[-20:])
     cli_settings = TuneSettings(**{**SETTINGS.__dict__, "pruner_startup_trials": 5, "pruner_warmup_epochs": 5})
-    before = open_study(out, cli_settings)
+    before = open_study(out, cli_settings, data_key(load_packed(stage / "packed.h5")))
     assert len(finished(before)) == 1
     first = before.trials[0].value
     best = tune(load_packed(stage / "packed.h5"), out, cli_settings, threads=1)
@@ -59,11 +60,11 @@ def tuned(stage):
 
 def test_tuning_resumes_and_writes_its_outputs(tuned):
     out, best, first, settings = tuned
-    study = open_study(out, settings)
+    study = open_study(out, settings, data_key(load_packed(out.parent / "packed.h5")))
     done = finished(study)
     assert len(done) == 2 and study.trials[0].value == first  # the killed run's trial was kept
-    trials = pd.read_csv(out / "trials.csv")
-    assert set(trials["state"]) <= {"COMPLETE", "PRUNED", "RUNNING"} and (trials["state"] != "RUNNING").sum() == 2
+    trials = pd.read_csv(out / "trials.csv")  # a trial it was killed in is failed (and retried)
+    assert set(trials["state"]) <= {"COMPLETE", "PRUNED", "FAIL"} and (trials["state"] != "FAIL").sum() == 2
     assert {"param_batch_size", "param_learning_rate", "epochs_run"} <= set(trials.columns)
     search = json.loads((out / "search.json").read_text())
     assert search["complete"] + search["pruned"] == 2 and search["epochs_saved_by_pruning"] >= 0
@@ -76,9 +77,10 @@ def test_tuning_resumes_and_writes_its_outputs(tuned):
 
 def test_a_second_call_with_the_same_settings_runs_no_trial(tuned, stage):
     out, _, _, settings = tuned
-    n = len(open_study(out, settings).trials)
+    key = data_key(load_packed(stage / "packed.h5"))
+    n = len(open_study(out, settings, key).trials)
     tune(load_packed(stage / "packed.h5"), out, settings, threads=1)
-    assert len(open_study(out, settings).trials) == n
+    assert len(open_study(out, settings, key).trials) == n
 
 
 @pytest.fixture(scope="module")

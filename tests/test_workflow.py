@@ -36,7 +36,8 @@ def cnn_jobs(config: dict) -> dict[str, int]:
     archs = config.get("cnn", {}).get("architectures", [])
     if not archs:
         return {}
-    return {"cnn_pack": 1, **{r: len(archs) for r in ("cnn_tune", "cnn_train", "cnn_evaluate", "cnn_explain")}}
+    rules = ("cnn_tune", "cnn_tune_gather", "cnn_train", "cnn_evaluate", "cnn_explain")  # one tuning worker
+    return {"cnn_pack": 1, **{r: len(archs) for r in rules}}
 
 
 def report_jobs(config: dict, cells: bool = False, baseline: bool = False, archs=()) -> dict[str, int]:
@@ -242,7 +243,7 @@ def test_cnn_outputs(run, base_config):
 def test_changing_one_architecture_reruns_only_it(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["cnn"]["overrides"] = {"resnet18": {"max_epochs": 2}}
-    per_arch = {"cnn_tune": 1, "cnn_train": 1, "cnn_evaluate": 1, "cnn_explain": 1, "all": 1,
+    per_arch = {"cnn_tune": 1, "cnn_tune_gather": 1, "cnn_train": 1, "cnn_evaluate": 1, "cnn_explain": 1, "all": 1,
                 **report_jobs(cfg, archs=["resnet18"])}  # fmt: skip
     assert planned_jobs(run, cfg) == per_arch
     cfg["cnn"]["overrides"] = {"resnet18": {"input_size": 40}}

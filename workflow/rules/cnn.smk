@@ -1,17 +1,21 @@
 # Deep-learning stage: pack the scalograms once per input size, then per architecture an
-# Optuna search over the CV folds, a final fit on all training cells, one holdout evaluation
-# and per-class saliency maps. Each architecture's jobs get only its own settings as params,
-# so changing one architecture's settings re-runs that architecture only.
+# Optuna search over the CV folds (cnn.tune_workers jobs sharing one study, then a gather),
+# a final fit on all training cells, one holdout evaluation and per-class saliency maps.
+# Each architecture's jobs get only its own settings as params, so changing one
+# architecture's settings re-runs that architecture only.
 
 
 wildcard_constraints:
     arch="mobilenet_v2|resnet18|densenet121|inception_v3",
     size=r"\d+",
+    worker=r"\d+",
 
 
-# Downloads run where the network is (login node), never in a cluster job.
+# Downloads run where the network is (login node), never in a cluster job; the gather
+# only reads the study and copies files.
 localrules:
     cnn_fetch_weights,
+    cnn_tune_gather,
 
 
 rule cnn_pack:
@@ -53,18 +57,19 @@ rule cnn_fetch_weights:
         "sts fetch-weights $(dirname {output.weights}) {wildcards.arch} 2> {log}"
 
 
+# One worker of the search: takes trials of the shared study (results/tuning/{arch}/journal.log,
+# or the RDB of cnn.storage; never an output, so a re-run job resumes it) until it has
+# `trials` finished ones; a restarted worker retries the trial it was killed in.
 rule cnn_tune:
     input:
         packed=cnn_packed,
         weights=cnn_weights_file,
     output:
-        best="results/tuning/{arch}/best_params.json",
-        trials="results/tuning/{arch}/trials.csv",
-        search="results/tuning/{arch}/search.json",
+        done="results/tuning/{arch}/worker_{worker}.done",
     log:
-        "logs/cnn_tune/{arch}.log",
+        "logs/cnn_tune/{arch}/worker_{worker}.log",
     benchmark:
-        "benchmarks/cnn_tune/{arch}.tsv"
+        "benchmarks/cnn_tune/{arch}/worker_{worker}.tsv"
     conda:
         "../envs/cnn.yaml"
     threads: CNN["threads"]
@@ -74,8 +79,32 @@ rule cnn_tune:
         gpu=CNN["gpus"],
     params:
         settings=cnn_tune_settings,
+        storage=CNN["storage"],
     script:
         "../scripts/cnn_tune.py"
+
+
+rule cnn_tune_gather:
+    input:
+        packed=cnn_packed,
+        workers=cnn_tune_workers,
+    output:
+        best="results/tuning/{arch}/best_params.json",
+        trials="results/tuning/{arch}/trials.csv",
+        search="results/tuning/{arch}/search.json",
+        oof="results/tuning/{arch}/oof_best.csv",
+    log:
+        "logs/cnn_tune_gather/{arch}.log",
+    conda:
+        "../envs/cnn.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        settings=cnn_tune_settings,
+        storage=CNN["storage"],
+    script:
+        "../scripts/cnn_tune_gather.py"
 
 
 rule cnn_train:

@@ -157,6 +157,15 @@ def cnn_tune_settings(wildcards):
     }
 
 
+def cnn_tune_workers(wildcards):
+    """The done files of the architecture's cnn.tune_workers search workers."""
+    return expand(
+        "results/tuning/{arch}/worker_{worker}.done",
+        arch=wildcards.arch,
+        worker=range(CNN["tune_workers"]),
+    )
+
+
 def cnn_train_settings(wildcards):
     return {
         "seed": cnn_arch(wildcards.arch)["seed"],

@@ -1,11 +1,12 @@
-"""Snakemake adapter: Optuna search of one architecture (logic in sts.dl.tune)."""
+"""Snakemake adapter: one worker of an architecture's shared Optuna search (logic in sts.dl.tune)."""
 
 import logging
 from pathlib import Path
 
 from sts.dl.pack import load_packed
-from sts.dl.tune import TuneSettings, tune
+from sts.dl.tune import TuneSettings, tune_worker
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-tune(load_packed(snakemake.input.packed), Path(snakemake.output.best).parent,
-     TuneSettings(**snakemake.params.settings), threads=snakemake.threads)
+tune_worker(load_packed(snakemake.input.packed), Path(snakemake.output.done).parent,
+            TuneSettings(**snakemake.params.settings), int(snakemake.wildcards.worker), snakemake.params.storage,
+            threads=snakemake.threads)  # fmt: skip

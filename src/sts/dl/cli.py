@@ -29,14 +29,20 @@ def _pack(args) -> int:
 
 def _tune(args) -> int:
     from sts.dl.pack import load_packed
-    from sts.dl.tune import TuneSettings, tune
+    from sts.dl.tune import TuneSettings, tune, tune_gather, tune_worker
 
     settings = TuneSettings(
         arch=args.arch, n_trials=args.trials, max_epochs=args.max_epochs, seed=args.seed,
         space=_json_arg(args.space), pruner=args.pruner, weights=args.weights, weights_path=args.weights_path,
         device=args.device, recalibrate_bn=args.recalibrate_bn,
     )  # fmt: skip
-    tune(load_packed(args.packed), args.out_dir, settings, threads=args.threads)
+    packed = load_packed(args.packed)
+    if args.worker is not None:
+        tune_worker(packed, args.out_dir, settings, args.worker, args.storage, threads=args.threads)
+    elif args.gather:
+        tune_gather(packed, args.out_dir, settings, args.storage)
+    else:
+        tune(packed, args.out_dir, settings, threads=args.threads, storage_url=args.storage)
     return 0
 
 
@@ -119,10 +125,12 @@ def add_parser(sub) -> None:
     p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     p.set_defaults(func=_pack)
 
-    p = sub.add_parser("tune", help="Optuna TPE search of one CNN over the CV folds (resumable)",
+    p = sub.add_parser("tune", help="Optuna TPE search of one CNN over the CV folds (resumable, parallel)",
                        description="Mean CV balanced accuracy over the manifest's training folds; median "
-                       "pruning; the study is journaled in OUT_DIR, so a killed search resumes and several "
-                       "workers can share it. Writes best_params.json, trials.csv, search.json.")  # fmt: skip
+                       "pruning; the study is journaled in OUT_DIR (or an RDB, --storage), so a killed search "
+                       "resumes. Writes best_params.json, trials.csv, search.json, oof_best.csv (the best "
+                       "trial's out-of-fold predictions). Parallel: run `--worker K` for K = 0..N-1 at once "
+                       "(processes, cluster jobs), then `--gather`.")  # fmt: skip
     p.add_argument("packed", help="packed HDF5 from sts pack")
     p.add_argument("out_dir")
     p.add_argument("--arch", required=True)
@@ -132,6 +140,14 @@ def add_parser(sub) -> None:
     p.add_argument("--space", default=None, help='search-space overrides, JSON or .json file, e.g. '
                    '{"batch_size": [32], "learning_rate": {"low": 0.001, "high": 0.01}}')  # fmt: skip
     p.add_argument("--pruner", choices=["median", "none"], default="median")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="RDB URL of the study (postgresql://, mysql://, sqlite:///); default OUT_DIR/journal.log")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--worker", type=int, default=None, metavar="K",
+                      help="only run worker K (one live process per K): take trials until the study has "
+                      "--trials finished; a restarted K retries the trial it was killed in; writes "
+                      "OUT_DIR/worker_K.done")  # fmt: skip
+    mode.add_argument("--gather", action="store_true", help="only write the outputs (after every worker)")
     _weights(p)
     _common(p)
     p.set_defaults(func=_tune)

@@ -1,8 +1,9 @@
 """One training run of a CNN on packed images: full fine-tuning with Adam and step decay.
 
 ``fit`` trains on ``train_idx`` for up to ``max_epochs``; with ``valid_idx`` it scores the
-validation balanced accuracy after every epoch, keeps the best weights and stops after
-``patience`` epochs without improvement. Without validation cells it trains exactly
+validation balanced accuracy after every epoch, keeps the best weights (and the validation
+cells' class probabilities there: out-of-fold predictions) and stops after ``patience`` epochs
+without improvement. Without validation cells it trains exactly
 ``max_epochs`` (the final refit). The learning rate is multiplied by ``decay_factor`` every
 ``decay_period`` epochs (``decay_factor`` 0: constant).
 
@@ -59,6 +60,7 @@ class FitResult:
     best_score: float | None  # validation balanced accuracy there (None without validation)
     state_dict: dict = field(repr=False)
     stopped_early: bool = False
+    valid_proba: np.ndarray | None = field(default=None, repr=False)  # (len(valid_idx), n_classes) there
 
     @property
     def epochs_run(self) -> int:
@@ -228,7 +230,7 @@ def fit(
             score = float(balanced_accuracy_score(y[valid_idx], proba.argmax(axis=1)))
             row["valid_balanced_accuracy"] = score
             if state["best_score"] is None or score > state["best_score"]:
-                state.update(best_score=score, best_epoch=epoch + 1, bad=0,
+                state.update(best_score=score, best_epoch=epoch + 1, bad=0, best_proba=proba,
                              best_state=copy.deepcopy({k: v.cpu() for k, v in model.state_dict().items()}))  # fmt: skip
             else:
                 state["bad"] += 1
@@ -247,4 +249,6 @@ def fit(
         if on_epoch:
             on_epoch(epoch, state["best_score"])
     best = state["best_state"] or {k: v.cpu() for k, v in model.state_dict().items()}
-    return FitResult(state["history"], state["best_epoch"], state["best_score"], best, state["stopped"])
+    proba = state.get("best_proba")  # absent from checkpoints of earlier versions
+    return FitResult(state["history"], state["best_epoch"], state["best_score"], best, state["stopped"],
+                     None if proba is None else np.asarray(proba, dtype=np.float32))  # fmt: skip

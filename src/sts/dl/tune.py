@@ -4,18 +4,25 @@ Objective: mean validation balanced accuracy over the training folds (each fold 
 once, on its own cells, with early stopping). After every epoch the trial reports the fold's
 best score so far at step ``fold * max_epochs + epoch``, so a pruner (median by default)
 stops hopeless trials; ``search.json`` counts the epochs that pruning saved (estimated from
-the mean epochs of the completed trials).
+the mean epochs of the completed trials). Every completed trial also leaves its out-of-fold
+predictions, ``oof/{study}/trial_{n}.csv``: each training cell's class probabilities from the
+fold that validated it, at that fold's kept epoch (``specimen_id, fold, label, predicted,
+p_<class>...``; ``sts.metrics.read_predictions`` reads it).
 
 The search space is a dict (DEFAULT_SPACE, overridable from config): a list is a categorical
 choice; ``{low, high}`` is a range (``learning_rate`` log-uniform, ``decay_period`` and
-``patience`` integers). The study lives in an Optuna journal file under OUT_DIR, named after
-a hash of the settings: a killed job resumes it, several workers (e.g. a SLURM array) can
-share it, and changed settings start a new study instead of mixing trials.
+``patience`` integers).
+
+Parallel search (see ``sts.dl.study``): ``tune_worker`` takes trials of the architecture's
+shared study until it has ``n_trials`` finished ones and writes ``worker_{k}.done``; any number
+of workers can run at once and a killed one resumes. ``tune_gather`` then writes
+``best_params.json``, ``trials.csv``, ``search.json`` and ``oof_best.csv`` (the best trial's
+out-of-fold predictions). ``tune`` is worker 0 then the gather: with one worker, the same
+trials as a plain sequential ``study.optimize``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -26,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from sts.dl.models import check_arch
+from sts.dl.study import WORKER, claim, data_key, finished, open_study, recover_orphans
 from sts.dl.train import TrainParams, fit
 
 log = logging.getLogger(__name__)
 
-JOURNAL = "journal.log"
 DEFAULT_SPACE: dict = {
     "batch_size": [32, 64],
     "learning_rate": {"low": 1e-3, "high": 0.08},
@@ -45,7 +52,7 @@ INT_RANGES = {"decay_period", "patience"}
 
 @dataclass(frozen=True)
 class TuneSettings:
-    """Everything that defines one architecture's search (its hash names the study)."""
+    """Everything that defines one architecture's search (its hash, with the data's, names the study)."""
 
     arch: str
     n_trials: int = 50
@@ -72,11 +79,6 @@ class TuneSettings:
     def full_space(self) -> dict:
         return {**DEFAULT_SPACE, **self.space}
 
-    def study_name(self) -> str:
-        # n_trials is left out: asking for more trials extends the same study.
-        text = json.dumps({**asdict(self), "space": self.full_space, "n_trials": None}, sort_keys=True)
-        return f"{self.arch}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
-
 
 def suggest(trial, space: dict) -> dict:
     """Draw one parameter set from ``space`` (see the module docstring)."""
@@ -100,56 +102,19 @@ def cv_folds(packed) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(packed.indices("train", k, exclude_fold=True), packed.indices("train", k)) for k in folds]
 
 
-def storage(path: str | Path):
-    import optuna
-    from optuna.storages.journal import JournalFileBackend
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
-
-
-def open_study(out_dir: str | Path, settings: TuneSettings, seed_offset: int | None = None):
+def _objective(packed, out: Path, settings: TuneSettings, study_name: str, threads: int | None):
+    """The trial function: CV folds in order, pruning after every epoch, out-of-fold file at the end."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    st = storage(Path(out_dir) / JOURNAL)
-    name = settings.study_name()
-    pruner = (
-        optuna.pruners.MedianPruner(settings.pruner_startup_trials, settings.pruner_warmup_epochs)
-        if settings.pruner == "median"
-        else optuna.pruners.NopPruner()
-    )
-    # Each (re)start or parallel worker draws from its own seed, so workers do not repeat trials.
-    existing = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(st)}.get(name, 0)
-    offset = existing if seed_offset is None else seed_offset
-    sampler = optuna.samplers.TPESampler(seed=settings.seed + offset)
-    return optuna.create_study(study_name=name, storage=st, direction="maximize", sampler=sampler,
-                               pruner=pruner, load_if_exists=True)  # fmt: skip
+    from sts.metrics import predictions_frame, write_csv_atomic
 
-
-def finished(study) -> list:
-    import optuna
-
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return [t for t in study.trials if t.state in states]
-
-
-def tune(packed, out_dir: str | Path, settings: TuneSettings, threads: int | None = None) -> dict:
-    """Run (or resume) the search until ``n_trials`` trials have finished; write the outputs."""
-    import optuna
-    from optuna.study import MaxTrialsCallback
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     folds = cv_folds(packed)
-    images, y, n_classes = packed.images, packed.y, len(packed.classes)
-    study = open_study(out, settings)
+    images, y, classes = packed.images, packed.y, list(packed.classes)
     space = settings.full_space
-    t0 = time.perf_counter()
 
     def objective(trial):
         hp = suggest(trial, space)
-        scores, best_epochs, epochs = [], [], 0
+        scores, best_epochs, epochs, oof = [], [], 0, []
         for k, (train_idx, valid_idx) in enumerate(folds):
             params = TrainParams(**hp, max_epochs=settings.max_epochs, seed=settings.seed + k,
                                  weights=settings.weights, weights_path=settings.weights_path,
@@ -164,32 +129,109 @@ def tune(packed, out_dir: str | Path, settings: TuneSettings, threads: int | Non
                     log.info("trial %d pruned at fold %d epoch %d (%.4f)", trial.number, k, epoch + 1, best)
                     raise optuna.TrialPruned()
 
-            result = fit(settings.arch, images, y, n_classes, train_idx, valid_idx, params,
+            result = fit(settings.arch, images, y, len(classes), train_idx, valid_idx, params,
                          on_epoch=report, threads=threads)  # fmt: skip
             scores.append(result.best_score)
             best_epochs.append(result.best_epoch)
             trial.set_user_attr("fold_scores", scores)
             trial.set_user_attr("best_epochs", best_epochs)
+            if result.valid_proba is not None:
+                frame = predictions_frame(packed.specimen_id[valid_idx], packed.label[valid_idx],
+                                          [classes[i] for i in result.valid_proba.argmax(axis=1)],
+                                          result.valid_proba, classes)  # fmt: skip
+                frame.insert(1, "fold", k)
+                oof.append(frame)
+        # Written before the trial is told COMPLETE: a complete trial always has its file.
+        write_csv_atomic(oof_path(out, study_name, trial.number), pd.concat(oof, ignore_index=True))
         return float(np.mean(scores))
 
-    def recorded(study, trial):  # runs once the trial's result is in the journal
-        log.info("trial %d finished: %s, CV balanced accuracy %s, %s", trial.number, trial.state.name,
-                 trial.value, trial.params)  # fmt: skip
+    return objective
 
+
+def oof_path(out_dir: str | Path, study_name: str, number: int) -> Path:
+    """Out-of-fold predictions of trial ``number`` (per study: trial numbers restart in a new one)."""
+    return Path(out_dir) / "oof" / study_name / f"trial_{number}.csv"
+
+
+def tune_worker(packed, out_dir: str | Path, settings: TuneSettings, worker: int = 0, storage_url: str | None = None,
+                threads: int | None = None) -> dict:  # fmt: skip
+    """Worker ``worker`` of the shared search: recover its orphans, then take trials until the
+    study has ``n_trials`` finished ones (see ``sts.dl.study``). Writes and returns its report,
+    ``OUT_DIR/worker_{worker}.done`` (JSON: study, worker, the trials it ran, wall_s)."""
+    import optuna
+
+    from sts.metrics import write_json_atomic
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    study = open_study(out, settings, data_key(packed), storage_url, worker=worker)
+    objective = _objective(packed, out, settings, study.study_name, threads)
+    retries = recover_orphans(study, worker)
     done = len(finished(study))
     if done:
-        log.info("resuming study %s: %d of %d trials finished", study.study_name, done, settings.n_trials)
+        log.info("worker %d: study %s has %d of %d trials finished", worker, study.study_name, done,
+                 settings.n_trials)  # fmt: skip
+    ran = []
+    while (trial := claim(study, settings.n_trials, worker, retries.pop(0) if retries else None)) is not None:
+        log.info("trial %d started by worker %d", trial.number, worker)
+        state, value = None, None
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            state = optuna.trial.TrialState.PRUNED
+        except (Exception, KeyboardInterrupt):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        frozen = study.tell(trial, value, state=state)
+        ran.append(trial.number)
+        log.info("trial %d finished: %s, CV balanced accuracy %s, %s", trial.number, frozen.state.name,
+                 frozen.value, frozen.params)  # fmt: skip
+    report = {"study": study.study_name, "worker": worker, "trials": ran, "wall_s": time.perf_counter() - t0}
+    write_json_atomic(worker_report_path(out, worker), report)
+    log.info("worker %d: ran %d trial(s) %s; study has %d finished", worker, len(ran), ran, len(finished(study)))
+    return report
+
+
+def worker_report_path(out_dir: str | Path, worker: int) -> Path:
+    return Path(out_dir) / f"worker_{worker}.done"
+
+
+def tune_gather(packed, out_dir: str | Path, settings: TuneSettings, storage_url: str | None = None,
+                reports: list | None = None) -> dict:  # fmt: skip
+    """Write the search's outputs once its workers are done (``reports``: their .done files;
+    default every ``worker_*.done`` in OUT_DIR). Fails when the study has fewer than
+    ``n_trials`` finished trials (a worker stopped early), naming the trials still running."""
+    import optuna
+
+    out = Path(out_dir)
+    study = open_study(out, settings, data_key(packed), storage_url)
+    paths = sorted(out.glob("worker_*.done")) if reports is None else [Path(r) for r in reports]
+    runs = [r for r in (json.loads(p.read_text()) for p in paths) if r.get("study") == study.study_name]
+    done = len(finished(study))
     if done < settings.n_trials:
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-        study.optimize(objective, n_trials=settings.n_trials - done,
-                       callbacks=[recorded, MaxTrialsCallback(settings.n_trials, states=states)])  # fmt: skip
-    return write_outputs(study, out, settings, time.perf_counter() - t0)
+        running = [(t.number, t.user_attrs.get(WORKER)) for t in study.get_trials(
+            deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]  # fmt: skip
+        raise RuntimeError(
+            f"study {study.study_name}: {done} of {settings.n_trials} trials finished; still RUNNING (trial, "
+            f"worker): {running}. A worker was killed or is still running: run (again) the workers named there "
+            "(a restarted worker fails its orphans and retries them), then gather."
+        )
+    wall_s = max((r["wall_s"] for r in runs), default=0.0)
+    return write_outputs(study, out, settings, wall_s, workers=len(runs))
+
+
+def tune(packed, out_dir: str | Path, settings: TuneSettings, threads: int | None = None,
+         storage_url: str | None = None) -> dict:  # fmt: skip
+    """Run (or resume) the search as worker 0 until ``n_trials`` trials have finished; write the outputs."""
+    report = tune_worker(packed, out_dir, settings, 0, storage_url, threads)
+    return tune_gather(packed, out_dir, settings, storage_url, [worker_report_path(out_dir, report["worker"])])
 
 
 def trials_frame(study) -> pd.DataFrame:
     rows = []
     for t in study.trials:
-        rows.append({"number": t.number, "state": t.state.name, "value": t.value,
+        rows.append({"number": t.number, "state": t.state.name, "value": t.value, "worker": t.user_attrs.get(WORKER),
                      **{f"param_{k}": v for k, v in t.params.items()},
                      "epochs_run": t.user_attrs.get("epochs_run", 0),
                      "best_epochs": json.dumps(t.user_attrs.get("best_epochs", [])),
@@ -197,11 +239,13 @@ def trials_frame(study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_outputs(study, out: Path, settings: TuneSettings, wall_s: float) -> dict:
-    """best_params.json, trials.csv and search.json (pruning savings included)."""
+def write_outputs(study, out: Path, settings: TuneSettings, wall_s: float, workers: int = 1) -> dict:
+    """best_params.json, trials.csv, search.json (pruning savings included) and oof_best.csv.
+
+    ``wall_s``: the longest worker's wall time; ``workers``: how many took part."""
     import optuna
 
-    from sts.metrics import write_csv_atomic, write_json_atomic
+    from sts.metrics import write_csv_atomic, write_json_atomic, write_text_atomic
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
@@ -219,9 +263,14 @@ def write_outputs(study, out: Path, settings: TuneSettings, wall_s: float) -> di
         "study": study.study_name, "n_trials": len(study.trials), "complete": len(complete), "pruned": len(pruned),
         "epochs_run": int(sum(t.user_attrs.get("epochs_run", 0) for t in study.trials)),
         "epochs_run_by_pruned_trials": int(run_pruned), "mean_epochs_complete_trial": full,
-        "epochs_saved_by_pruning": round(saved, 1), "wall_s_this_run": wall_s,
+        "epochs_saved_by_pruning": round(saved, 1), "wall_s_this_run": wall_s, "workers": workers,
+        "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials),
         "best_cv_balanced_accuracy": best.value, "settings": {**asdict(settings), "space": settings.full_space},
     }  # fmt: skip
+    oof = oof_path(out, study.study_name, best.number)
+    if not oof.exists():
+        raise FileNotFoundError(f"{oof}: out-of-fold predictions of the best trial are missing (deleted?)")
+    write_text_atomic(out / "oof_best.csv", oof.read_text())
     write_csv_atomic(out / "trials.csv", trials_frame(study))
     write_json_atomic(out / "search.json", summary)
     write_json_atomic(out / "best_params.json", best_params)
