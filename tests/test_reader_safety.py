@@ -117,8 +117,10 @@ HUGE_CHECK = textwrap.dedent("""
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     from sts.sweeps import select_sweeps
     sel = select_sweeps(sys.argv[1])
+    # VmHWM: this process's own peak (ru_maxrss would include the forking parent's, kept across exec)
+    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     print(json.dumps({"status": sel.status, "reason": sel.reason, "unexpected": getattr(sel, "unexpected_error", ""),
-                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "peak_mb": int(hwm.split()[1]) / 1024}))
 """)
 
 
