@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from abf_data import STEP_S, simulate_ladder, write_abf1
-from sts.local_cohort import check_class_counts, id_problem, protocol_options, read_local_labels, row_protocol
+from sts.local_cohort import id_problem, protocol_options, read_local_labels, row_protocol
 from sts.recordings.abf import NO_PROTOCOL
 from sts.sweeps import SelectionParams, select_sweeps
 
@@ -122,22 +122,6 @@ def test_csv_without_label_column(tmp_path):
     with pytest.raises(ValueError, match=r"missing column\(s\) \['label'\]"):
         read_local_labels(write_csv(tmp_path / "cells.csv", [dict(file="a.nwb")]), CLASSES)
 
-
-def test_class_counts():
-    def table(counts: dict, excluded: int = 0):
-        labels = [c for c, n in counts.items() for _ in range(n)]
-        status = ["ok"] * len(labels) + ["excluded"] * excluded
-        return pd.DataFrame({"label": labels + ["Sst"] * excluded, "status": status})
-
-    check_class_counts(table({"Pvalb": 4, "Sst": 5, "Excitatory": 4}), 3, 0.2, CLASSES)
-    with pytest.raises(ValueError) as err:  # excluded rows do not count
-        check_class_counts(table({"Pvalb": 4, "Sst": 3, "Excitatory": 2}, excluded=5), 3, 0.2, CLASSES)
-    assert "need >= 4 each): Sst: 3, Excitatory: 2" in str(err.value) and "Pvalb" not in str(err.value)
-    with pytest.raises(ValueError, match="Excitatory: 0"):  # a configured class without cells
-        check_class_counts(table({"Pvalb": 4, "Sst": 4}), 3, 0.2, CLASSES)
-    check_class_counts(table({"Pvalb": 2, "Sst": 2}), 1, 0.2)  # without classes: only those present
-    with pytest.raises(ValueError, match="no usable cells"):
-        check_class_counts(table({}, excluded=3), 3, 0.2)
 
 
 def test_mixed_layouts(tmp_path):

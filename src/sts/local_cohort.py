@@ -146,23 +146,3 @@ def row_protocol(row) -> Protocol | None:
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values.values()):
         return None
     return Protocol(**{k: float(v) for k, v in values.items()})
-
-
-def check_class_counts(table: pd.DataFrame, n_folds: int, test_fraction: float, classes=None) -> None:
-    """Stop before any job runs when a class has too few usable ('ok') cells for the split.
-
-    The rule is sts.manifest.assign_split's: each class needs one holdout cell and one cell per
-    fold (n_folds + 1). With ``classes``, a configured class without any usable cell counts too.
-    """
-    need = n_folds + 1
-    labels = table.loc[table["status"] == "ok", "label"]
-    counts = labels.value_counts()
-    if classes is not None:
-        counts = counts.reindex(list(classes), fill_value=0)
-    small = counts[counts < need]
-    if len(small) or labels.empty:
-        detail = ", ".join(f"{c}: {n}" for c, n in small.items()) or "no usable cells"
-        raise ValueError(
-            f"classes with too few usable cells for a {test_fraction:g} holdout and {n_folds} folds "
-            f"(need >= {need} each): {detail}"
-        )

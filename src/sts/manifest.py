@@ -138,6 +138,26 @@ def _metadata_reasons(meta: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
+def check_class_counts(table: pd.DataFrame, n_folds: int, test_fraction: float, classes=None) -> None:
+    """Stop before any job runs when a class has too few usable ('ok') cells for the split.
+
+    The rule is sts.manifest.assign_split's: each class needs one holdout cell and one cell per
+    fold (n_folds + 1). With ``classes``, a configured class without any usable cell counts too.
+    """
+    need = n_folds + 1
+    labels = table.loc[table["status"] == "ok", "label"]
+    counts = labels.value_counts()
+    if classes is not None:
+        counts = counts.reindex(list(classes), fill_value=0)
+    small = counts[counts < need]
+    if len(small) or labels.empty:
+        detail = ", ".join(f"{c}: {n}" for c, n in small.items()) or "no usable cells"
+        raise ValueError(
+            f"classes with too few usable cells for split.test_fraction = {test_fraction:g} and "
+            f"split.n_folds = {n_folds} (need >= {need} each): {detail}"
+        )
+
+
 def assign_split(table: pd.DataFrame, split: SplitParams, classes=None) -> pd.DataFrame:
     """Add ``split`` ('train'/'test'/'') and ``fold`` (0..n_folds-1 for train cells, else -1).
 
@@ -145,8 +165,6 @@ def assign_split(table: pd.DataFrame, split: SplitParams, classes=None) -> pd.Da
     without any usable cell, has too few cells for the holdout and the folds.
     """
     from sklearn.model_selection import StratifiedKFold, train_test_split
-
-    from sts.local_cohort import check_class_counts
 
     table = table.copy()
     table["split"] = ""

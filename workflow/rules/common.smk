@@ -5,6 +5,11 @@ from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
+from sts.config_checks import check_config
+
+# What the schema cannot say: keys that must agree with each other (messages name them).
+check_config(config)
+
 
 wildcard_constraints:
     specimen_id=r"[A-Za-z0-9_.-]+",
@@ -280,7 +285,7 @@ def local_table_digest():
 
 
 if LOCAL and not config["split"].get("train_file"):
-    from sts.local_cohort import check_class_counts
+    from sts.manifest import check_class_counts
 
     # Stops the DAG build, before any job, when a class is too small for the holdout and folds.
     try:
