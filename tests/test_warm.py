@@ -1,11 +1,23 @@
-"""The warm-start server (sts.warm): same results as a cold command, status and kills passed through."""
+"""The warm-start server (sts.warm): same results as a cold command, status and kills passed through,
+and the guarantees of issue 15: private to its user (2), no file opened through a symlink (3), one bad
+client or a dead server harms nobody else and the caller's state is honoured (4), no sharing across
+SLURM jobs (5)."""
 
 from __future__ import annotations
 
+import json
 import os
+import resource
+import shutil
 import signal
+import socket
+import stat
+import struct
 import subprocess
 import sys
+import sysconfig
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -14,25 +26,74 @@ import numpy as np
 import pytest
 
 STS = [sys.executable, "-c", "import sys; from sts.cli import main; sys.exit(main())"]
+OTHER_UID = 54321  # a throwaway uid for two-user tests (nobody has it here)
+NOT_WARM = "warm server not used"
+_spawned: list[int] = []  # pids of commands a test may leave behind (e.g. on a broken server)
 
 
-def run_sts(args, warm_dir: Path, warm: bool = True, **kw) -> subprocess.CompletedProcess:
-    env = dict(os.environ, STS_WARM_DIR=str(warm_dir), STS_WARM="1" if warm else "0", STS_WARM_IDLE_S="10")
+def warm_env(warm_dir: Path, warm: bool | None = True, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, STS_WARM_DIR=str(warm_dir), STS_WARM_IDLE_S="60", **extra)
+    env.pop("STS_WARM", None)
+    if warm is not None:
+        env["STS_WARM"] = "1" if warm else "0"
+    return env
+
+
+def run_sts(args, warm_dir: Path, warm: bool | None = True, extra=None, **kw) -> subprocess.CompletedProcess:
+    env = warm_env(warm_dir, warm, **(extra or {}))
     return subprocess.run([*STS, *map(str, args)], env=env, capture_output=True, text=True, **kw)
+
+
+def quick(tmp_path: Path) -> list:
+    """A per-cell command that fails at once, naming its input (absent.h5), warm or cold alike."""
+    return ["scalogram", tmp_path / "absent.h5", tmp_path / "out.h5"]
+
+
+def wait_for(condition, timeout_s: float = 120.0, what: str = "condition"):
+    """Poll ``condition`` until it returns something truthy (no fixed sleeps in the assertions)."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+    return value
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def server_pids(warm_dir: Path) -> list[int]:
+    """The pids in the lock files under ``warm_dir`` (planted symlinks aside)."""
+    pids = [lock.read_text().strip() for lock in warm_dir.rglob("*.lock") if not lock.is_symlink()]
+    return [int(pid) for pid in pids if pid.isdigit()]
+
+
+def server_pid(warm_dir: Path) -> int | None:
+    return next((pid for pid in server_pids(warm_dir) if alive(pid)), None)
+
+
+def the_socket(warm_dir: Path) -> Path:
+    return wait_for(lambda: next(warm_dir.rglob("*.sock"), None), what="the server's socket")
 
 
 @pytest.fixture
 def warm_dir(tmp_path):
     d = tmp_path / "warm"
-    d.mkdir()
+    d.mkdir(mode=0o700)
     yield d
-    for lock in d.glob("*.lock"):  # stop the test's server
-        pid = lock.read_text().strip()
-        if pid:
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    for pid in server_pids(d):  # stop the test's servers (they kill their commands)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    while _spawned:
+        try:
+            os.kill(_spawned.pop(), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def good_cells(synth_cells, n):
@@ -50,11 +111,12 @@ def test_warm_commands_match_cold_ones(synth_cells, tmp_path, warm_dir):
             proc = run_sts(["select-sweeps", nwb, sweeps, "--specimen-id", sid], warm_dir, warm)
             assert proc.returncode == 0, proc.stderr
             assert f"{sid}: ok" in proc.stderr  # the command's log reaches the caller's stderr
+            assert NOT_WARM not in proc.stderr
             assert run_sts(["scalogram", sweeps, scal], warm_dir, warm).returncode == 0
         with h5py.File(tmp_path / f"{sid}.warm.scal.h5") as a, h5py.File(tmp_path / f"{sid}.cold.scal.h5") as b:
             assert np.array_equal(a["scalogram"][()], b["scalogram"][()])
             assert dict(a.attrs).keys() == dict(b.attrs).keys()
-    assert list(warm_dir.glob("*.sock")), "the warm server was not used"
+    assert list(warm_dir.glob("*.lock")), "the warm server was not used"
 
 
 def numeric_datasets(path: Path) -> dict[str, bytes]:
@@ -69,8 +131,22 @@ def numeric_datasets(path: Path) -> dict[str, bytes]:
 def test_warm_synthetic_cell_has_the_same_data(synth_cells, tmp_path, warm_dir):
     cohort, _ = synth_cells
     for _, row in cohort[cohort["defect"] == ""].drop_duplicates("dataset").iterrows():  # both layouts
-        args = ["synth", "cell", row["specimen_id"], None, "--dataset", row["dataset"], "--label", row["label"],
-                "--fs-hz", row["fs_hz"], "--cell-seed", row["cell_seed"], "--model-class", row["model_class"]]
+        args = [
+            "synth",
+            "cell",
+            row["specimen_id"],
+            None,
+            "--dataset",
+            row["dataset"],
+            "--label",
+            row["label"],
+            "--fs-hz",
+            row["fs_hz"],
+            "--cell-seed",
+            row["cell_seed"],
+            "--model-class",
+            row["model_class"],
+        ]
         out = {}
         for warm in (True, False):
             out[warm] = tmp_path / f"{row['specimen_id']}.{warm}.nwb"
@@ -79,7 +155,7 @@ def test_warm_synthetic_cell_has_the_same_data(synth_cells, tmp_path, warm_dir):
             assert proc.returncode == 0, proc.stderr
         warm_data = numeric_datasets(out[True])
         assert len(warm_data) >= 4 and warm_data == numeric_datasets(out[False])
-    assert list(warm_dir.glob("*.sock")), "the warm server was not used"
+    assert list(warm_dir.glob("*.lock")), "the warm server was not used"
 
 
 def test_warm_disabled_runs_in_process(synth_cells, tmp_path, warm_dir):
@@ -89,46 +165,44 @@ def test_warm_disabled_runs_in_process(synth_cells, tmp_path, warm_dir):
 
 
 def test_exit_status_and_error_pass_through(tmp_path, warm_dir):
-    missing = tmp_path / "missing.h5"
-    warm = run_sts(["scalogram", missing, tmp_path / "out.h5"], warm_dir, True)
-    cold = run_sts(["scalogram", missing, tmp_path / "out.h5"], warm_dir, False)
+    warm = run_sts(quick(tmp_path), warm_dir, True)
+    cold = run_sts(quick(tmp_path), warm_dir, False)
     assert warm.returncode == cold.returncode != 0
-    assert "missing.h5" in warm.stderr and "missing.h5" in cold.stderr
+    assert "absent.h5" in warm.stderr and "absent.h5" in cold.stderr and NOT_WARM not in warm.stderr
     assert not (tmp_path / "out.h5").exists()
 
 
 def _children(pid: int) -> list[int]:
     kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
+            kids.append(int(stat_file.parent.name))
     return kids
 
 
-def test_killing_the_client_kills_its_command(tmp_path, warm_dir):
+def start_blocked(tmp_path: Path, warm_dir: Path, env=None, **kw) -> tuple[subprocess.Popen, int, Path]:
+    """A client whose command never ends (it opens a FIFO nobody writes): (client, command pid, its stderr)."""
     fifo = tmp_path / "blocked.nwb"
-    os.mkfifo(fifo)  # opening it blocks until a writer comes: a command that never ends
-    env = dict(os.environ, STS_WARM_DIR=str(warm_dir), STS_WARM="1", STS_WARM_IDLE_S="10")
-    client = subprocess.Popen([*STS, "select-sweeps", str(fifo), str(tmp_path / "o.h5"), "--specimen-id", "x"],
-                              env=env, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.time() + 60
-    command = []
-    while time.time() < deadline and not command:
-        locks = [p.read_text().strip() for p in warm_dir.glob("*.lock")]
-        server = int(locks[0]) if locks and locks[0] else None
-        command = _children(server) if server else []
-        time.sleep(0.05)
-    assert command, "the server never started the command"
+    os.mkfifo(fifo)
+    err = tmp_path / "blocked.err"
+    with open(err, "w") as stderr:
+        client = subprocess.Popen([*STS, "select-sweeps", str(fifo), str(tmp_path / "o.h5"), "--specimen-id", "x"],
+                                  env=env or warm_env(warm_dir), stderr=stderr, **kw)  # fmt: skip
+    _spawned.append(client.pid)
+    command = wait_for(lambda: (pid := server_pid(warm_dir)) and _children(pid), what="the command")[0]
+    _spawned.append(command)
+    return client, command, err
+
+
+def test_killing_the_client_kills_its_command(tmp_path, warm_dir):
+    client, command, _ = start_blocked(tmp_path, warm_dir)
     client.kill()
     client.wait()
-    deadline = time.time() + 10
-    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in command):
-        time.sleep(0.05)
-    assert not any(Path(f"/proc/{pid}").exists() for pid in command), "command outlived its client"
+    wait_for(lambda: not alive(command), what="the command to die with its client")
     assert not (tmp_path / "o.h5").exists()
 
 
@@ -144,35 +218,368 @@ def test_source_change_gives_a_new_server(tmp_path):
     assert source_hash(pkg) != before
 
 
+class FakeServer:
+    """A socket at ``path`` that records each request and answers ``reply`` (our own uid)."""
+
+    def __init__(self, path: Path, reply: bytes = b""):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._serve, args=(reply,), daemon=True).start()
+
+    def _serve(self, reply: bytes):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                head = conn.recv(4)
+                body = b""
+                while len(head) == 4 and len(body) < struct.unpack("!i", head)[0]:
+                    body += conn.recv(65536) or b"!"  # (b"!" ends it on a short request)
+                self.requests.append(body)
+                if reply:
+                    conn.sendall(reply)
+
+
 def test_a_server_that_drops_the_command_unstarted_is_not_fatal(synth_cells, tmp_path, warm_dir, monkeypatch):
     """No acknowledgement (e.g. a server ending its idle time): retried, then run in-process."""
-    import socket
-    import threading
-
     from sts import warm
 
     monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
     path = warm.socket_path()
-    (path.with_suffix(".lock")).write_text("")
-    fake = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    fake.bind(str(path))
-    fake.listen(8)
-    accepted = []
-
-    def drop():
-        while True:
-            try:
-                conn, _ = fake.accept()
-            except OSError:
-                return
-            accepted.append(1)
-            conn.close()
-
-    threading.Thread(target=drop, daemon=True).start()
+    path.with_suffix(".lock").write_text("")
+    fake = FakeServer(path)
     sid, nwb = good_cells(synth_cells, 1)[0]
     try:
         proc = run_sts(["select-sweeps", nwb, tmp_path / "s.h5", "--specimen-id", sid], warm_dir, True)
     finally:
-        fake.close()
+        fake.sock.close()
     assert proc.returncode == 0 and f"{sid}: ok" in proc.stderr
-    assert len(accepted) == 3 and (tmp_path / "s.h5").exists()
+    assert len(fake.requests) == 3 and (tmp_path / "s.h5").exists()
+
+
+# ---------------------------------------------------------------- 2: private to its user
+
+
+@pytest.fixture(scope="module")
+def other_user() -> list[str]:
+    """A second user: a throwaway uid through setpriv(1), which needs root. Returns the start of a command line
+    that runs Python as that user with our packages: our interpreter may sit where that user cannot read (a
+    pyenv under /root), so the first of ours and the system's of the same version that works there."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("two-user test: needs root and setpriv(1) to run as a throwaway uid")
+    import sts
+
+    path = os.pathsep.join([str(Path(sts.__file__).parents[1]), sysconfig.get_paths()["purelib"]])
+    version = "{}.{}".format(*sys.version_info[:2])
+    probe = "import sys, numpy, h5py, sts.cli, sts.warm; assert sys.executable and sys.version.startswith(%r)" % version
+    errors = []
+    for python in dict.fromkeys([sys.executable, f"/usr/bin/python{version}", "/usr/bin/python3"]):
+        cmd = ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups", "env", f"PYTHONPATH={path}"]
+        done = subprocess.run([*cmd, python, "-c", probe], capture_output=True, text=True, cwd="/")
+        if done.returncode == 0:
+            return [*cmd, python]
+        errors.append(f"{python}: {done.stderr.strip()[-200:]}")
+    pytest.skip(f"two-user test: no Python with our packages runs as uid {OTHER_UID}: {errors}")
+
+
+def raw_request(path: Path, argv: list[str]) -> bytes:
+    """Send a well-formed request as a client would (three descriptors); the server's first answer."""
+    body = json.dumps({"argv": argv, "cwd": "/", "env": {}, "umask": 0o22, "nice": 0, "limits": {}, "cpus": []})
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn, open(os.devnull, "r+b") as null:
+        conn.settimeout(60)
+        conn.connect(str(path))
+        try:
+            socket.send_fds(conn, [struct.pack("!i", len(body)) + body.encode()], [null.fileno()] * 3)
+            return conn.recv(512)
+        except (BrokenPipeError, ConnectionResetError):  # closed with our request unread
+            return b""
+
+
+FAKE_SERVER_OF_ANOTHER_USER = """
+import socket, struct, sys
+s = socket.socket(fileno=int(sys.argv[1]))
+s.listen()  # the socket's credentials (SO_PEERCRED) are those of whoever calls listen()
+print("listening", flush=True)
+s.settimeout(60)
+conn, _ = s.accept()
+conn.settimeout(60)
+head, body = conn.recv(4), b""
+while len(head) == 4 and len(body) < struct.unpack("!i", head)[0]:
+    body += conn.recv(65536) or b"!"
+if head:
+    conn.sendall(b"+" + struct.pack("!i", 0))  # "done, exit 0", without running anything
+print(repr(head + body))
+"""
+
+
+def test_a_socket_of_another_user_gets_nothing(tmp_path, warm_dir, other_user, monkeypatch):
+    """Another user's socket at our server's name (planted in a race) is sent nothing: no argv, no env."""
+    from sts import warm
+
+    monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
+    path = warm.socket_path()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    fake = subprocess.Popen([*other_user, "-c", FAKE_SERVER_OF_ANOTHER_USER, str(listener.fileno())],
+                            pass_fds=[listener.fileno()], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert fake.stdout.readline().strip() == "listening"
+    listener.close()
+    proc = run_sts(quick(tmp_path), warm_dir, extra={"API_TOKEN": "s3cr3t"}, timeout=120)
+    received = fake.communicate(timeout=60)[0].strip()
+    assert received == "b''", f"another user's socket received {received[:200]}"
+    assert proc.returncode != 0 and "absent.h5" in proc.stderr  # run in-process, for real
+    assert f"served by uid {OTHER_UID}" in proc.stderr
+
+
+def test_another_user_cannot_run_commands_on_a_server(tmp_path, other_user):
+    """Their server (started as any of their commands starts it) closes our connection unread (SO_PEERCRED),
+    whatever the socket's mode: root here passes any permission check, as a careless umask would let anyone."""
+    theirs = Path(tempfile.mkdtemp(prefix="sts-warm-test-", dir="/tmp"))  # a place the other user can reach
+    os.chown(theirs, OTHER_UID, OTHER_UID)
+    as_them = {"env": warm_env(theirs, HOME=str(theirs)), "cwd": "/", "capture_output": True, "text": True}
+    try:
+        subprocess.run([*other_user, *STS[1:], "scalogram", "/nonexistent.h5", "/nonexistent.out.h5"], **as_them)
+        server = wait_for(lambda: server_pid(theirs), timeout_s=30, what="their server")
+        marker = tmp_path / "ran"
+        answer = raw_request(the_socket(theirs), ["scalogram", str(marker), str(tmp_path / "x.h5")])
+        assert answer == b"", f"another user's server answered {answer!r}"
+        assert alive(server)
+    finally:
+        for pid in server_pids(theirs):
+            os.kill(pid, signal.SIGTERM)
+        shutil.rmtree(theirs, ignore_errors=True)
+
+
+def test_socket_and_files_are_private_under_a_loose_umask(tmp_path, warm_dir):
+    fresh = warm_dir / "fresh"  # created by the client
+    proc = run_sts(quick(tmp_path), fresh, preexec_fn=lambda: os.umask(0o002))
+    assert "absent.h5" in proc.stderr and NOT_WARM not in proc.stderr, proc.stderr
+    modes = {p.suffix: stat.S_IMODE(p.lstat().st_mode) for p in fresh.iterdir()}
+    assert stat.S_IMODE(fresh.lstat().st_mode) == 0o700
+    assert modes == {".sock": 0o600, ".lock": 0o600, ".log": 0o600}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "group-readable", "another user's"])
+def test_an_unsafe_directory_is_not_used(tmp_path, warm_dir, kind):
+    real = warm_dir / "real"
+    real.mkdir(mode=0o700)
+    if kind == "symlink":
+        used = warm_dir / "link"
+        used.symlink_to(real)
+    elif kind == "group-readable":
+        used = real
+        used.chmod(0o750)
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give a directory to another uid")
+        used = real
+        os.chown(used, OTHER_UID, OTHER_UID)
+        used.chmod(0o777)
+    proc = run_sts(quick(tmp_path), used)
+    assert not list(real.iterdir()), "the server used an unsafe directory"
+    assert "absent.h5" in proc.stderr and NOT_WARM in proc.stderr
+
+
+def test_only_per_cell_commands_are_served(tmp_path, warm_dir):
+    from sts.warm import enabled
+
+    assert "absent.h5" in run_sts(quick(tmp_path), warm_dir).stderr
+    answer = raw_request(the_socket(warm_dir), ["manifest", "meta.csv", "scalograms", str(tmp_path / "m.csv")])
+    assert answer[:1] == b"-" and b"not a per-cell command" in answer
+    assert not enabled(["synth", "metadata", "m.csv"]) and enabled(["synth", "cell", "1", "c.nwb"])
+
+
+def test_the_command_gets_only_the_environment_it_needs(tmp_path, warm_dir, monkeypatch):
+    from sts import warm
+
+    secrets = {"API_TOKEN": "s3cr3t", "DANDI_API_KEY": "k3y"}
+    needed = {"STS_SOMETHING": "1", "LC_ALL": "C", "OMP_NUM_THREADS": "1", "HDF5_USE_FILE_LOCKING": "FALSE"}
+    assert warm.minimal_env({**secrets, **needed, "PATH": "/bin"}) == {**needed, "PATH": "/bin"}
+    # What a client sends (to a socket of ours that declines)...
+    monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
+    fake = FakeServer(warm.socket_path(), reply=b"-declined")
+    try:
+        run_sts(quick(tmp_path), warm_dir, extra={**secrets, **needed})
+    finally:
+        fake.sock.close()
+    (sent,) = {frozenset(json.loads(r)["env"]) for r in fake.requests}
+    assert not sent & secrets.keys() and sent >= needed.keys()
+    # ... and what a real command and its server see.
+    os.unlink(warm.socket_path())
+    _, command, _ = start_blocked(tmp_path, warm_dir, env=warm_env(warm_dir, **secrets, **needed))
+    for pid in (command, server_pid(warm_dir)):
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"s3cr3t" not in environ and b"k3y" not in environ
+
+
+# ---------------------------------------------------------------- 3: no file opened through a symlink
+
+
+def test_open_private_refuses_what_is_not_our_own_file(tmp_path):
+    from sts.warm import open_private
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "link").symlink_to(victim)
+    with pytest.raises(OSError):  # O_NOFOLLOW: ELOOP, whatever fs.protected_symlinks says
+        open_private(tmp_path / "link", os.O_RDWR)
+    os.link(victim, tmp_path / "hardlink")
+    with pytest.raises(PermissionError):
+        open_private(tmp_path / "hardlink", os.O_RDWR)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(PermissionError):  # refused, and without blocking
+        open_private(tmp_path / "fifo", os.O_RDWR)
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.write_text("")
+        os.chown(theirs, OTHER_UID, OTHER_UID)
+        with pytest.raises(PermissionError):
+            open_private(theirs, os.O_RDWR)
+    assert victim.read_text() == "precious\n"
+    fd = open_private(tmp_path / "mine", os.O_WRONLY)
+    os.close(fd)
+    assert stat.S_IMODE((tmp_path / "mine").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("planted", [(".lock",), (".log",), (".lock", ".log")])
+def test_lock_and_log_are_never_opened_through_a_symlink(tmp_path, warm_dir, monkeypatch, planted):
+    from sts import warm
+
+    monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
+    path = warm.socket_path()
+    for suffix in planted:
+        (tmp_path / f"victim{suffix}").write_text("precious\n")
+        path.with_suffix(suffix).symlink_to(tmp_path / f"victim{suffix}")
+    proc = run_sts(quick(tmp_path), warm_dir, timeout=120)
+    for suffix in planted:
+        assert (tmp_path / f"victim{suffix}").read_text() == "precious\n"
+    assert "absent.h5" in proc.stderr and NOT_WARM in proc.stderr
+
+
+# ---------------------------------------------------------------- 4: one bad client harms only itself
+
+
+def test_a_malformed_request_harms_only_itself(tmp_path, warm_dir):
+    client, command, _ = start_blocked(tmp_path, warm_dir)
+    server, path = server_pid(warm_dir), the_socket(warm_dir)
+    good = json.dumps({"argv": ["scalogram", "a", "b"], "cwd": "/", "env": {}, "umask": 0, "nice": 0,
+                       "limits": {}, "cpus": []}).encode()  # fmt: skip
+    bad = [  # (bytes, descriptors sent, then close our writing side)
+        (struct.pack("!i", -1), 3, False),
+        (struct.pack("!i", 1 << 30), 3, False),
+        (struct.pack("!i", 5) + b"{nope", 3, False),
+        (struct.pack("!i", 11) + b'{"argv": 5}', 3, False),
+        (struct.pack("!i", len(good)) + good, 0, False),
+        (struct.pack("!i", len(good)) + good, 5, False),
+        (struct.pack("!i", len(good)) + good[:10], 3, True),
+    ]
+    with open(os.devnull, "r+b") as null:
+        for data, n_fds, shut in bad:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(60)
+                conn.connect(str(path))
+                if n_fds:
+                    socket.send_fds(conn, [data], [null.fileno()] * n_fds)
+                else:
+                    conn.sendall(data)
+                if shut:
+                    conn.shutdown(socket.SHUT_WR)
+                assert conn.recv(512)[:1] != b"+", data
+    assert alive(server) and alive(command) and client.poll() is None
+    proc = run_sts(quick(tmp_path), warm_dir)
+    assert "absent.h5" in proc.stderr and NOT_WARM not in proc.stderr
+    assert server_pid(warm_dir) == server
+
+
+def test_a_silent_connection_holds_up_only_itself(tmp_path, warm_dir):
+    assert NOT_WARM not in run_sts(quick(tmp_path), warm_dir).stderr
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as silent:
+        silent.connect(str(the_socket(warm_dir)))
+        proc = run_sts(quick(tmp_path), warm_dir)  # served while the silent one waits
+        assert "absent.h5" in proc.stderr and NOT_WARM not in proc.stderr
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):  # still open and unanswered: not timed out to serve the other
+            silent.recv(1)
+
+
+def test_a_killed_server_takes_its_commands_along(tmp_path, warm_dir):
+    client, command, err = start_blocked(tmp_path, warm_dir)
+    os.kill(server_pid(warm_dir), signal.SIGKILL)
+    wait_for(lambda: not alive(command), timeout_s=30, what="the command to die with its server")
+    assert client.wait(timeout=60) == 1
+    assert "lost the command" in err.read_text()
+
+
+@pytest.mark.parametrize(
+    "trouble,noticed",
+    [("path too long", "socket path longer than 107 bytes"), ("no parent directory", "cannot create"),
+     ("server fails", "the server could not start")],
+)  # fmt: skip
+def test_a_server_that_cannot_start_means_in_process_at_once(tmp_path, warm_dir, monkeypatch, trouble, noticed):
+    """Noticed before the command waits for anything (the old client waited 60 s, or crashed)."""
+    from sts import warm
+
+    used = {"path too long": warm_dir / ("d" * 100), "no parent directory": warm_dir / "no" / "dir"}.get(trouble)
+    if trouble == "server fails":
+        used = warm_dir
+        monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
+        warm.socket_path().mkdir()  # a directory where its socket goes: the server cannot bind
+    proc = run_sts(quick(tmp_path), used, timeout=50)
+    assert "absent.h5" in proc.stderr and f"{NOT_WARM} ({noticed}" in proc.stderr, proc.stderr
+    assert not [p for p in warm_dir.rglob("*.sock") if p.is_socket()]
+
+
+def test_the_command_runs_with_its_callers_nice_limits_and_umask(tmp_path, warm_dir):
+    assert NOT_WARM not in run_sts(quick(tmp_path), warm_dir).stderr  # the server: nice 0, our limits
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = min(200, soft)
+
+    def lowered():
+        os.nice(1)  # (more would starve the command on a busy machine)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        os.umask(0o027)
+
+    _, command, _ = start_blocked(tmp_path, warm_dir, preexec_fn=lowered)
+    proc = Path(f"/proc/{command}")
+
+    def taken_on():
+        nice = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[16])
+        files = next(line for line in (proc / "limits").read_text().splitlines() if line.startswith("Max open files"))
+        umask = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("Umask:"))
+        return nice == 1 and files.split()[3] == str(limit) and umask.split()[1] == "0027"
+
+    wait_for(taken_on, timeout_s=30, what="the command to run with its caller's nice value, limits and umask")
+
+
+# ---------------------------------------------------------------- 5: SLURM
+
+
+def test_no_server_under_slurm_unless_asked(tmp_path, warm_dir, monkeypatch):
+    from sts import warm
+
+    proc = run_sts(quick(tmp_path), warm_dir, warm=None, extra={"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0"})
+    assert "absent.h5" in proc.stderr and not list(warm_dir.iterdir())
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.delenv("STS_WARM", raising=False)
+    assert not warm.enabled(["scalogram", "a", "b"])
+    monkeypatch.setenv("STS_WARM", "1")
+    assert warm.enabled(["scalogram", "a", "b"])
+
+
+def test_a_server_is_never_shared_across_slurm_jobs_or_steps(warm_dir, monkeypatch):
+    from sts import warm
+
+    monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
+    names = set()
+    for job, step in [("1", "0"), ("1", "1"), ("2", "0")]:
+        monkeypatch.setenv("SLURM_JOB_ID", job)
+        monkeypatch.setenv("SLURM_STEP_ID", step)
+        names.add(warm.socket_path())
+    monkeypatch.delenv("SLURM_JOB_ID")
+    monkeypatch.delenv("SLURM_STEP_ID")
+    names.add(warm.socket_path())
+    assert len(names) == 4

@@ -1,59 +1,126 @@
 """Warm start for per-cell commands: pay the imports once per machine, not once per cell.
 
-A per-cell job (``sts select-sweeps``, ``sts scalogram``, ``sts ep-features``, ``sts synth``) spends most of
-its time starting Python and importing numpy, h5py (and ipfx: ~1 s). With thousands of
-cells, that dominates. The first such command on a machine starts a small server
-(``python -m sts.warm SOCKET``) that imports those modules once and listens on a Unix
-socket; each later command is a thin client that sends its arguments, working directory,
-environment and its stdin/stdout/stderr file descriptors, and the server forks a child that
-runs the command exactly as the client would have (same ``sts.cli.main``), writing to the
-client's own stdout/stderr (so to the job's log). The client exits with the child's status.
+A per-cell job (``sts select-sweeps``, ``sts scalogram``, ``sts ep-features``, ``sts synth cell``) spends
+most of its time starting Python and importing numpy, h5py (and ipfx: ~1 s). With thousands of
+cells, that dominates. The first such command starts a small server (``python -m sts.warm_server SOCKET``)
+that binds a Unix socket, imports those modules once and serves; each later command is a thin
+client that sends its arguments, working directory, a minimal environment, its umask, nice value,
+resource limits and CPU affinity, and its stdin/stdout/stderr file descriptors. The server forks a
+child that takes on all of these and runs the command exactly as the client would have (same
+``sts.cli.main``), writing to the client's own stdout/stderr (so to the job's log). The client
+exits with the child's status.
 
-Semantics kept:
-- Killing the client (Snakemake cancelling a job, ``kill -9`` of the run) kills the child:
-  the server watches the connection and sends SIGKILL to the child when it closes.
-- Code changes never reach a stale server: the socket's name hashes the Python executable
-  and the size and mtime of every file of the ``sts`` package.
-- Anything unusual (no socket support, server cannot start within STARTUP_S) falls back to
-  running in-process; ``STS_WARM=0`` disables the server altogether.
-The server is single-threaded (forking from a threaded process is unsafe), exits after
-IDLE_S seconds without work, and holds a lock file so that only one runs per socket.
+Guarantees (issue 15):
+- Private: the socket lives in ``$STS_WARM_DIR``, else ``$XDG_RUNTIME_DIR/sts``, else
+  ``${TMPDIR:-/tmp}/sts-<uid>``, a directory created 0700 and checked with lstat (a real directory,
+  ours, no group/other bits); the socket is 0600; the lock and log files are opened with
+  O_NOFOLLOW and must be our own regular files with one link. Both ends check the other's uid
+  (SO_PEERCRED) on every connection: a client sends nothing to another user's socket, and the
+  server closes another user's connection unread. Only the per-cell commands are served, and the
+  command gets only the environment it needs (``minimal_env``), not the caller's secrets.
+- Robust: requests are read through the server's selector with a size bound and a deadline, and
+  each is handled on its own: a malformed or silent client harms only itself. A command dies with
+  its client (the server kills it when the connection closes) and with the server
+  (PR_SET_PDEATHSIG). A server that cannot start is noticed within STARTUP_S (the socket is bound
+  before the slow imports), and the command then runs in-process, as it does whenever the
+  directory or socket path (108 bytes at most) is unusable or the caller's limits cannot be applied.
+- Placement: the socket's name hashes the interpreter, the size and mtime of every file of the
+  ``sts`` package (code changes never reach a stale server), the caller's groups, cgroups and SLURM
+  job step: a command never runs with other groups or in another job's cgroup. Under SLURM (``SLURM_JOB_ID`` set) the server
+  is off unless ``STS_WARM=1``: the SLURM executor runs every job as its own job step (``srun``), and
+  SLURM kills what a step leaves behind when it ends, so a server would serve one cell and cost a
+  start-up. ``STS_WARM=0`` disables the server everywhere.
+The server is single-threaded (forking from a threaded process is unsafe), exits after IDLE_S
+seconds without work, and holds a lock file so that only one runs per socket.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import selectors
-import signal
+import resource
 import socket
+import stat
 import struct
 import sys
 import time
 from pathlib import Path
 
-COMMANDS = ("select-sweeps", "scalogram", "ep-features", "synth")
-PRELOAD = (
-    "sts.sweeps", "sts.scalogram_step", "sts.baseline.features_cli", "sts.baseline.features",
-    "ipfx.spike_train_features", "ipfx.feature_extractor", "ipfx.stimulus_protocol_analysis", "ipfx.sweep",
-    "sts.synth_cli", "sts.synth", "sts.synth.write_allen_v1", "sts.synth.write_mies_nwb2",
-)  # fmt: skip
-IDLE_S = float(os.environ.get("STS_WARM_IDLE_S", "120"))
-STARTUP_S = 60.0
-_EXIT = struct.Struct("!i")
-_ACK = b"+"
+COMMANDS = (("select-sweeps",), ("scalogram",), ("ep-features",), ("synth", "cell"))
+STARTUP_S = 2.0  # for a new server's socket to appear; the imports come after it
+ANSWER_S = 120.0  # for the first answer to a request (a new server's imports, on a slow file system)
+SUN_PATH_MAX = 107  # sockaddr_un.sun_path holds 108 bytes, the final NUL included
+# What a command may see of its caller's environment: locale, time zone, thread pools, HDF5, ours.
+ENV_NAMES = frozenset(
+    "PATH HOME USER LOGNAME LANG LANGUAGE TZ TMPDIR XDG_RUNTIME_DIR SLURM_JOB_ID SLURM_STEP_ID".split()
+)
+ENV_PREFIXES = ("LC_", "STS_", "HDF5_", "OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_")
+RLIMITS = tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
+_INT = struct.Struct("!i")
+_CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_ACK, _NAK = b"+", b"-"
+
+
+class Unavailable(Exception):
+    """The warm server cannot be used safely here: the command runs in-process."""
+
+
+def per_cell(argv: list[str]) -> bool:
+    return any(tuple(argv[: len(command)]) == command for command in COMMANDS)
 
 
 def enabled(argv: list[str]) -> bool:
-    return bool(argv) and argv[0] in COMMANDS and os.environ.get("STS_WARM", "1") != "0" and hasattr(socket, "AF_UNIX")
+    mode = os.environ.get("STS_WARM", "")
+    if mode == "0" or not per_cell(argv) or not hasattr(socket, "SO_PEERCRED"):
+        return False
+    return mode == "1" or "SLURM_JOB_ID" not in os.environ  # SLURM: see the module's docstring
+
+
+def minimal_env(env: dict[str, str]) -> dict[str, str]:
+    """The variables a per-cell command needs (``ENV_NAMES``, ``ENV_PREFIXES``); tokens and the rest stay out."""
+    return {k: v for k, v in env.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
+
+
+def private_dir() -> Path:
+    """This user's directory for the server, created 0700; Unavailable unless it is a real directory of ours
+    that nobody else can enter."""
+    if os.environ.get("STS_WARM_DIR"):
+        d = Path(os.environ["STS_WARM_DIR"])
+    elif os.environ.get("XDG_RUNTIME_DIR", "").startswith("/"):
+        d = Path(os.environ["XDG_RUNTIME_DIR"]) / "sts"
+    else:
+        d = Path(os.environ.get("TMPDIR") or "/tmp") / f"sts-{os.getuid()}"
+    try:
+        os.mkdir(d, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise Unavailable(f"cannot create {d}: {exc.strerror}") from None
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode):
+        raise Unavailable(f"{d} is not a directory (a symlink?)")
+    if st.st_uid != os.getuid():
+        raise Unavailable(f"{d} belongs to uid {st.st_uid}")
+    if st.st_mode & 0o077:
+        raise Unavailable(f"{d} has mode {stat.S_IMODE(st.st_mode):04o}, not 0700")
+    return d
 
 
 def socket_path() -> Path:
-    """Per user, interpreter and exact package source: a code change gets a fresh server."""
-    base = os.environ.get("STS_WARM_DIR") or os.environ.get("TMPDIR") or "/tmp"
-    return Path(base) / f"sts-warm-{os.getuid()}-{source_hash(Path(__file__).resolve().parent)}.sock"
+    """Per user (private directory), interpreter, exact package source, groups and placement (cgroups, SLURM
+    job step): a command never runs with another group set or in another job's cgroup."""
+    try:
+        cgroups = Path("/proc/self/cgroup").read_text()
+    except OSError:
+        cgroups = ""
+    slurm = ".".join(os.environ.get(v, "") for v in ("SLURM_JOB_ID", "SLURM_STEP_ID"))
+    groups = f"{os.getgid()}:{sorted(os.getgroups())}"
+    key = f"{source_hash(Path(__file__).resolve().parent)}\n{groups}\n{cgroups}\n{slurm}"
+    path = private_dir() / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.sock"
+    if len(os.fsencode(path)) > SUN_PATH_MAX:
+        raise Unavailable(f"socket path longer than {SUN_PATH_MAX} bytes: set STS_WARM_DIR to a shorter one")
+    return path
 
 
 def source_hash(package: Path) -> str:
@@ -68,41 +135,75 @@ def source_hash(package: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def open_private(path: Path, flags: int) -> int:
+    """Open (creating 0600) a file of ours: never through a symlink, never another's file or a hard link."""
+    fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_nlink != 1:
+        os.close(fd)
+        raise PermissionError(f"{path} is not a private file of ours")
+    return fd
+
+
+def peer_uid(conn: socket.socket) -> int:
+    return _CRED.unpack(conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CRED.size))[1]
+
+
 # ---------------------------------------------------------------- client
 
 
 def run_remote(argv: list[str]) -> int | None:
-    """Run ``sts ARGV`` in the warm server; None if it cannot be reached (run locally then).
+    """Run ``sts ARGV`` in the warm server; None if it cannot or should not (run in-process then).
 
-    The server acknowledges each command once its child is forked: a connection that closes
-    before that (e.g. a server just ending its idle time) is retried on a fresh server; one
+    The child acknowledges each command once it has taken on the caller's state: a connection that
+    closes before that (e.g. a server just ending its idle time) is retried on a fresh server; one
     that closes after it lost a running command, and the job fails with that message.
     """
-    request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
-    path = socket_path()
-    for _attempt in range(3):
-        conn = _connect(path)
-        if conn is None:
-            _start_server(path)
-            deadline = time.monotonic() + STARTUP_S
-            while conn is None and time.monotonic() < deadline:
-                time.sleep(0.02)
-                conn = _connect(path)
-            if conn is None:
-                return None
-        with conn:
-            try:
-                socket.send_fds(conn, [_EXIT.pack(len(request)) + request], _stdio())
-            except OSError:
-                continue
-            if _recv_exactly(conn, 1) != _ACK:
-                continue  # the command never started
-            status = _recv_exactly(conn, _EXIT.size)
-        if status is None:  # the server died while the command ran: fail the job, say so
-            print(f"sts: the warm server ({path}) lost the command; rerun, or set STS_WARM=0", file=sys.stderr)
-            return 1
-        return _EXIT.unpack(status)[0]
-    return None
+    try:
+        path = socket_path()
+        request = {"argv": argv, "cwd": os.getcwd(), "env": minimal_env(os.environ), **caller_state()}
+        request = json.dumps(request).encode()
+        for _attempt in range(3):
+            conn = _connect(path) or _start_and_connect(path)
+            with conn:
+                if peer_uid(conn) != os.getuid():
+                    raise Unavailable(f"{path} is served by uid {peer_uid(conn)}")
+                try:
+                    conn.settimeout(ANSWER_S)
+                    socket.send_fds(conn, [_INT.pack(len(request)) + request], _stdio())
+                    answer = conn.recv(512)
+                except TimeoutError:
+                    raise Unavailable(f"no answer within {ANSWER_S:g} s") from None
+                except OSError:
+                    continue
+                if not answer:
+                    continue  # the command never started
+                if answer[:1] == _NAK:
+                    raise Unavailable(answer[1:].decode(errors="replace") or "declined")
+                if answer[:1] != _ACK:
+                    raise Unavailable("the server's child failed before the command started")
+                conn.settimeout(None)
+                status = answer[1:] + (_recv_exactly(conn, _INT.size - len(answer) + 1) or b"")
+            if len(status) != _INT.size:  # the server died while the command ran: fail the job, say so
+                print(f"sts: the warm server ({path}) lost the command; rerun, or set STS_WARM=0", file=sys.stderr)
+                return 1
+            return _INT.unpack(status)[0]
+        raise Unavailable("the server dropped the command three times")
+    except (Unavailable, OSError) as exc:
+        print(f"sts: warm server not used ({exc}); running in-process", file=sys.stderr)
+        return None
+
+
+def caller_state() -> dict:
+    """What a forked command must take on to run as this process would: umask, nice, limits, CPUs."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return {
+        "umask": umask,
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "limits": {name: list(resource.getrlimit(getattr(resource, name))) for name in RLIMITS},
+        "cpus": sorted(os.sched_getaffinity(0)),
+    }
 
 
 def _stdio() -> list[int]:
@@ -127,15 +228,29 @@ def _connect(path: Path) -> socket.socket | None:
         return None
 
 
-def _start_server(path: Path) -> None:
+def _start_and_connect(path: Path) -> socket.socket:
+    """Start a server; its socket within STARTUP_S, or Unavailable (at once if the server failed)."""
     import subprocess
 
-    log = open(path.with_suffix(".log"), "ab")
-    subprocess.Popen(
-        [sys.executable, "-m", "sts.warm", str(path)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
-    )  # fmt: skip
-    log.close()
+    log = path.with_suffix(".log")
+    try:
+        fd = open_private(log, os.O_WRONLY | os.O_APPEND)
+    except OSError as exc:
+        raise Unavailable(f"cannot open {log}: {exc}") from None
+    env = {k: v for k, v in os.environ.items() if k.startswith("PYTHON") or k in ("LD_LIBRARY_PATH", "VIRTUAL_ENV")}
+    with os.fdopen(fd, "ab") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "sts.warm_server", str(path)], env={**env, **minimal_env(os.environ)}, cwd="/",
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, close_fds=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + STARTUP_S
+    while (conn := _connect(path)) is None:
+        if server.poll():  # 0 is another server holding the lock: its socket is coming
+            raise Unavailable(f"the server could not start, see {log}")
+        if time.monotonic() > deadline:
+            raise Unavailable(f"no server within {STARTUP_S:g} s")
+        time.sleep(0.01)
+    return conn
 
 
 def _recv_exactly(conn: socket.socket, n: int) -> bytes | None:
@@ -149,133 +264,3 @@ def _recv_exactly(conn: socket.socket, n: int) -> bytes | None:
             return None
         buf += chunk
     return buf
-
-
-# ---------------------------------------------------------------- server
-
-
-def serve(path: Path) -> None:
-    lock = open(path.with_suffix(".lock"), "a+")  # not "w": the owner's pid must survive
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return  # another server owns this socket
-    lock.truncate(0)
-    lock.write(f"{os.getpid()}\n")
-    lock.flush()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up below
-    from sts.cli import single_threaded
-
-    single_threaded()
-    for module in PRELOAD:
-        __import__(module)
-    import gc
-
-    gc.freeze()  # children do not copy the preloaded heap when they collect
-    path.unlink(missing_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    listener.listen(64)
-    sel = selectors.DefaultSelector()
-    sel.register(listener, selectors.EVENT_READ)
-    children: dict[int, socket.socket] = {}  # pid -> client connection
-    idle_since = time.monotonic()
-    try:
-        while children or time.monotonic() - idle_since < IDLE_S:
-            for key, _ in sel.select(timeout=0.02):
-                if key.fileobj is listener:
-                    conn, _ = listener.accept()
-                    pid = _fork_command(conn, listener)
-                    if pid:
-                        children[pid] = conn
-                        sel.register(conn, selectors.EVENT_READ, pid)
-                else:  # a client went away (killed): kill its command
-                    try:
-                        gone = not key.fileobj.recv(1, socket.MSG_PEEK)
-                    except OSError:
-                        gone = True
-                    if gone:
-                        _kill(key.data)
-            for pid, conn in list(children.items()):
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    code = os.waitstatus_to_exitcode(status)
-                    sel.unregister(conn)
-                    try:
-                        conn.sendall(_EXIT.pack(code if code >= 0 else 128 - code))
-                    except OSError:
-                        pass
-                    conn.close()
-                    del children[pid]
-                    idle_since = time.monotonic()
-    finally:
-        path.unlink(missing_ok=True)  # no new clients; queued ones get no ack and retry
-        listener.close()
-        for pid in children:
-            _kill(pid)
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _fork_command(conn: socket.socket, listener: socket.socket) -> int | None:
-    """Read one request and fork its child; return the child's pid (None on a bad request)."""
-    conn.settimeout(10)
-    try:
-        head, fds, _, _ = socket.recv_fds(conn, _EXIT.size, 3)
-        body = _recv_exactly(conn, _EXIT.unpack(head)[0]) if len(head) == _EXIT.size else None
-    except OSError:
-        head, fds, body = b"", [], None
-    if body is None or len(fds) != 3:
-        for fd in fds:
-            os.close(fd)
-        conn.close()
-        return None
-    conn.setblocking(True)
-    request = json.loads(body)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        for fd in fds:
-            os.close(fd)
-        try:
-            conn.sendall(_ACK)
-        except OSError:
-            pass  # the client is gone: the main loop sees it and kills the command
-        return pid
-    code = 1
-    try:  # the child: become the client's command
-        os.setpgid(0, 0)
-        listener.close()
-        conn.close()
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-            os.close(fd)
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        sys.argv = ["sts", *request["argv"]]
-        from sts.cli import main
-
-        code = main(request["argv"], warm=False)
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-if __name__ == "__main__":
-    serve(Path(sys.argv[1]))

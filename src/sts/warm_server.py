@@ -1,0 +1,325 @@
+"""The warm server of ``sts.warm``: one per user, code version and placement; see ``sts.warm`` for what it
+guarantees. Single-threaded: a selector reads every request and watches every client and command, and a
+forked child runs each command (``python -m sts.warm_server SOCKET``, started by the first client)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import resource
+import selectors
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from sts.warm import _ACK, _INT, _NAK, RLIMITS, Unavailable, minimal_env, open_private, peer_uid, per_cell, socket_path
+
+PRELOAD = (
+    "sts.sweeps", "sts.scalogram_step", "sts.baseline.features_cli", "sts.baseline.features",
+    "ipfx.spike_train_features", "ipfx.feature_extractor", "ipfx.stimulus_protocol_analysis", "ipfx.sweep",
+    "sts.synth_cli", "sts.synth", "sts.synth.write_allen_v1", "sts.synth.write_mies_nwb2",
+)  # fmt: skip
+IDLE_S = float(os.environ.get("STS_WARM_IDLE_S", "120"))
+REQUEST_S = 30.0  # a connection must have sent its whole request by then
+MAX_REQUEST = 1 << 20
+
+
+class _Client:
+    def __init__(self, conn: socket.socket):
+        self.conn, self.deadline, self.data, self.fds, self.pid = conn, time.monotonic() + REQUEST_S, b"", [], None
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def serve(path: Path) -> int:
+    """Serve on ``path`` until IDLE_S without work; 0 if another server owns it, 1 if this one cannot."""
+    os.umask(0o077)
+    if path != socket_path():  # checks the directory too; another code version must not serve this name
+        print(f"sts.warm: {path} is not this code's socket ({socket_path()})", file=sys.stderr)
+        return 1
+    lock = open_private(path.with_suffix(".lock"), os.O_RDWR)
+    deadline = time.monotonic() + 1.0  # a server that is shutting down holds the lock a moment longer
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if path.exists() or time.monotonic() > deadline:
+                return 0
+            time.sleep(0.01)
+    os.ftruncate(lock, 0)
+    os.write(lock, f"{os.getpid()}\n".encode())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up below
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(64)  # clients queue here while the imports run
+    server = _Server(listener, lock)
+    try:
+        server.preload()
+        server.loop()
+    finally:
+        path.unlink(missing_ok=True)  # no new clients; queued ones get no answer and retry
+        listener.close()
+        for pid in server.running:
+            _kill(pid)
+    return 0
+
+
+class _Server:
+    def __init__(self, listener: socket.socket, lock: int):
+        self.listener, self.lock = listener, lock
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(listener, selectors.EVENT_READ)
+        listener.setblocking(False)
+        self.clients: set[_Client] = set()
+        self.running: dict[int, tuple[_Client, int | None]] = {}  # pid -> client, pidfd
+
+    def preload(self) -> None:
+        import ctypes
+
+        from sts.cli import single_threaded
+
+        self.prctl = ctypes.CDLL(None, use_errno=True).prctl
+        single_threaded()
+        for module in PRELOAD:
+            try:
+                __import__(module)
+            except Exception as exc:  # the command imports it itself, and says what is wrong
+                print(f"sts.warm: cannot preload {module}: {exc!r}", file=sys.stderr)
+        import gc
+
+        gc.freeze()  # children do not copy the preloaded heap when they collect
+
+    def loop(self) -> None:
+        idle_since = time.monotonic()
+        while self.clients or time.monotonic() - idle_since < IDLE_S:
+            polling = any(pidfd is None for _, pidfd in self.running.values())
+            for key, _ in self.sel.select(timeout=0.02 if polling else 1.0):
+                if key.fileobj is self.listener:
+                    self.accept()
+                elif isinstance(key.data, _Client):
+                    try:
+                        self.readable(key.data)
+                    except Exception as exc:  # anything wrong with one request ends that request only
+                        self.answer(key.data, _NAK + str(exc).encode()[:200])
+                        self.drop(key.data)
+            if self.reap():
+                idle_since = time.monotonic()
+            for client in [c for c in self.clients if c.pid is None and c.deadline < time.monotonic()]:
+                self.drop(client)  # silent
+
+    def accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # none left (or out of descriptors: the next round retries)
+                return
+            try:
+                ours = peer_uid(conn) == os.getuid()
+            except OSError:
+                ours = False
+            if not ours:
+                conn.close()  # another user's: unread
+                continue
+            conn.setblocking(False)
+            client = _Client(conn)
+            self.clients.add(client)
+            self.sel.register(conn, selectors.EVENT_READ, client)
+
+    def readable(self, client: _Client) -> None:
+        if client.pid is not None:  # running: the only news can be that the client went away
+            try:
+                gone = not client.conn.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                gone = True
+            if gone:
+                _kill(client.pid)
+                self.sel.unregister(client.conn)
+            return
+        while len(client.data) < _INT.size or len(client.data) < _INT.size + _INT.unpack_from(client.data)[0]:
+            try:
+                data, fds, flags, _ = socket.recv_fds(client.conn, 65536, 3)
+            except BlockingIOError:
+                return
+            client.fds += fds
+            if not data:
+                raise _BadRequest("closed before the end of its request")
+            if len(client.fds) > 3 or flags & socket.MSG_CTRUNC:
+                raise _BadRequest("too many file descriptors")
+            client.data += data
+            if len(client.data) >= _INT.size and not 0 < _INT.unpack_from(client.data)[0] <= MAX_REQUEST:
+                raise _BadRequest("bad length")
+        if len(client.data) != _INT.size + _INT.unpack_from(client.data)[0] or len(client.fds) != 3:
+            raise _BadRequest("bad framing")
+        self.fork(client, _parse(client.data[_INT.size :]))
+
+    def fork(self, client: _Client, request: dict) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        server = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            _become_command(client, request, lambda: self.close_all_but(client), server, self.prctl)
+        try:
+            os.setpgid(pid, pid)  # the child does it too: whoever comes first
+        except OSError:
+            pass
+        for fd in client.fds:
+            os.close(fd)
+        client.fds, client.pid = [], pid
+        try:
+            pidfd = os.pidfd_open(pid)
+            self.sel.register(pidfd, selectors.EVENT_READ, pid)  # wakes the loop when the command ends
+        except (AttributeError, OSError):
+            pidfd = None
+        self.running[pid] = client, pidfd
+
+    def close_all_but(self, client: _Client) -> None:
+        """In a child: close the server's descriptors, so that only the server holds them."""
+        self.sel.close()
+        self.listener.close()
+        os.close(self.lock)
+        for other in self.clients - {client}:
+            other.conn.close()
+            for fd in other.fds:
+                os.close(fd)
+        for _, pidfd in self.running.values():
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def reap(self) -> bool:
+        reaped = False
+        while self.running:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            if pid not in self.running:
+                continue
+            client, pidfd = self.running.pop(pid)
+            if pidfd is not None:
+                self.sel.unregister(pidfd)
+                os.close(pidfd)
+            code = os.waitstatus_to_exitcode(status)
+            self.answer(client, _INT.pack(code if code >= 0 else 128 - code))
+            self.drop(client)
+            reaped = True
+        return reaped
+
+    def answer(self, client: _Client, data: bytes) -> None:
+        try:
+            client.conn.send(data)
+        except OSError:
+            pass  # the client is gone
+
+    def drop(self, client: _Client) -> None:
+        if client.pid in self.running:
+            _kill(client.pid)  # reaped later
+        if client in self.clients:
+            self.clients.discard(client)
+            try:
+                self.sel.unregister(client.conn)
+            except KeyError:
+                pass  # a client that went away while its command ran
+            client.conn.close()
+            for fd in client.fds:
+                os.close(fd)
+
+
+def _parse(body: bytes) -> dict:
+    try:
+        r = json.loads(body)
+        ok = (
+            isinstance(r["argv"], list) and all(isinstance(a, str) for a in r["argv"]) and isinstance(r["cwd"], str)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in r["env"].items())
+            and isinstance(r["umask"], int) and isinstance(r["nice"], int)
+            and all(k in RLIMITS and [type(x) for x in v] == [int, int] for k, v in r["limits"].items())
+            and all(isinstance(c, int) for c in r["cpus"])
+        )  # fmt: skip
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise _BadRequest(f"malformed request ({exc})") from None
+    if not ok:
+        raise _BadRequest("malformed request")
+    if not per_cell(r["argv"]):
+        raise _BadRequest(f"not a per-cell command: {' '.join(r['argv'][:2])}")
+    return r
+
+
+def _kill(pid: int) -> None:
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _become_command(client: _Client, request: dict, close_server, server: int, prctl) -> None:
+    """The forked child: take on the caller's state, acknowledge, run the command, exit with its status."""
+    code = 1
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_DFL)
+        if prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0 or os.getppid() != server:  # PR_SET_PDEATHSIG
+            os._exit(1)  # the server is already gone
+        os.setpgid(0, 0)
+        close_server()
+        conn = client.conn
+        conn.setblocking(True)
+        try:
+            _take_on(request)
+        except (OSError, ValueError) as exc:  # e.g. a limit above the server's hard one
+            conn.sendall(_NAK + f"cannot take on the caller's state: {exc}".encode()[:200])
+            os._exit(0)
+        for target, fd in enumerate(client.fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(minimal_env(request["env"]))
+        time.tzset()
+        try:
+            conn.sendall(_ACK)
+        except OSError:
+            os._exit(1)  # the client gave up or went away: nothing to run for
+        conn.close()
+        sys.argv = ["sts", *request["argv"]]
+        from sts.cli import main
+
+        try:
+            code = main(request["argv"], warm=False)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _take_on(request: dict) -> None:
+    os.umask(request["umask"] & 0o777)
+    if os.getpriority(os.PRIO_PROCESS, 0) != request["nice"]:
+        os.setpriority(os.PRIO_PROCESS, 0, request["nice"])
+    for name, limits in request["limits"].items():
+        if list(resource.getrlimit(getattr(resource, name))) != limits:
+            resource.setrlimit(getattr(resource, name), tuple(limits))
+    if request["cpus"] and set(request["cpus"]) != os.sched_getaffinity(0):
+        os.sched_setaffinity(0, request["cpus"])
+    os.chdir(request["cwd"])
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(serve(Path(sys.argv[1])))
+    except Unavailable as exc:
+        sys.exit(f"sts.warm: {exc}")
