@@ -26,10 +26,11 @@ Guarantees (issue 15):
   directory or socket path (108 bytes at most) is unusable or the caller's limits cannot be applied.
 - Placement: the socket's name hashes the interpreter, the size and mtime of every file of the
   ``sts`` package (code changes never reach a stale server), the caller's groups, cgroups and SLURM
-  job step: a command never runs with other groups or in another job's cgroup. Under SLURM (``SLURM_JOB_ID`` set) the server
-  is off unless ``STS_WARM=1``: the SLURM executor runs every job as its own job step (``srun``), and
-  SLURM kills what a step leaves behind when it ends, so a server would serve one cell and cost a
-  start-up. ``STS_WARM=0`` disables the server everywhere.
+  job step: a command never runs with other groups or in another job's cgroup.
+- SLURM: with ``SLURM_JOB_ID`` set the server is off unless ``STS_WARM=1``. The SLURM executor runs
+  every job, those of a group too, as its own job step (``srun``), and SLURM kills what a step started
+  when its one command ends: a server would serve one cell and cost its start-up (see the README).
+  ``STS_WARM=0`` disables the server everywhere.
 The server is single-threaded (forking from a threaded process is unsafe), exits after IDLE_S
 seconds without work, and holds a lock file so that only one runs per socket.
 """
