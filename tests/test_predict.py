@@ -26,7 +26,9 @@ PREPARATION = {
 }
 
 
-def save_untrained_model(path, preparation=PREPARATION, size: int = 32, arch: str = "mobilenet_v2"):
+def save_untrained_model(path, preparation=PREPARATION, size: int = 32, arch: str = "mobilenet_v2",
+                         scalogram_dtype: str | None = "float16"):
+    """model.pt as sts train writes it; ``scalogram_dtype=None``: as saved before it was recorded."""
     import torch
 
     from sts.dl.models import build_model
@@ -34,9 +36,10 @@ def save_untrained_model(path, preparation=PREPARATION, size: int = 32, arch: st
 
     torch.manual_seed(0)
     model = build_model(arch, len(CLASSES), 0.0, size)
+    dtype = {"scalogram_dtype": scalogram_dtype} if scalogram_dtype else {}
     torch.save({"state_dict": model.state_dict(), "arch": arch, "classes": CLASSES, "input_size": [size, size],
                 "normalisation": asdict(NormParams()), "image_dtype": "float16", "dropout": 0.0,
-                "train_params": {"weights": "none"}, "preparation": preparation}, path)  # fmt: skip
+                "train_params": {"weights": "none"}, "preparation": preparation, **dtype}, path)  # fmt: skip
     return path
 
 
@@ -72,10 +75,22 @@ def predict(model, *inputs, out, extra=()):
                  *extra, *map(str, inputs)], warm=False)  # fmt: skip
 
 
+def pack_one(tmp_path, scalogram_file: Path, size: int = 32) -> np.ndarray:
+    """The image ``sts pack`` makes of one per-cell scalogram file."""
+    from sts.dl.pack import load_packed, pack
+
+    (tmp_path / "scal").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "scal" / "x.h5").write_bytes(scalogram_file.read_bytes())
+    pd.DataFrame([{"specimen_id": "x", "dataset": "seq", "label": "Pvalb", "status": "ok", "reason": "",
+                   "split": "train", "fold": 0}]).to_csv(tmp_path / "m.csv", index=False)  # fmt: skip
+    pack(tmp_path / "m.csv", tmp_path / "scal", tmp_path / "packed.h5", size, classes=["Pvalb"])
+    return np.array(load_packed(tmp_path / "packed.h5").images[0])
+
+
 def test_preparation_comes_from_the_model_and_matches_the_per_cell_commands(cells, tmp_path):
     """The image fed to the network equals what select-sweeps -> scalogram -> pack make with the
-    model's saved parameters (bit for bit up to the scalogram, same packed image)."""
-    from sts.dl.pack import NormParams, prepare_images
+    model's saved parameters: the float32 CWT rounds to the file's float16 bit for bit, and the
+    packed image of that file is predict's image exactly (predict rounds through float16 too)."""
     from sts.predict import Predictor
 
     _, paths, model = cells
@@ -91,10 +106,24 @@ def test_preparation_comes_from_the_model_and_matches_the_per_cell_commands(cell
         with h5py.File(tmp_path / "sc.h5") as f:
             reference = f["scalogram"][()]
             assert list(f.attrs["amplitudes_pa"]) == list(prepared.attrs["amplitudes_pa"])
-        assert prepared.scalogram.shape == (2, 40, 2000)
-        np.testing.assert_array_equal(prepared.scalogram, reference)
-        image = prepare_images(reference[None], (32, 32), NormParams())[0].numpy().astype(np.float16)
-        np.testing.assert_array_equal(prepared.image, image)
+        assert prepared.scalogram.shape == (2, 40, 2000) and reference.dtype == np.float16
+        np.testing.assert_array_equal(prepared.scalogram.astype(np.float16), reference)
+        np.testing.assert_array_equal(prepared.image, pack_one(tmp_path / kind, tmp_path / "sc.h5"))
+
+
+def test_models_saved_before_scalogram_dtype_serve_float32_scalograms(cells, tmp_path):
+    """A model trained on float32 scalogram files (no scalogram_dtype in model.pt) gets images of
+    the unrounded CWT: the image an old float32 file packs to."""
+    from sts.predict import Predictor
+
+    _, paths, _ = cells
+    predictor = Predictor(save_untrained_model(tmp_path / "old.pt", scalogram_dtype=None), "cpu")
+    assert predictor.scalogram_dtype == np.float32
+    prepared = predictor.prepare(paths["good_clamp"])
+    with h5py.File(tmp_path / "old.h5", "w") as f:  # the file the scalogram step wrote before float16
+        f.create_dataset("scalogram", data=prepared.scalogram)
+        f.attrs.update(freqs_hz=predictor.scalogram.freqs_hz, fs_hz=predictor.selection.fs_hz, status="ok")
+    np.testing.assert_array_equal(prepared.image, pack_one(tmp_path, tmp_path / "old.h5"))
 
 
 def test_rows_excluded_files_and_exit_status(cells, tmp_path):

@@ -92,7 +92,8 @@ def test_manifest_and_outputs(run, base_config):
     assert set(ok["split"]) == {"train", "test"}
     for sid in ok["specimen_id"]:
         with h5py.File(run / "results" / "scalograms" / f"{sid}.h5") as f:
-            assert f["scalogram"].shape == (2, 180, 4800) and f["scalogram"].dtype == "float32"
+            assert f["scalogram"].shape == (2, 180, 4800) and f["scalogram"].dtype == "float16"
+            assert f["scalogram"].chunks == (1, 180, 4800) and f["scalogram"].compression is None
             assert f.attrs["wavelet"] == "mexh" and f.attrs["fs_hz"] == 4000
             assert f.attrs["freqs_hz"][0] == 20 and f.attrs["freqs_hz"][-1] == 200
     assert (run / "logs" / "select_sweeps").is_dir()
@@ -123,6 +124,21 @@ def test_changing_frequencies_reruns_scalograms_not_selection(run, base_config):
     n_cells = len(list((run / "results" / "sweeps").glob("*.h5")))
     assert jobs == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1, **cnn_jobs(base_config),
                     **report_jobs(base_config, cells=True)}  # fmt: skip
+
+
+def test_changing_compression_reruns_scalograms_not_selection(run, base_config):
+    """scalogram.compression goes through the rule's params; the model's preparation leaves it out."""
+    cfg = yaml.safe_load(yaml.safe_dump(base_config))
+    assert "compression" not in cfg["scalogram"]  # the schema's default, none
+    n_cells = len(list((run / "results" / "sweeps").glob("*.h5")))
+    try:
+        cfg["scalogram"]["compression"] = "none"
+        assert planned_jobs(run, cfg) == {}
+        cfg["scalogram"]["compression"] = "gzip"
+        assert planned_jobs(run, cfg) == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1,
+                                          **cnn_jobs(base_config), **report_jobs(base_config, cells=True)}  # fmt: skip
+    finally:  # later tests run with the run folder's config.yaml
+        (run / "config.yaml").write_text(yaml.safe_dump(base_config))
 
 
 def test_changing_split_seed_reruns_only_manifest(run, base_config):
@@ -234,6 +250,7 @@ def test_cnn_outputs(run, base_config):
         assert meta["arch"] == arch and meta["classes"] == classes
         assert meta["input_size"] == [base_config["cnn"]["input_size"]] * 2
         assert meta["preparation"] == {"sweeps": base_config["sweeps"], "scalogram": base_config["scalogram"]}
+        assert meta["scalogram_dtype"] == meta["image_dtype"] == "float16"  # what sts predict rounds to
         with h5py.File(models / "saliency.h5") as f:
             assert f["saliency"].shape == (len(classes), 2, 180, 4800)
         for png in ("confusion_matrix.png", "training_curves.png", "saliency.png"):

@@ -85,9 +85,13 @@ def _scalogram(args: argparse.Namespace) -> int:
     single_threaded()
     from sts.scalogram_step import ScalogramParams, scalogram_file
 
-    params = ScalogramParams(
-        wavelet=args.wavelet, fmin_hz=args.fmin_hz, fmax_hz=args.fmax_hz, n_freqs=args.n_freqs
-    )
+    given = {"compression": args.compression} if args.compression else {}  # else the dataclass default
+    try:
+        params = ScalogramParams(
+            wavelet=args.wavelet, fmin_hz=args.fmin_hz, fmax_hz=args.fmax_hz, n_freqs=args.n_freqs, **given
+        )
+    except ValueError as err:
+        raise SystemExit(f"sts scalogram: {err}") from err
     scalogram_file(args.sweeps, args.out, params)
     return 0
 
@@ -143,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
         "scalogram",
         help="Mexican-hat CWT of a cell's two selected sweeps",
         description="Read the sweeps file written by select-sweeps and write dataset 'scalogram' "
-        "(float32, shape (2, n_freqs, n_times)) with attributes freqs_hz, fs_hz, wavelet.",
+        "(float16, shape (2, n_freqs, n_times), one chunk per sweep) with attributes freqs_hz, fs_hz, "
+        "wavelet. A cell whose coefficients exceed float16's range is excluded with the reason.",
     )
     p.add_argument("sweeps", help="input HDF5 from select-sweeps")
     p.add_argument("out", help="output HDF5")
@@ -151,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fmin-hz", type=float, default=20.0)
     p.add_argument("--fmax-hz", type=float, default=200.0)
     p.add_argument("--n-freqs", type=int, default=180)
+    # No choices= here: sts.scalogram_step imports numpy, which must wait for single_threaded().
+    p.add_argument("--compression", default=None,
+                   help="none (default), gzip (smallest) or lzf (faster); the file only, the values are the same")  # fmt: skip
     p.set_defaults(func=_scalogram)
 
     p = sub.add_parser(

@@ -4,7 +4,10 @@ Each file (NWB v1, NWB 2 or ABF) is prepared exactly as the training cells were,
 parameters saved in ``model.pt`` and never from the current config: sweep selection
 (``preparation.sweeps``), the CWT (``preparation.scalogram``), the image transform
 (``normalisation``, ``input_size``) and the rounding to the packed file's storage type
-(``image_dtype``; float16 for models saved before it was recorded, the pack default).
+(``image_dtype``; float16 for models saved before it was recorded, the pack default). The
+scalogram itself is rounded to the per-cell files' storage type (``scalogram_dtype``: float16;
+float32, i.e. no rounding, for models saved before it was recorded, whose files were float32)
+before the image is made, so the image equals the packed one bit for bit.
 Inference goes through the evaluation step's own ``predict_proba``.
 
 The output CSV has one row per input file: ``file, specimen_id, status, reason, predicted,
@@ -41,6 +44,7 @@ SWEEP_COLUMNS = ("rheobase_pa", "second_pa", "second_offset_pa", "rheobase_sweep
 # shaped the training inputs may not (train/serve parity).
 SELECTION_OVERRIDES = ("tolerance_pa", "any_square_step", "long_square_names")
 DEFAULT_IMAGE_DTYPE = "float16"  # sts pack's default, for model.pt files without image_dtype
+LEGACY_SCALOGRAM_DTYPE = "float32"  # per-cell scalogram files of models saved without scalogram_dtype
 
 
 class NoReadableInput(RuntimeError):
@@ -57,7 +61,7 @@ class Prepared:
     reason: str = ""
     readable: bool = True  # the file opened (an excluded cell may still be readable)
     traces_mv: np.ndarray | None = None  # (2, n_times)
-    scalogram: np.ndarray | None = None  # (2, n_freqs, n_times) float32
+    scalogram: np.ndarray | None = None  # (2, n_freqs, n_times) float32 (before the storage rounding)
     image: np.ndarray | None = None  # (3, H, W) in the packed storage type
     attrs: dict = field(default_factory=dict)
     features: np.ndarray | None = None  # (n_features,) EP features (LightGBM baseline)
@@ -142,6 +146,7 @@ class Predictor:
         self.norm = NormParams(**self.meta["normalisation"])
         self.input_size = tuple(int(v) for v in self.meta["input_size"])
         self.image_dtype = np.dtype(self.meta.get("image_dtype", DEFAULT_IMAGE_DTYPE))
+        self.scalogram_dtype = np.dtype(self.meta.get("scalogram_dtype", LEGACY_SCALOGRAM_DTYPE))
         self.classes = [str(c) for c in self.meta["classes"]]
         axes = self.meta.get("scalogram_axes")
         if axes and not np.allclose(axes["freqs_hz"], self.scalogram.freqs_hz):
@@ -152,7 +157,7 @@ class Predictor:
         for a bad recording (excluded, with the reason)."""
         from sts.dl.pack import prepare_images
         from sts.recordings import NwbReadError, open_recording
-        from sts.scalogram_step import scalogram_of
+        from sts.scalogram_step import as_stored, scalogram_of
         from sts.sweeps import select_from_recording
 
         path = Path(path)
@@ -174,9 +179,10 @@ class Predictor:
         if sel.status != "ok":
             return Prepared(path, sid, "excluded", predict_hint(sel.reason))
         scal = scalogram_of(sel.traces_mv, self.selection.fs_hz, self.scalogram)
-        if not np.isfinite(scal).all():
-            return Prepared(path, sid, "excluded", "non-finite scalogram values", attrs=sel.attrs)
-        image = prepare_images(scal[None], self.input_size, self.norm)[0].numpy().astype(self.image_dtype)
+        stored, reason = as_stored(scal, self.scalogram_dtype)  # as the training cells' files held it
+        if stored is None:
+            return Prepared(path, sid, "excluded", reason, attrs=sel.attrs)
+        image = prepare_images(stored[None], self.input_size, self.norm)[0].numpy().astype(self.image_dtype)
         return Prepared(path, sid, "ok", traces_mv=sel.traces_mv, scalogram=scal, image=image, attrs=sel.attrs)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:

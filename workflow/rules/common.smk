@@ -82,8 +82,12 @@ def selection_args():
 
 
 def scalogram_args():
+    """Every result-affecting key, and the compression: changing it re-runs the scalogram jobs."""
     s = config["scalogram"]
-    return f"--wavelet {s['wavelet']} --fmin-hz {s['fmin_hz']} --fmax-hz {s['fmax_hz']} --n-freqs {s['n_freqs']}"
+    return (
+        f"--wavelet {s['wavelet']} --fmin-hz {s['fmin_hz']} --fmax-hz {s['fmax_hz']} "
+        f"--n-freqs {s['n_freqs']} --compression {s['compression']}"
+    )
 
 
 def split_params():
@@ -182,8 +186,10 @@ def cnn_train_settings(wildcards):
 
 
 def cnn_preparation():
-    """Sweep-selection and scalogram parameters, stored in model.pt to classify new recordings."""
-    return {"sweeps": dict(config["sweeps"]), "scalogram": dict(config["scalogram"])}
+    """Sweep-selection and scalogram parameters, stored in model.pt to classify new recordings
+    (not the files' compression: it does not change the values)."""
+    scalogram = {k: v for k, v in config["scalogram"].items() if k != "compression"}
+    return {"sweeps": dict(config["sweeps"]), "scalogram": scalogram}
 
 
 def cnn_targets():

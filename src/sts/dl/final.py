@@ -58,6 +58,7 @@ def train_final(
         "state_dict": result.state_dict, "arch": arch, "classes": list(packed.classes),
         "input_size": list(packed.input_size), "normalisation": json.loads(packed.norm.to_json()),
         "image_dtype": str(np.asarray(packed.images[:0]).dtype),  # packed storage: inputs were rounded to it
+        "scalogram_dtype": packed.scalogram_dtype,  # and before that, the scalograms (sts predict does both)
         "dropout": hp.get("dropout", 0.0), "train_params": {**hp, "epochs": epochs, "seed": seed, "weights": weights},
         "cv_balanced_accuracy": best_params.get("cv_balanced_accuracy"), "preparation": preparation or {},
         "scalogram_axes": {"freqs_hz": np.asarray(packed.freqs_hz).tolist(), "fs_hz": packed.fs_hz,

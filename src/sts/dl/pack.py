@@ -8,7 +8,9 @@ mean/std. Row 0 of an image is the lowest frequency.
 The packed HDF5 file holds ``images`` (contiguous, float16 or float32, so training can
 memory-map it without copies), ``specimen_id``, ``label``, ``split``, ``fold`` and
 attributes ``classes``, ``input_size``, ``norm`` (JSON), ``freqs_hz``, ``fs_hz``,
-``n_times``. Training reads batches from it, never from per-cell files.
+``n_times``, ``scalogram_dtype`` (the per-cell files' storage type: float16, or float32 for
+files written before it; ``sts predict`` rounds its scalograms to it). Training reads batches
+from it, never from per-cell files.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def prepare_images(scalograms, size: tuple[int, int], norm: NormParams):
 
 
 def read_scalogram(path: str | Path) -> tuple[np.ndarray, dict]:
-    """One cell's scalogram (2, n_freqs, n_times) and its axes (freqs_hz, fs_hz)."""
+    """One cell's scalogram (2, n_freqs, n_times) as stored (float16, or float32 in older files)
+    and its axes (freqs_hz, fs_hz)."""
     with h5py.File(path, "r") as f:
         if "scalogram" not in f:
             raise ValueError(f"{path}: no 'scalogram' dataset (cell excluded upstream?)")
@@ -117,16 +120,20 @@ def pack(
             except (OSError, KeyError, ValueError) as err:
                 raise ValueError(f"cell {sid}: cannot read scalogram {path}: {err}") from err
             if axes is None:
-                axes = {**cell_axes, "n_times": scal.shape[-1]}
+                axes = {**cell_axes, "n_times": scal.shape[-1], "dtype": scal.dtype.name}
             elif scal.shape[1:] != (len(axes["freqs_hz"]), axes["n_times"]):
                 raise ValueError(f"cell {sid}: scalogram shape {scal.shape} differs from the first cell's")
+            elif scal.dtype.name != axes["dtype"]:  # served cells are rounded to one type
+                raise ValueError(f"cell {sid}: scalogram stored as {scal.dtype.name}, the first cell's as "
+                                 f"{axes['dtype']}: re-run the scalogram step for all cells")  # fmt: skip
             images[i] = prepare_images(scal[None], size, norm)[0].numpy().astype(dtype)
         str_dt = h5py.string_dtype()
         for col in ("specimen_id", "label", "split"):
             f.create_dataset(col, data=cells[col].astype(str).to_numpy(dtype=object), dtype=str_dt)
         f.create_dataset("fold", data=pd.to_numeric(cells["fold"], errors="coerce").fillna(-1).astype(int).to_numpy())
         f.attrs.update(classes=json.dumps(classes), input_size=list(size), norm=norm.to_json(),
-                       freqs_hz=axes["freqs_hz"], fs_hz=axes["fs_hz"], n_times=axes["n_times"])  # fmt: skip
+                       freqs_hz=axes["freqs_hz"], fs_hz=axes["fs_hz"], n_times=axes["n_times"],
+                       scalogram_dtype=axes["dtype"])  # fmt: skip
     log.info("packed %d cells at %dx%d into %s", len(cells), *size, out_path)
     return len(cells)
 
@@ -146,6 +153,7 @@ class Packed:
     freqs_hz: np.ndarray
     fs_hz: float
     n_times: int
+    scalogram_dtype: str = "float32"  # storage type of the per-cell scalograms it was packed from
 
     @property
     def y(self) -> np.ndarray:
@@ -174,4 +182,5 @@ def load_packed(path: str | Path) -> Packed:
             fold=f["fold"][()], classes=json.loads(f.attrs["classes"]),
             input_size=tuple(int(v) for v in f.attrs["input_size"]), norm=NormParams(**json.loads(f.attrs["norm"])),
             freqs_hz=f.attrs["freqs_hz"][()], fs_hz=float(f.attrs["fs_hz"]), n_times=int(f.attrs["n_times"]),
+            scalogram_dtype=str(f.attrs.get("scalogram_dtype", "float32")),  # packed before it was recorded
         )  # fmt: skip

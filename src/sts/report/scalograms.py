@@ -50,12 +50,13 @@ def pick_examples(manifest: pd.DataFrame, cls: str, n: int = 3, seed: int = 0, a
 
 
 def read_example(scalogram_path: str | Path, sweeps_path: str | Path) -> dict:
-    """One cell's |scalogram| (2, n_freqs, n_times), traces (2, n_times) and axes."""
+    """One cell's |scalogram| (2, n_freqs, n_times) float32 (files store float16, older ones
+    float32), traces (2, n_times) and axes."""
     with h5py.File(scalogram_path, "r") as f:
         if "scalogram" not in f:
             raise ValueError(f"{scalogram_path}: no 'scalogram' dataset (cell excluded upstream?)")
         out = {
-            "scalogram": np.abs(f["scalogram"][()]),
+            "scalogram": np.abs(f["scalogram"][()].astype(np.float32)),  # as older files: scales in float32
             "freqs_hz": f.attrs["freqs_hz"][()],
             "fs_hz": float(f.attrs["fs_hz"]),
             "amplitudes_pa": f.attrs.get("amplitudes_pa", [np.nan, np.nan]),
