@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -63,3 +64,42 @@ def test_early_stopping_and_step_decay(packed):
         assert scores[-1] <= result.best_score
     else:
         assert len(scores) == 6 and all(b > a for a, b in zip(scores, scores[1:]))
+
+
+def on_device(images, device, share=None):
+    """device_images without its CUDA check: the whole array as a tensor on ``device``."""
+    return torch.from_numpy(np.array(images)).to(device)
+
+
+def test_batches_indexed_on_the_device_give_the_same_fit(packed, monkeypatch):
+    """The CUDA path's data handling (the packed array as one tensor on the device, the epoch's
+    order sent once, validation and BN recalibration reading the same tensor) trains exactly as
+    batches read from the memory map: checked on the CPU, where it can run."""
+    import sts.dl.train as train
+
+    params = TrainParams(**{**PARAMS.__dict__, "recalibrate_bn": True})
+    assert train.device_images(packed.images, torch.device("cpu")) is None  # the CPU reads the memory map
+    host = run(packed, params)
+    monkeypatch.setattr(train, "device_images", on_device)
+    resident = run(packed, params)
+    assert resident.history[0]["train_loss"] > 0
+    for a, b in zip(host.history, resident.history):
+        assert {k: v for k, v in a.items() if k not in ("seconds", "images_per_s")} == {
+            k: v for k, v in b.items() if k not in ("seconds", "images_per_s")}
+    assert same_weights(host.state_dict, resident.state_dict)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA only (not available here)")
+def test_cuda_fit_keeps_the_packed_array_on_the_gpu(packed, caplog):
+    import logging
+
+    from sts.dl.train import device_images
+
+    caplog.set_level(logging.INFO, logger="sts.dl.train")
+    result = run(packed, TrainParams(**{**PARAMS.__dict__, "device": "cuda", "recalibrate_bn": True}))
+    assert "for the fit" in caplog.text  # the array went to the GPU
+    assert len(result.history) == PARAMS.max_epochs and all(np.isfinite(h["train_loss"]) for h in result.history)
+    assert all(v.device.type == "cpu" for v in result.state_dict.values())
+    gpu = torch.device("cuda")
+    assert device_images(packed.images, gpu).dtype == torch.float16  # storage type kept
+    assert device_images(packed.images, gpu, share=0.0) is None  # too large: host batches
