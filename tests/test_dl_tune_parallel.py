@@ -212,9 +212,10 @@ def test_one_worker_is_the_sequential_search(packed_file, tmp_path):
 
 
 def test_slurm_profile_submits_one_job_per_worker_and_the_gather_waits_for_all(tmp_path):
-    """Dry run of the .test config with tune_workers: 3 through the SLURM profile (its executor
-    line left out without the plugin): 3 tuning jobs per architecture, one local gather each
-    whose inputs are all 3 workers' done files."""
+    """Dry run of the .test config with tune_workers: 3 and trials_per_gpu: 2 through the SLURM
+    profile (its executor line left out without the plugin): 3 tuning jobs per architecture,
+    each one GPU with twice one trial's threads and memory, and one local gather each whose
+    inputs are all 3 workers' done files."""
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
@@ -223,7 +224,7 @@ def test_slurm_profile_submits_one_job_per_worker_and_the_gather_waits_for_all(t
     (tmp_path / "profile").mkdir()
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
     config = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
-    config["cnn"]["tune_workers"] = 3
+    config["cnn"].update(tune_workers=3, trials_per_gpu=2, gpus=1)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.run(
         [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
@@ -242,3 +243,29 @@ def test_slurm_profile_submits_one_job_per_worker_and_the_gather_waits_for_all(t
     workers = re.findall(r"^rule cnn_tune:\n(?:\s+\w+: .*\n)*?\s+output: (results/tuning/\w+/worker_\d+\.done)",
                          proc.stdout, re.M)  # fmt: skip
     assert len(set(workers)) == 3 * len(archs)
+    requests = re.findall(r"^rule cnn_tune:\n(?:\s+\w+: .*\n)*?\s+threads: (\d+)\n\s+resources: (.*)$",
+                          proc.stdout, re.M)  # fmt: skip
+    assert len(requests) == 3 * len(archs)
+    for threads, resources in requests:
+        res = dict(kv.split("=", 1) for kv in resources.split(", "))
+        assert int(threads) == 2 * config["cnn"]["threads"] and int(res["mem_mb"]) == 2 * config["cnn"]["mem_mb"]
+        assert res["gpu"] == "1" and res["slurm_partition"] == "gpu" and res["trials_per_gpu"] == "2"
+
+
+def test_a_job_runs_trials_per_gpu_workers_at_once(packed_file, tmp_path):
+    """cnn.trials_per_gpu: job 1 with 2 slots runs study workers 2 and 3 in their own processes
+    (threads split between them); together they finish exactly the budget, and only the job's
+    done file is written, listing both."""
+    from sts.dl.tune import tune_job
+
+    settings = TuneSettings(**{**SETTINGS.__dict__, "n_trials": 4})
+    report = tune_job(packed_file, tmp_path, settings, job=1, per_gpu=2, threads=2)
+    assert report["worker"] == 1 and report["slots"] == [2, 3]
+    study = open_study(tmp_path, settings, data_key(load_packed(packed_file)))
+    assert len(finished(study)) == 4 == len(study.trials)
+    assert {t.user_attrs[WORKER] for t in study.trials} == {2, 3}  # both ran trials
+    assert sorted(report["trials"]) == [t.number for t in study.trials]
+    assert sorted(p.name for p in tmp_path.glob("worker_*.done")) == ["worker_1.done"]
+    assert json.loads((tmp_path / "worker_1.done").read_text()) == report
+    assert tune_gather(load_packed(packed_file), tmp_path, settings)["cv_balanced_accuracy"] is not None
+    assert json.loads((tmp_path / "search.json").read_text())["workers"] == 2

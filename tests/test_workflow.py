@@ -141,6 +141,16 @@ def test_changing_compression_reruns_scalograms_not_selection(run, base_config):
         (run / "config.yaml").write_text(yaml.safe_dump(base_config))
 
 
+def test_changing_trials_per_gpu_reruns_nothing(run, base_config):
+    """cnn.trials_per_gpu is how a search runs (a resource of cnn_tune), not what it finds."""
+    cfg = yaml.safe_load(yaml.safe_dump(base_config))
+    cfg["cnn"]["trials_per_gpu"] = 2
+    try:
+        assert planned_jobs(run, cfg) == {}
+    finally:
+        (run / "config.yaml").write_text(yaml.safe_dump(base_config))
+
+
 def test_changing_split_seed_reruns_only_manifest(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["split"]["seed"] = 43

@@ -57,9 +57,12 @@ rule cnn_fetch_weights:
         "sts fetch-weights $(dirname {output.weights}) {wildcards.arch} 2> {log}"
 
 
-# One worker of the search: takes trials of the shared study (results/tuning/{arch}/journal.log,
+# One job of the search: takes trials of the shared study (results/tuning/{arch}/journal.log,
 # or the RDB of cnn.storage; never an output, so a re-run job resumes it) until it has
-# `trials` finished ones; a restarted worker retries the trial it was killed in.
+# `trials` finished ones; a restarted worker retries the trial it was killed in. With
+# cnn.trials_per_gpu M the job runs M workers at once on its device(s), with M times the
+# threads and memory of one. M is a resource, not a param: how the search is run, not what
+# it finds, so changing it re-runs no finished search (nor the training after it).
 rule cnn_tune:
     input:
         packed=cnn_packed,
@@ -72,11 +75,12 @@ rule cnn_tune:
         "benchmarks/cnn_tune/{arch}/worker_{worker}.tsv"
     conda:
         "../envs/cnn.yaml"
-    threads: CNN["threads"]
+    threads: CNN["threads"] * CNN["trials_per_gpu"]
     resources:
-        mem_mb=CNN["mem_mb"],
+        mem_mb=CNN["mem_mb"] * CNN["trials_per_gpu"],
         runtime=CNN["runtime"],
         gpu=CNN["gpus"],
+        trials_per_gpu=CNN["trials_per_gpu"],
     params:
         settings=cnn_tune_settings,
         storage=CNN["storage"],

@@ -29,20 +29,19 @@ def _pack(args) -> int:
 
 def _tune(args) -> int:
     from sts.dl.pack import load_packed
-    from sts.dl.tune import TuneSettings, tune, tune_gather, tune_worker
+    from sts.dl.tune import TuneSettings, tune, tune_gather, tune_job
 
     settings = TuneSettings(
         arch=args.arch, n_trials=args.trials, max_epochs=args.max_epochs, seed=args.seed,
         space=_json_arg(args.space), pruner=args.pruner, weights=args.weights, weights_path=args.weights_path,
         device=args.device, recalibrate_bn=args.recalibrate_bn,
     )  # fmt: skip
-    packed = load_packed(args.packed)
     if args.worker is not None:
-        tune_worker(packed, args.out_dir, settings, args.worker, args.storage, threads=args.threads)
+        tune_job(args.packed, args.out_dir, settings, args.worker, args.trials_per_gpu, args.storage, args.threads)
     elif args.gather:
-        tune_gather(packed, args.out_dir, settings, args.storage)
+        tune_gather(load_packed(args.packed), args.out_dir, settings, args.storage)
     else:
-        tune(packed, args.out_dir, settings, threads=args.threads, storage_url=args.storage)
+        tune(load_packed(args.packed), args.out_dir, settings, threads=args.threads, storage_url=args.storage)
     return 0
 
 
@@ -148,6 +147,9 @@ def add_parser(sub) -> None:
                       "--trials finished; a restarted K retries the trial it was killed in; writes "
                       "OUT_DIR/worker_K.done")  # fmt: skip
     mode.add_argument("--gather", action="store_true", help="only write the outputs (after every worker)")
+    p.add_argument("--trials-per-gpu", type=int, default=1, metavar="M",
+                   help="with --worker K: M workers at once (processes, ids K*M..K*M+M-1, --threads split "
+                   "between them) on one device; each holds its own copy of the packed images on a GPU")  # fmt: skip
     _weights(p)
     _common(p)
     p.set_defaults(func=_tune)

@@ -18,13 +18,16 @@ shared study until it has ``n_trials`` finished ones and writes ``worker_{k}.don
 of workers can run at once and a killed one resumes. ``tune_gather`` then writes
 ``best_params.json``, ``trials.csv``, ``search.json`` and ``oof_best.csv`` (the best trial's
 out-of-fold predictions). ``tune`` is worker 0 then the gather: with one worker, the same
-trials as a plain sequential ``study.optimize``.
+trials as a plain sequential ``study.optimize``. ``tune_job`` is one tuning job of the workflow
+(``cnn.tune_workers`` of them per architecture): ``cnn.trials_per_gpu`` workers at once on the
+job's device, each its own process (see ``tune_job`` for what that costs on a GPU).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -154,10 +157,11 @@ def oof_path(out_dir: str | Path, study_name: str, number: int) -> Path:
 
 
 def tune_worker(packed, out_dir: str | Path, settings: TuneSettings, worker: int = 0, storage_url: str | None = None,
-                threads: int | None = None) -> dict:  # fmt: skip
+                threads: int | None = None, write_report: bool = True) -> dict:  # fmt: skip
     """Worker ``worker`` of the shared search: recover its orphans, then take trials until the
-    study has ``n_trials`` finished ones (see ``sts.dl.study``). Writes and returns its report,
-    ``OUT_DIR/worker_{worker}.done`` (JSON: study, worker, the trials it ran, wall_s)."""
+    study has ``n_trials`` finished ones (see ``sts.dl.study``). Writes (unless ``write_report``
+    is false: a slot of ``tune_job``) and returns its report, ``OUT_DIR/worker_{worker}.done``
+    (JSON: study, worker, the trials it ran, wall_s)."""
     import optuna
 
     from sts.metrics import write_json_atomic
@@ -188,13 +192,57 @@ def tune_worker(packed, out_dir: str | Path, settings: TuneSettings, worker: int
         log.info("trial %d finished: %s, CV balanced accuracy %s, %s", trial.number, frozen.state.name,
                  frozen.value, frozen.params)  # fmt: skip
     report = {"study": study.study_name, "worker": worker, "trials": ran, "wall_s": time.perf_counter() - t0}
-    write_json_atomic(worker_report_path(out, worker), report)
+    if write_report:
+        write_json_atomic(worker_report_path(out, worker), report)
     log.info("worker %d: ran %d trial(s) %s; study has %d finished", worker, len(ran), ran, len(finished(study)))
     return report
 
 
 def worker_report_path(out_dir: str | Path, worker: int) -> Path:
     return Path(out_dir) / f"worker_{worker}.done"
+
+
+def tune_job(packed_path: str | Path, out_dir: str | Path, settings: TuneSettings, job: int = 0, per_gpu: int = 1,
+             storage_url: str | None = None, threads: int | None = None) -> dict:  # fmt: skip
+    """Tuning job ``job`` of the workflow: ``per_gpu`` workers of the shared search at once on
+    this job's device (cnn.trials_per_gpu, for a GPU that one model does not fill), with study
+    worker ids ``job * per_gpu + slot`` and ``threads // per_gpu`` CPU threads each. One worker
+    runs in this process (``per_gpu`` 1: ``tune_worker`` itself); more are spawned processes
+    (CUDA cannot be forked), one per slot. Each process holds
+    its own CUDA context, model and resident copy of the packed images (``device_images``):
+    the GPU carries ``per_gpu`` x the array's bytes (1.7 GB x per_gpu at 5,590 packed cells, 224 px,
+    float16), and each copy is checked against the memory still free when its fit starts.
+    A killed job is resumed with the same ``per_gpu`` (its slots then retry their orphans).
+    Writes ``OUT_DIR/worker_{job}.done`` (with ``slots``: the worker ids) once all are done."""
+    from sts.dl.pack import load_packed
+    from sts.metrics import write_json_atomic
+
+    if per_gpu < 1:
+        raise ValueError(f"trials per GPU {per_gpu}: expected at least 1")
+    if per_gpu == 1:
+        return tune_worker(load_packed(packed_path), out_dir, settings, job, storage_url, threads)
+    each = max(1, threads // per_gpu) if threads else None
+    ids = [job * per_gpu + slot for slot in range(per_gpu)]
+    handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    log_file = handlers[0].baseFilename if handlers else None
+    log.info("job %d: %d workers %s at once on one device, %s threads each", job, per_gpu, ids, each)
+    args = [(str(packed_path), str(out_dir), settings, w, storage_url, each, log_file) for w in ids]
+    with multiprocessing.get_context("spawn").Pool(per_gpu) as pool:  # a failed slot stops the others
+        reports = pool.starmap(_slot, args)
+    report = {"study": reports[0]["study"], "worker": job, "slots": ids,
+              "trials": sorted(t for r in reports for t in r["trials"]),
+              "wall_s": max(r["wall_s"] for r in reports)}  # fmt: skip
+    write_json_atomic(worker_report_path(out_dir, job), report)
+    return report
+
+
+def _slot(packed_path, out_dir, settings, worker, storage_url, threads, log_file) -> dict:
+    """One spawned worker of ``tune_job`` (its report goes back to the job, not to a file)."""
+    from sts.dl.pack import load_packed
+
+    if log_file:
+        logging.basicConfig(filename=log_file, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return tune_worker(load_packed(packed_path), out_dir, settings, worker, storage_url, threads, write_report=False)
 
 
 def tune_gather(packed, out_dir: str | Path, settings: TuneSettings, storage_url: str | None = None,
@@ -218,7 +266,8 @@ def tune_gather(packed, out_dir: str | Path, settings: TuneSettings, storage_url
             "(a restarted worker fails its orphans and retries them), then gather."
         )
     wall_s = max((r["wall_s"] for r in runs), default=0.0)
-    return write_outputs(study, out, settings, wall_s, workers=len(runs))
+    workers = sum(len(r.get("slots", [r["worker"]])) for r in runs)  # a job's slots (tune_job) count each
+    return write_outputs(study, out, settings, wall_s, workers=workers)
 
 
 def tune(packed, out_dir: str | Path, settings: TuneSettings, threads: int | None = None,
