@@ -11,7 +11,8 @@
 #
 #   bash tests/cluster/slurm_smoke.sh        # from the repository root, venv active
 #
-#   SMOKE_CNN=1 bash tests/cluster/slurm_smoke.sh   # CNN stage on the "GPU" (one tiny arch)
+#   SMOKE_CNN=1 bash tests/cluster/slurm_smoke.sh   # CNN stage on the "GPUs" (one tiny arch,
+#                                                   # its search as 2 tuning jobs: cnn.tune_workers 2)
 #
 # Too slow for CI (install + several minutes on 2 cores); run it after changing the profile.
 set -euo pipefail
@@ -39,7 +40,7 @@ fi
 }
 
 # --- a one-node cluster: this host, partitions "main" (default) and "gpu" ---
-# The node declares 16 CPUs, 128 GB and one GPU (config_overrides): the profile's real
+# The node declares 16 CPUs, 128 GB and two GPUs (config_overrides): the profile's real
 # requests (8 CPUs, 64 GB, --gres=gpu:1 on partition gpu for the CNN rules) are then
 # accepted as a site would accept them. Nothing enforces them here (task/none, no
 # cgroups); --jobs below keeps the load to what this machine has.
@@ -49,10 +50,12 @@ if [[ -f "$CONF_DIR/slurm.conf" ]] && ! grep -qF "$MARK" "$CONF_DIR/slurm.conf";
     echo "$CONF_DIR/slurm.conf exists and is not ours: not touching a real cluster's config"
     exit 1
 fi
-# slurmd drops a GPU without a device file; /dev/null stands in for /dev/nvidia0.
+# slurmd drops a GPU without a device file; /dev/null and /dev/zero stand in for
+# /dev/nvidia0 and 1 (two, so that the two tuning jobs of SMOKE_CNN can run at once).
 cat >"$CONF_DIR/gres.conf" <<EOF
 $MARK
 NodeName=$NODE Name=gpu File=/dev/null
+NodeName=$NODE Name=gpu File=/dev/zero
 EOF
 cat >"$CONF_DIR/slurm.conf" <<EOF
 $MARK
@@ -78,7 +81,7 @@ SlurmctldPidFile=$STATE/slurmctld.pid
 SlurmdPidFile=$STATE/slurmd.pid
 SlurmctldLogFile=$STATE/slurmctld.log
 SlurmdLogFile=$STATE/slurmd.log
-NodeName=$NODE CPUs=16 RealMemory=131072 Gres=gpu:1 State=UNKNOWN
+NodeName=$NODE CPUs=16 RealMemory=131072 Gres=gpu:2 State=UNKNOWN
 PartitionName=main Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$NODE MaxTime=INFINITE State=UP
 EOF
@@ -129,14 +132,15 @@ sinfo
 # (the profile's 200 is for thousands of cells).
 cp "$REPO/.test/config.yaml" "$WORK/config.yaml"
 if [[ "${SMOKE_CNN:-0}" == 1 ]]; then
-    # The CNN stage tiny (one architecture, one trial, one epoch, 32 px) and asking SLURM
-    # for a GPU (cnn.gpus: 1): the profile's GPU partition and --gpus path, end to end.
+    # The CNN stage tiny (one architecture, two trials, one epoch, 32 px) and asking SLURM
+    # for a GPU (cnn.gpus: 1): the profile's GPU partition and --gpus path, end to end;
+    # the search as two tuning jobs sharing one study (cnn.tune_workers: 2).
     "$PYTHON" - "$REPO/config/config.yaml" "$WORK/config.yaml" <<'PY'
 import sys, yaml
 demo, path = (yaml.safe_load(open(p)) for p in sys.argv[1:])
 cnn = demo["cnn"]
-cnn.update(architectures=["mobilenet_v2"], input_size=32, weights="none", trials=1, max_epochs=1,
-           threads=1, gpus=1, overrides={})
+cnn.update(architectures=["mobilenet_v2"], input_size=32, weights="none", trials=2, max_epochs=1,
+           threads=1, gpus=1, overrides={}, tune_workers=2)
 path["cnn"] = cnn
 yaml.safe_dump(path, open(sys.argv[2], "w"))
 PY
@@ -169,5 +173,17 @@ grep -q "Nothing to be done" "$WORK/dryrun.log" || fail "a dry run after the run
 n_jobs=$(grep -c "^\s*rule \w*:" "$WORK/snakemake.log" || true)
 n_sub=$(grep -c "has been submitted with SLURM jobid" "$WORK/snakemake.log" || true)
 ((n_sub > 0 && n_sub < n_jobs)) || fail "$n_jobs jobs in $n_sub SLURM submissions: per-cell jobs not grouped"
+if [[ "${SMOKE_CNN:-0}" == 1 ]]; then
+    # Two tuning jobs went to SLURM (the executor keeps one log folder per job under
+    # rule_cnn_tune/, named after its wildcards), both wrote their report, and the gather
+    # counted both workers on the one study.
+    n_tune=$(find .snakemake/slurm_logs -path "*rule_cnn_tune/*" -name "*.log" | wc -l)
+    ((n_tune == 2)) || fail "$n_tune cnn_tune SLURM jobs, expected 2 (cnn.tune_workers: 2)"
+    for k in 0 1; do [[ -s results/tuning/mobilenet_v2/worker_$k.done ]] || fail "no worker_$k.done"; done
+    "$PYTHON" -c 'import json, sys; s = json.load(open(sys.argv[1])); assert s["workers"] == 2 and s["complete"] + s["pruned"] == 2, s' \
+        results/tuning/mobilenet_v2/search.json || fail "search.json does not count 2 workers and 2 trials"
+    [[ -s results/models/mobilenet_v2/metrics.json ]] || fail "no CNN metrics.json"
+    log "OK: the search ran as $n_tune SLURM tuning jobs"
+fi
 log "OK: $n_ok ok cells, $n_scal scalograms, $n_jobs jobs ran in $n_sub SLURM submissions"
 echo "slurm_smoke: PASSED in $(($(date +%s) - t0)) s (work dir $WORK)"
