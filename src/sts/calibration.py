@@ -246,3 +246,32 @@ def load_temperature(model_path, classes) -> float | None:
     if not isinstance(t, (int, float)) or not np.isfinite(t) or t <= 0:
         raise ValueError(f"{path}: temperature {t!r} is not a positive number")
     return float(t)
+
+
+class CalibratedPredictor:
+    """A served model (``sts.predict``'s predictors) whose probabilities go through its temperature
+    (None: unchanged); adds the ``calibrated`` column (true/false) to every classified row."""
+
+    def __init__(self, inner, temperature: float | None):
+        self.inner, self.temperature = inner, temperature
+        self.classes = inner.classes
+        self.extra_columns = (*inner.extra_columns, "calibrated")
+        if temperature is None:
+            log.info("%s: no calibration.json beside the model: probabilities are uncalibrated", inner.model_path)
+        else:
+            log.info("%s: calibrated probabilities (temperature %.4g)", inner.model_path, temperature)
+
+    def prepare(self, *args, **kwargs):
+        return self.inner.prepare(*args, **kwargs)
+
+    def classify(self, prepared) -> tuple[np.ndarray, dict]:
+        proba, extra = self.inner.classify(prepared)
+        if self.temperature is not None:
+            proba = apply_temperature(proba[None], self.temperature)[0]
+        return proba, {**extra, "calibrated": self.temperature is not None}
+
+    def figure(self, prepared, proba, path) -> None:
+        self.inner.figure(prepared, proba, path)
+
+    def __getattr__(self, name):  # model, meta, selection, ... of the wrapped predictor
+        return getattr(self.inner, name)

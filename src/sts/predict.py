@@ -65,6 +65,7 @@ class Prepared:
     image: np.ndarray | None = None  # (3, H, W) in the packed storage type
     attrs: dict = field(default_factory=dict)
     features: np.ndarray | None = None  # (n_features,) EP features (LightGBM baseline)
+    members: dict | None = None  # member name -> its Prepared (fusion)
 
 
 @dataclass
@@ -277,16 +278,27 @@ def figure_names(items: list[Item]) -> list[str]:
 
 
 def load_predictor(model_path, device: str = "auto", threads: int | None = None,
-                   selection_overrides: dict | None = None):
-    """A ``Predictor`` for a CNN model.pt, or an ``LgbmPredictor`` for the LightGBM baseline's model
-    folder (or its model.json); both raise ValueError for a file they cannot use."""
+                   selection_overrides: dict | None = None, calibrate: bool = True):
+    """A ``Predictor`` for a CNN model.pt, an ``LgbmPredictor`` for the LightGBM baseline's model
+    folder (or its model.json), a ``FusionPredictor`` for a fusion model.json; each raises
+    ValueError for a file it cannot use. With ``calibrate``, wrapped to apply the temperature of the
+    model's ``calibration.json`` when there is one (``sts.calibration.CalibratedPredictor``)."""
     from sts.baseline.served import LgbmPredictor, is_lightgbm_model
+    from sts.calibration import CalibratedPredictor, load_temperature
+    from sts.fusion.model import is_fusion_model
+    from sts.fusion.served import FusionPredictor
 
-    if is_lightgbm_model(model_path):
+    if is_fusion_model(model_path):
+        predictor = FusionPredictor(model_path, device, threads, selection_overrides)
+    elif is_lightgbm_model(model_path):
         if device not in ("auto", "cpu"):
             log.info("--device %s: the LightGBM baseline runs on the CPU", device)
-        return LgbmPredictor(model_path, threads, selection_overrides)
-    return Predictor(model_path, device, threads, selection_overrides)
+        predictor = LgbmPredictor(model_path, threads, selection_overrides)
+    else:
+        predictor = Predictor(model_path, device, threads, selection_overrides)
+    if not calibrate:
+        return predictor
+    return CalibratedPredictor(predictor, load_temperature(model_path, predictor.classes))
 
 
 def predict_files(
@@ -336,7 +348,7 @@ def predict_files(
 
 
 def run(model_path, inputs, out_csv, figures_dir=None, device="auto", protocol=None, threads=None,
-        table=None, selection_overrides=None) -> int:
+        table=None, selection_overrides=None, calibrate=True) -> int:
     """The ``sts predict`` command: 0 when at least one file could be read."""
     files: list = find_recordings(inputs or [])
     if table is not None:
@@ -347,7 +359,7 @@ def run(model_path, inputs, out_csv, figures_dir=None, device="auto", protocol=N
     if not files:
         raise SystemExit(f"sts predict: no .nwb or .abf files in {', '.join(map(str, inputs or [table]))}")
     try:
-        predictor = load_predictor(model_path, device, threads, selection_overrides)
+        predictor = load_predictor(model_path, device, threads, selection_overrides, calibrate)
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"sts predict: {err}") from err
     if figures_dir is not None:

@@ -83,7 +83,7 @@ def _predict(args) -> int:
                  "long_square_names": args.long_square_names}  # fmt: skip
     return run(args.model, args.inputs, args.out, figures_dir=args.figures, device=args.device,
                protocol=_protocol(args), threads=args.threads, table=args.table,
-               selection_overrides=overrides)  # fmt: skip
+               selection_overrides=overrides, calibrate=not args.uncalibrated)  # fmt: skip
 
 
 def _fetch_weights(args) -> int:
@@ -198,7 +198,10 @@ def add_parser(sub) -> None:
     p.add_argument("--model", required=True,
                    help="model.pt from sts train (results/models/ARCH/model.pt), or the LightGBM baseline's "
                    "model folder (results/baseline/model, or its model.json): EP features of each file by "
-                   "ipfx with the saved parameters; adds ood_score and in_distribution")  # fmt: skip
+                   "ipfx with the saved parameters; adds ood_score and in_distribution; or a fusion's "
+                   "model.json (results/fusion/model.json): every member on each file, then the stacker. "
+                   "A calibration.json beside the model makes the probabilities calibrated (column "
+                   "calibrated)")  # fmt: skip
     p.add_argument("--out", required=True, help="output CSV, one row per input file (written atomically)")
     p.add_argument("--figures", default=None, metavar="DIR",
                    help="also write DIR/<specimen_id>.png per classified cell: both sweeps' traces, their "
@@ -215,6 +218,8 @@ def add_parser(sub) -> None:
                    help="NWB files: any sweep whose ladder step is found counts, whatever its protocol name")
     g.add_argument("--long-square-names", type=lambda s: [n for n in s.split(",") if n], default=None,
                    metavar="NAME,...", help="NWB stimulus names of the ladder (default: the model's)")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="raw probabilities even when a calibration.json (temperature) sits beside the model")
     add_protocol_options(p)
     _common(p)
     p.set_defaults(func=_predict)

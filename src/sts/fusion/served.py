@@ -1,0 +1,82 @@
+"""``sts predict`` for a fusion model: every member prepares and classifies the same file, the
+saved stacker combines their raw probabilities.
+
+A file excluded by any member is excluded, with that member's name and reason (the first
+member, in the model's order, that excludes it). The row's sweep columns are the first CNN
+member's (the LightGBM member fills only rheobase); extra columns: ``predicted_<member>`` per
+member and, when the LightGBM member has them, its ``ood_score`` and ``in_distribution``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class FusionPredictor:
+    def __init__(self, model_path, device: str = "auto", threads: int | None = None,
+                 selection_overrides: dict | None = None):  # fmt: skip
+        from sts.fusion.model import load_fusion
+        from sts.predict import load_predictor
+
+        self.saved = load_fusion(model_path)
+        self.model_path = Path(model_path)
+        self.classes = self.saved.classes
+        self.floor = float(self.saved.meta.get("features", {}).get("floor"))
+        # Raw members: the stacker was fitted on their uncalibrated probabilities.
+        self.members = {}
+        for m in self.saved.members:
+            predictor = load_predictor(m["path"], device, threads, selection_overrides, calibrate=False)
+            if [str(c) for c in predictor.classes] != self.classes:
+                raise ValueError(f"{model_path}: member {m['name']} has classes {predictor.classes}, "
+                                 f"the fusion {self.classes}")  # fmt: skip
+            self.members[m["name"]] = predictor
+        self.sweep_member = next((n for m, n in zip(self.saved.members, self.members) if m["kind"] == "cnn"),
+                                 next(iter(self.members)))  # fmt: skip
+        ood = [n for n, p in self.members.items() if "ood_score" in p.extra_columns]
+        self.ood_member = ood[0] if ood else None
+        self.extra_columns = (*(f"predicted_{n}" for n in self.members),
+                              *(("ood_score", "in_distribution") if self.ood_member else ()))  # fmt: skip
+        self._figure_note = False
+
+    def prepare(self, path, protocol=None, specimen_id: str | None = None):
+        """Every member's preparation of the file; excluded as soon as one member excludes it."""
+        from sts.predict import Prepared
+
+        path = Path(path)
+        sid = specimen_id or path.stem
+        prepared = {}
+        for name, member in self.members.items():
+            p = member.prepare(path, protocol, sid)
+            if p.status != "ok":
+                return Prepared(path, sid, "excluded", f"{name}: {p.reason}", readable=p.readable, attrs=p.attrs)
+            prepared[name] = p
+        return Prepared(path, sid, "ok", attrs=prepared[self.sweep_member].attrs, members=prepared)
+
+    def member_probabilities(self, prepared) -> tuple[dict, dict]:
+        """Each member's raw probabilities and extra columns of one prepared file."""
+        out, extras = {}, {}
+        for name, member in self.members.items():
+            out[name], extras[name] = member.classify(prepared.members[name])
+        return out, extras
+
+    def classify(self, prepared) -> tuple[np.ndarray, dict]:
+        from sts.fusion.stack import features, stacker_proba
+
+        probas, extras = self.member_probabilities(prepared)
+        x = features([probas[n][None] for n in self.members], self.floor)
+        proba = stacker_proba(self.saved.stacker, x, self.classes)[0]
+        extra = {f"predicted_{n}": self.classes[int(np.argmax(p))] for n, p in probas.items()}
+        if self.ood_member:
+            ood = extras[self.ood_member]
+            extra.update(ood_score=ood.get("ood_score"), in_distribution=ood.get("in_distribution"))
+        return proba, extra
+
+    def figure(self, prepared, proba, path) -> None:
+        if not self._figure_note:
+            log.info("no figures for the fusion: run sts predict with a member's model for its figures")
+            self._figure_note = True
