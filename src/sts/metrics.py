@@ -8,7 +8,9 @@
   predicted, in ``classes`` order), ``classes``, ``n_test``, and ``bootstrap``: 95 %
   intervals of ``balanced_accuracy`` and ``weighted_f1`` (``{"low", "high", "std"}`` each)
   from a seeded, class-stratified bootstrap of the holdout cells, with the method, number of
-  resamples, confidence and seed (``sts.uncertainty``);
+  resamples, confidence and seed (``sts.uncertainty``); ``ece`` (15 bins), ``brier`` and
+  ``log_loss`` of the probabilities as given, uncalibrated (``sts.calibration``; the
+  calibration step's ``calibration.json`` has them before and after temperature scaling);
 * ``predictions.csv`` — ``specimen_id, label, predicted, p_<class>...`` (one probability
   column per class, class names verbatim, e.g. ``p_Vip/Lamp5``);
 * ``confusion_matrix.png`` — counts and row-normalised matrices side by side.
@@ -126,9 +128,12 @@ def evaluate(
     )
 
     classes = [str(c) for c in classes]
-    y_true, y_pred, _ = _check(y_true, y_pred, proba, classes, specimen_ids)
+    y_true, y_pred, proba = _check(y_true, y_pred, proba, classes, specimen_ids)
     prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     intervals = {"bootstrap": bootstrap_intervals(y_true, y_pred, classes, bootstrap)} if bootstrap else {}
+    from sts.calibration import codes, probabilistic_scores
+
+    probabilistic = probabilistic_scores(proba, codes(y_true, classes)) if len(y_true) else {}
     return {
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "weighted_f1": float(f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0)),
@@ -140,6 +145,7 @@ def evaluate(
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=classes).tolist(),
         "classes": classes,
         "n_test": int(len(y_true)),
+        **probabilistic,
         **intervals,
     }
 

@@ -11,9 +11,16 @@ published_balanced_accuracy, published_weighted_f1, published_source, metrics_fi
 in each metrics.json (``sts.uncertainty``; empty for a metrics.json without them); the
 figure draws them as error bars.
 
-Beside it, ``write_comparison`` writes the paired bootstrap difference "best CNN minus
-LightGBM" on their shared holdout cells (``sts.report.paired``), read from the
-``predictions.csv`` next to each metrics.json.
+With a fusion model (``sts.fusion``), a "fusion" row; with each model's ``calibration.json``,
+the columns ``temperature`` and ``ece``, ``brier``, ``log_loss`` on the holdout before
+temperature scaling and ``*_calibrated`` after it (T fitted on out-of-fold predictions);
+``oof_balanced_accuracy`` is the CV score of a model's out-of-fold predictions on the
+manifest's folds (it picks the best single model for the fusion's comparison).
+
+Beside it, ``write_comparison`` writes the paired bootstrap differences on shared holdout
+cells (``sts.report.paired``), read from the ``predictions.csv`` next to each metrics.json:
+"best CNN minus LightGBM" and, with a fusion, "fusion minus best single model" (by
+out-of-fold CV score) and "fusion minus" each member.
 
 Published figures (``PUBLISHED``) are only those the study reports, as quoted in
 ``../shared/reference/README.md`` (LightGBM) and the project brief (best CNN); the study
@@ -40,11 +47,16 @@ PUBLISHED = {
 }
 COLUMNS = ["model", "family", "balanced_accuracy", "balanced_accuracy_low", "balanced_accuracy_high", "weighted_f1",
            "weighted_f1_low", "weighted_f1_high", "accuracy", "n_test", "cv_balanced_accuracy",
-           "published_balanced_accuracy", "published_weighted_f1", "published_source", "metrics_file"]  # fmt: skip
+           "published_balanced_accuracy", "published_weighted_f1", "published_source", "metrics_file",
+           "oof_balanced_accuracy", "temperature", "ece", "ece_calibrated", "brier", "brier_calibrated", "log_loss",
+           "log_loss_calibrated"]  # fmt: skip
+CALIBRATION_SCORES = ("ece", "brier", "log_loss")
 NOTE = (
     "Holdout scores of this run, read from each model's metrics.json; _low/_high: 95% percentile interval of a "
     "class-stratified bootstrap of the holdout cells (each class keeps its count). 'best CNN' is the CNN with the "
-    f"highest CV balanced accuracy. Published figures are the study's ({STUDY}), on its 5,590 real cells and its "
+    "highest CV balanced accuracy. 'fusion': logistic regression stacked on the members' out-of-fold "
+    "probabilities. ece (15 bins), brier, log_loss: holdout, raw probabilities; *_calibrated: after temperature "
+    "scaling (temperature fitted on out-of-fold predictions, never on the holdout). Published figures are the study's ({STUDY}), on its 5,590 real cells and its "
     "split; the study gives no per-architecture figure here. Scores of another cohort (e.g. the synthetic demo) are "
     "not comparable with them."
 )
@@ -68,17 +80,30 @@ def _interval(metrics: dict, key: str) -> tuple[float, float]:
     return float(ci.get("low", np.nan)), float(ci.get("high", np.nan))
 
 
+def _calibration_columns(path) -> dict:
+    if not path:
+        return {}
+    doc = json.loads(Path(path).read_text())
+    out = {"temperature": float(doc["temperature"])}
+    for k in CALIBRATION_SCORES:
+        out[k], out[f"{k}_calibrated"] = doc["holdout"]["before"][k], doc["holdout"]["after"][k]
+    return out
+
+
 def comparison_table(
-    baseline: str | Path | None, cnns: Mapping[str, str | Path], cv_scores: Mapping[str, float] | None = None
-) -> pd.DataFrame:
-    """The table (see the module docstring) from the baseline's and each CNN's metrics.json;
-    ``cv_scores`` (arch -> CV balanced accuracy) picks the best CNN."""
+    baseline: str | Path | None, cnns: Mapping[str, str | Path], cv_scores: Mapping[str, float] | None = None,
+    fusion: str | Path | None = None, calibrations: Mapping[str, str | Path] | None = None,
+    oof_scores: Mapping[str, float] | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """The table (see the module docstring) from the baseline's, each CNN's and the fusion's
+    metrics.json; ``cv_scores`` (arch -> CV balanced accuracy) picks the best CNN;
+    ``calibrations`` and ``oof_scores`` are keyed by 'lightgbm', the arch, or 'fusion'."""
     from sts.report.paired import best_by_cv
 
-    cv_scores = dict(cv_scores or {})
+    cv_scores, calibrations, oof_scores = dict(cv_scores or {}), dict(calibrations or {}), dict(oof_scores or {})
     rows = []
 
-    def row(model, family, path, published=None, cv=np.nan):
+    def row(model, family, path, published=None, cv=np.nan, key=None):
         m = read_metrics(path)
         published = published or {}
         (ba_low, ba_high), (f1_low, f1_high) = _interval(m, "balanced_accuracy"), _interval(m, "weighted_f1")
@@ -90,17 +115,20 @@ def comparison_table(
             "published_balanced_accuracy": published.get("balanced_accuracy", np.nan),
             "published_weighted_f1": published.get("weighted_f1", np.nan),
             "published_source": published.get("source", ""), "metrics_file": str(path),
+            "oof_balanced_accuracy": float(oof_scores.get(key, np.nan)), **_calibration_columns(calibrations.get(key)),
         })  # fmt: skip
 
     if baseline:
-        row("LightGBM (EP features)", "baseline", baseline, PUBLISHED["lightgbm"])
+        row("LightGBM (EP features)", "baseline", baseline, PUBLISHED["lightgbm"], key="lightgbm")
     for arch, path in cnns.items():
-        row(arch, "CNN", path, cv=float(cv_scores.get(arch, np.nan)))
+        row(arch, "CNN", path, cv=float(cv_scores.get(arch, np.nan)), key=arch)
     best = best_by_cv({arch: cv_scores.get(arch) for arch in cnns})
     if best:
-        row(f"best CNN ({best})", "CNN", cnns[best], PUBLISHED["best_cnn"], cv=float(cv_scores[best]))
+        row(f"best CNN ({best})", "CNN", cnns[best], PUBLISHED["best_cnn"], cv=float(cv_scores[best]), key=best)
     elif cnns:
         log.warning("no CNN has a CV score: no 'best CNN' row")
+    if fusion:
+        row("fusion", "fusion", fusion, key="fusion")
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -164,34 +192,48 @@ def plot_comparison(table: pd.DataFrame, n_classes: int | None = None, paired: p
 
 def write_comparison(
     baseline, cnns: Mapping[str, str | Path], out_csv, out_html, out_png, cnn_best_params=None,
-    paired_csv=None, paired_html=None,
+    paired_csv=None, paired_html=None, fusion=None, calibrations=None, oofs=None,
 ) -> pd.DataFrame:  # fmt: skip
     """Write the table as CSV and HTML, and its bar chart; return the table.
 
     ``cnn_best_params`` (arch -> tuning best_params.json) gives the CV scores that pick the
     best CNN; with ``paired_csv``/``paired_html``, also the paired bootstrap table of best CNN
-    minus LightGBM, from the predictions.csv beside each metrics.json.
+    minus LightGBM, from the predictions.csv beside each metrics.json. ``fusion``: the fusion's
+    metrics.json (adds its row and the paired rows fusion minus the best single member and minus
+    each member); ``oofs`` (the fusion's members: 'lightgbm' or arch -> out-of-fold CSV) gives
+    the CV scores that pick the best single member; ``calibrations`` (those names and 'fusion'
+    -> calibration.json) the calibration columns.
     """
     import matplotlib.pyplot as plt
 
     from sts.metrics import PREDICTIONS_FILE, save_figure_atomic, write_csv_atomic, write_text_atomic
-    from sts.report.paired import best_cnn_minus_baseline, read_cv_score
+    from sts.report.paired import best_cnn_minus_baseline, fusion_minus_members, oof_balanced_accuracy, read_cv_score
     from sts.report.tables import html_table
 
     cv_scores = {arch: read_cv_score(path) for arch, path in (cnn_best_params or {}).items()}
-    table = comparison_table(baseline, cnns, cv_scores)
+    oof_scores = {name: oof_balanced_accuracy(path) for name, path in (oofs or {}).items()}
+    table = comparison_table(baseline, cnns, cv_scores, fusion, calibrations, oof_scores)
     write_csv_atomic(out_csv, table)
     write_text_atomic(out_html, html_table(table, "Holdout scores per model", NOTE))
     paired = None
     if paired_csv or paired_html:
         beside = {a: Path(p).with_name(PREDICTIONS_FILE) for a, p in cnns.items()}
         paired = best_cnn_minus_baseline(baseline and Path(baseline).with_name(PREDICTIONS_FILE), beside, cv_scores)
+        if fusion:
+            files = {"lightgbm": baseline and Path(baseline).with_name(PREDICTIONS_FILE), **beside}
+            members = {name: files[name] for name in oof_scores}
+            fused = fusion_minus_members(Path(fusion).with_name(PREDICTIONS_FILE), members, oof_scores,
+                                         labels={"lightgbm": "LightGBM"})  # fmt: skip
+            paired = pd.concat([paired, fused], ignore_index=True)
         if paired_csv:
             write_csv_atomic(paired_csv, paired)
         if paired_html:
             write_text_atomic(paired_html, html_table(paired, "Paired differences of holdout scores", PAIRED_NOTE))
     classes = read_metrics(baseline or next(iter(cnns.values()))).get("classes") if len(table) else None
-    fig = plot_comparison(table, len(classes) if classes else None, paired)
+    headline = None  # under the chart's title: best CNN - LightGBM and fusion - best single model
+    if paired is not None:
+        headline = paired[paired["comparison"].str.startswith(("best CNN", "fusion - best single"))]
+    fig = plot_comparison(table, len(classes) if classes else None, headline)
     try:
         save_figure_atomic(fig, out_png)
     finally:

@@ -104,3 +104,36 @@ def best_cnn_minus_baseline(
     else:
         rows = paired_rows(name, best, cnn_predictions[best], "LightGBM", baseline_predictions, settings)
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def oof_balanced_accuracy(oof_csv: str | Path) -> float:
+    """Balanced accuracy of a model's out-of-fold predictions (its CV score on the manifest's folds)."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from sts.metrics import read_predictions
+
+    frame, _, _ = read_predictions(oof_csv)
+    return float(balanced_accuracy_score(frame["label"], frame["predicted"])) if len(frame) else float("nan")
+
+
+def fusion_minus_members(
+    fusion_predictions: str | Path, members: Mapping[str, str | Path], cv_scores: Mapping[str, float],
+    settings: BootstrapSettings = BootstrapSettings(), labels: Mapping[str, str] | None = None,
+) -> pd.DataFrame:  # fmt: skip
+    """Paired rows of the fusion minus the best single member (by ``cv_scores``: the members'
+    out-of-fold balanced accuracy, never the holdout), then minus every member.
+    ``members``: name -> holdout predictions.csv; ``labels``: display names."""
+    labels = dict(labels or {})
+    best = best_by_cv({m: cv_scores.get(m) for m in members})
+    rows = []
+    if best is None:
+        rows += [{"comparison": "fusion - best single model", "model_a": "fusion", "model_b": "", "metric": m,
+                  "reason": "no member has a CV score"} for m in METRICS]  # fmt: skip
+    else:
+        name = labels.get(best, best)
+        rows += paired_rows(f"fusion - best single model ({name})", "fusion", fusion_predictions, name,
+                            members[best], settings)  # fmt: skip
+    for m, path in members.items():
+        name = labels.get(m, m)
+        rows += paired_rows(f"fusion - {name}", "fusion", fusion_predictions, name, path, settings)
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
