@@ -2,6 +2,7 @@
 #   NWB (synthetic or downloaded) -> select sweeps -> scalogram -> manifest
 #   NWB -> EP features (ipfx) -> features table (baseline input)
 #   scalograms -> packed arrays -> per CNN: tune -> train -> evaluate, explain
+#   out-of-fold predictions of every model -> fusion; per model: calibration (temperature)
 # Config: config/config.yaml (validated against workflow/schemas/config.schema.yaml).
 
 
@@ -36,6 +37,18 @@ if CNN:
     include: "workflow/rules/cnn.smk"
 
 
+# Fusion of the trained models (two or more: CNNs, LightGBM on computed features), and the
+# calibration of each served model.
+if FUSION:
+
+    include: "workflow/rules/fusion.smk"
+
+
+if CALIBRATED:
+
+    include: "workflow/rules/calibration.smk"
+
+
 # Classifying new recordings, when config names a folder in predict.inputs.
 if PREDICT.get("inputs"):
 
@@ -57,5 +70,7 @@ rule all:
             else "results/acquire/report.csv"
         ),
         cnn=cnn_targets(),
+        fusion="results/fusion/metrics.json" if FUSION else [],
+        calibration=calibration_targets(),
         predict=predict_targets(),
         report=report_targets(),

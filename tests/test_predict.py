@@ -133,7 +133,8 @@ def test_rows_excluded_files_and_exit_status(cells, tmp_path):
     table = pd.read_csv(out, dtype={"specimen_id": str}, keep_default_na=False)
     p_cols = [f"p_{c}" for c in CLASSES]
     assert list(table.columns) == ["file", "specimen_id", "status", "reason", "predicted", *p_cols,
-                                   "rheobase_pa", "second_pa", "second_offset_pa", "rheobase_sweep", "second_sweep"]  # fmt: skip
+                                   "rheobase_pa", "second_pa", "second_offset_pa", "rheobase_sweep", "second_sweep",
+                                   "calibrated"]  # fmt: skip
     assert table["file"].tolist() == sorted(str(p) for p in paths.values())  # sorted; notes.txt left out
     rows = {kind: table.set_index("file").loc[str(p)] for kind, p in paths.items()}
     for kind in ("good_clamp", "good_seq"):

@@ -52,6 +52,18 @@ def report_jobs(config: dict, cells: bool = False, baseline: bool = False, archs
         jobs["report_scalograms"] = 1
     if cells or baseline:
         jobs["report_shap"] = 1
+    # Fusion and calibration: the baseline's out-of-fold refits, each changed model's calibration, and
+    # the fusion (of every CNN and LightGBM on computed features) with its own calibration.
+    lgbm = config.get("baseline", {}).get("features", "computed") == "computed"
+    calibrate = len(archs)
+    if lgbm and (cells or baseline):
+        jobs["baseline_oof"] = 1
+        calibrate += 1
+    if len(all_archs) + lgbm >= 2:
+        jobs["fusion"] = 1
+        calibrate += 1
+    if calibrate:
+        jobs["calibrate"] = calibrate
     if cross.get("enabled"):
         if cells or baseline:
             jobs["cross_dataset_lgbm"] = 1
@@ -282,8 +294,10 @@ def test_changing_one_architecture_reruns_only_it(run, base_config):
 
 
 def test_predict_reproduces_the_holdout_evaluation(run, base_config, tmp_path):
-    """Train/serve parity: `sts predict` on the holdout cells' raw NWB files, prepared from model.pt
-    alone, gives the evaluation step's probabilities and predictions."""
+    """Train/serve parity: `sts predict` on the holdout cells' raw NWB files, prepared from the saved
+    model alone (each CNN's model.pt, the LightGBM model, the fusion running every member), gives the
+    evaluation step's probabilities, temperature-scaled by the calibration.json beside the model, and
+    its predictions."""
     import numpy as np
 
     from sts.metrics import read_predictions
@@ -291,22 +305,52 @@ def test_predict_reproduces_the_holdout_evaluation(run, base_config, tmp_path):
     manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
     holdout = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == "test"), "specimen_id"]
     files = [str(run / "results" / "nwb" / f"{sid}.nwb") for sid in holdout]
+    models = {arch: run / "results" / "models" / arch / "model.pt" for arch in base_config["cnn"]["architectures"]}
+    models |= {"lightgbm": run / "results" / "baseline" / "model", "fusion": run / "results" / "fusion" / "model.json"}
     spread = []
-    for arch in base_config["cnn"]["architectures"]:
-        out = tmp_path / f"{arch}.csv"
-        cmd = [sys.executable, "-m", "sts.cli", "predict", "--model", str(run / "results" / "models" / arch / "model.pt"),
-               "--out", str(out), "--device", "cpu", *files]  # fmt: skip
+    for name, model in models.items():
+        out = tmp_path / f"{name}.csv"
+        cmd = [sys.executable, "-m", "sts.cli", "predict", "--model", str(model), "--out", str(out), "--device", "cpu",
+               *files]  # fmt: skip
         subprocess.run(cmd, check=True, capture_output=True)
-        evaluated, classes, proba = read_predictions(run / "results" / "models" / arch / "predictions.csv")
+        folder = model if model.is_dir() else model.parent
+        evaluated, classes, proba = read_predictions(folder / "predictions_calibrated.csv")
         served = pd.read_csv(out, dtype={"specimen_id": str}).set_index("specimen_id")
         served = served.loc[evaluated["specimen_id"].astype(str)]
-        assert (served["status"] == "ok").all()
+        assert (served["status"] == "ok").all() and served["calibrated"].all(), name
         p_cols = [f"p_{c}" for c in classes]
         assert [c for c in served.columns if c.startswith("p_")] == p_cols
-        assert np.abs(served[p_cols].to_numpy() - proba).max() <= 1e-4, arch
-        assert served["predicted"].tolist() == evaluated["predicted"].tolist(), arch
+        diff = np.abs(served[p_cols].to_numpy() - proba).max()
+        print(f"{name}: max |served - evaluated| calibrated probability {diff:.3g} ({len(evaluated)} cells)")
+        assert diff <= 1e-4, name
+        assert served["predicted"].tolist() == evaluated["predicted"].tolist(), name
         spread.append(proba.std(axis=0).max())
     assert max(spread) > 1e-3, "every model gives the same probabilities to all cells: parity says little"
+
+
+def test_fusion_and_calibration_never_fit_on_holdout_cells(run, base_config):
+    """The fusion's training rows and every calibration's fit rows are training cells; the holdout
+    scores cover exactly the holdout cells every member predicted."""
+    import json
+
+    manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
+    ok = manifest[manifest["status"] == "ok"]
+    train, holdout = set(ok.loc[ok["split"] == "train", "specimen_id"]), set(ok.loc[ok["split"] == "test", "specimen_id"])
+    oof = {a: run / f"results/tuning/{a}/oof_best.csv" for a in base_config["cnn"]["architectures"]}
+    oof |= {"lightgbm": run / "results/baseline/oof.csv", "fusion": run / "results/fusion/oof.csv"}
+    folders = {a: run / f"results/models/{a}" for a in base_config["cnn"]["architectures"]}
+    folders |= {"lightgbm": run / "results/baseline/model", "fusion": run / "results/fusion"}
+    for name, path in oof.items():
+        fit_ids = set(pd.read_csv(path, dtype={"specimen_id": str})["specimen_id"])
+        assert fit_ids and fit_ids <= train and not fit_ids & holdout, name
+        cal = json.loads((folders[name] / "calibration.json").read_text())
+        assert cal["n_fit"] == len(fit_ids) and cal["temperature"] > 0, name
+        assert set(cal["holdout"]) == {"before", "after"}, name
+    fused = pd.read_csv(run / "results/fusion/predictions.csv", dtype={"specimen_id": str})
+    excluded = pd.read_csv(run / "results/fusion/excluded.csv", dtype={"specimen_id": str})
+    assert set(fused["specimen_id"]) == holdout - set(excluded["specimen_id"])
+    model = json.loads((run / "results/fusion/model.json").read_text())
+    assert [m["name"] for m in model["members"]] == [*base_config["cnn"]["architectures"], "lightgbm"]
 
 
 def test_predict_target(run, base_config):
@@ -351,7 +395,10 @@ def test_report_html_has_every_figure_and_the_metrics(run, base_config):
     categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
     results = json.loads(re.search(r"var results = (\{.*?\});\n", html).group(1))
     archs = base_config["cnn"]["architectures"]
-    assert set(categories) == {"Data", "Baseline", "Comparison", *(f"CNN {a}" for a in archs)}
+    assert set(categories) == {"Data", "Baseline", "Comparison", "Fusion", "Calibration", *(f"CNN {a}" for a in archs)}
+    assert categories["Fusion"] == {"Holdout": ["results/fusion/confusion_matrix.png"]}
+    folders = [*(f"results/models/{a}" for a in archs), "results/baseline/model", "results/fusion"]
+    assert categories["Calibration"] == {d: [f"{d}/reliability.png"] for d in folders}
     assert sorted(categories["Data"]["Example scalograms"]) == sorted(
         f"results/report/scalograms/{class_filename(c)}.png" for c in base_config["classes"]
     )
@@ -387,7 +434,11 @@ def test_report_html_has_every_figure_and_the_metrics(run, base_config):
     best = max(archs, key=cv.get)  # by CV, never by the holdout
     assert rows.loc[f"best CNN ({best})", "balanced_accuracy"] == rows.loc[best, "balanced_accuracy"]
     paired = pd.read_csv(run / "results" / "report" / "paired_difference.csv")
-    assert paired["comparison"].unique().tolist() == [f"best CNN ({best}) - LightGBM"]
+    comparisons = paired["comparison"].unique().tolist()
+    assert comparisons[0] == f"best CNN ({best}) - LightGBM" and comparisons[1].startswith("fusion - best single model")
+    assert comparisons[2:] == [f"fusion - {m}" for m in [*archs, "LightGBM"]]
+    assert rows.loc["fusion", "metrics_file"] == "results/fusion/metrics.json"
+    assert rows[["ece", "ece_calibrated", "temperature"]].notna().all().all()
     assert ((paired["low"] <= paired["difference"]) & (paired["difference"] <= paired["high"])).all()
     assert "results/report/paired_difference.html" in embedded
     assert rows.loc[f"best CNN ({best})", "published_balanced_accuracy"] == 0.905

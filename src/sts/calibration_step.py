@@ -15,7 +15,6 @@ its evaluation step. Writes, beside the model:
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

@@ -2,10 +2,8 @@
 # SHAP explanations, on computed EP features (ipfx, per cell) or on the study's published
 # feature tables with its split (baseline.features: published). On computed features the final
 # fit is saved for `sts predict` (model/model.txt: LightGBM text; model/model.json: features,
-# classes, feature parameters, OOD statistics); a fit on the published tables cannot be served.
-
-BASELINE_OUT = "results/baseline"
-
+# classes, feature parameters, OOD statistics) and its out-of-fold predictions on the
+# manifest's folds feed the fusion and calibration; a fit on the published tables cannot be served.
 
 if config["baseline"]["features"] == "computed":
 
@@ -42,6 +40,29 @@ if config["baseline"]["features"] == "computed":
             classes=config["classes"],
         script:
             "../scripts/baseline.py"
+
+    # Out-of-fold predictions on the manifest's folds (the CNNs' folds), for fusion and calibration:
+    # the tuned parameters refitted per fold on the other folds' training cells.
+    rule baseline_oof:
+        input:
+            features="results/baseline/features.csv",
+            manifest="results/manifest.csv",
+            best=f"{BASELINE_OUT}/best_params.json",
+        output:
+            oof=f"{BASELINE_OUT}/oof.csv",
+        log:
+            "logs/baseline/baseline_oof.log",
+        conda:
+            "../envs/baseline.yaml"
+        threads: 2
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        params:
+            seed=config["baseline"]["seed"],
+            classes=config["classes"],
+        script:
+            "../scripts/baseline_oof.py"
 
 else:
 

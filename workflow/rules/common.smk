@@ -113,6 +113,9 @@ def published_reference_files():
     return [os.path.join(ref, name) for name in FILES.values()]
 
 
+BASELINE_OUT = "results/baseline"
+
+
 # --- Deep-learning stage (workflow/rules/cnn.smk) ---------------------------------------
 CNN = config.get("cnn")
 CNN_ARCHS = CNN["architectures"] if CNN else []
@@ -206,10 +209,18 @@ PREDICT = config.get("predict") or {}
 
 def predict_model():
     """An architecture name means the workflow's own model (trained if needed), `lightgbm` the
-    baseline's saved fit (on computed features), else a path."""
+    baseline's saved fit (on computed features), `fusion` the fusion of the workflow's models,
+    else a path."""
     from sts.dl.models import ARCHITECTURES
 
     model = PREDICT["model"]
+    if model == "fusion":
+        if not FUSION:
+            raise ValueError(
+                "predict.model is 'fusion' but this config has fewer than two models to fuse "
+                "(the CNNs of cnn.architectures and LightGBM on computed features)"
+            )
+        return "results/fusion/model.json"
     if model == "lightgbm":
         if config["baseline"]["features"] != "computed":
             raise ValueError(
@@ -251,6 +262,14 @@ def predict_inputs():
     if not files:
         raise ValueError(f"predict.inputs: no .nwb or .abf files in {folder!r}")
     return files
+
+
+def predict_calibration():
+    """The workflow's own model's calibration.json, so `predict` serves calibrated probabilities."""
+    name = PREDICT["model"]
+    return (
+        f"{member_files(name)['folder']}/calibration.json" if name in CALIBRATED else []
+    )
 
 
 def predict_targets():
@@ -359,3 +378,63 @@ def cross_dataset_lgbm_inputs(wildcards):
         "features": "results/baseline/features.csv",
         "manifest": "results/manifest.csv",
     }
+
+
+# --- Fusion and calibration (workflow/rules/fusion.smk, calibration.smk) -----------------
+# Members: every CNN and the LightGBM baseline on computed features (a fit on the published
+# tables has no manifest-fold predictions and cannot be served). A fusion needs two members.
+LGBM_SERVED = config["baseline"]["features"] == "computed"
+FUSION_MEMBERS = list(CNN_ARCHS) + (["lightgbm"] if LGBM_SERVED else [])
+FUSION = len(FUSION_MEMBERS) >= 2
+
+
+def member_files(name):
+    """A served model's files: model, out-of-fold predictions (training cells, manifest folds),
+    holdout predictions, and the folder its calibration.json goes to."""
+    if name == "lightgbm":
+        return {
+            "model": f"{BASELINE_OUT}/model/model.json",
+            "oof": f"{BASELINE_OUT}/oof.csv",
+            "predictions": f"{BASELINE_OUT}/predictions.csv",
+            "folder": f"{BASELINE_OUT}/model",
+        }
+    if name == "fusion":
+        return {
+            "model": "results/fusion/model.json",
+            "oof": "results/fusion/oof.csv",
+            "predictions": "results/fusion/predictions.csv",
+            "folder": "results/fusion",
+        }
+    return {
+        "model": f"results/models/{name}/model.pt",
+        "oof": f"results/tuning/{name}/oof_best.csv",
+        "predictions": f"results/models/{name}/predictions.csv",
+        "folder": f"results/models/{name}",
+    }
+
+
+CALIBRATED = FUSION_MEMBERS + (["fusion"] if FUSION else [])
+CALIBRATION_DIRS = {member_files(m)["folder"]: m for m in CALIBRATED}
+
+
+def fusion_member_inputs(key):
+    return [member_files(m)[key] for m in FUSION_MEMBERS]
+
+
+def calibration_inputs(wildcards):
+    files = member_files(CALIBRATION_DIRS[wildcards.model_dir])
+    return {
+        "model": files["model"],
+        "oof": files["oof"],
+        "predictions": files["predictions"],
+        "manifest": "results/manifest.csv",
+    }
+
+
+def calibration_title(wildcards):
+    name = CALIBRATION_DIRS[wildcards.model_dir]
+    return {"lightgbm": "LightGBM (EP features)"}.get(name, name)
+
+
+def calibration_targets():
+    return [f"{member_files(m)['folder']}/calibration.json" for m in CALIBRATED]

@@ -1,10 +1,12 @@
-# Classify a folder of new recordings (config predict.inputs) with a trained CNN: each file is
-# prepared from the parameters saved in the model, one CSV row per file (+ one figure per cell).
+# Classify a folder of new recordings (config predict.inputs) with a trained CNN, the LightGBM
+# baseline or the fusion: each file is prepared from the parameters saved in the model, one CSV
+# row per file (+ one figure per cell); calibrated by the model's calibration.json.
 
 
 rule predict:
     input:
         model=predict_model(),
+        calibration=predict_calibration(),
         recordings=predict_inputs(),
     output:
         csv=f"results/predictions/{predict_name()}.csv",

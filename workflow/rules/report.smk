@@ -1,6 +1,7 @@
 # Report stage: figures and tables for `snakemake --report results/report.html` (example
 # scalograms, the baseline's top SHAP features, every model's holdout scores with bootstrap
-# intervals beside the study's, the paired bootstrap difference best CNN minus LightGBM),
+# intervals and calibration scores beside the study's, the paired bootstrap differences best CNN
+# minus LightGBM and fusion minus the best single model and each member),
 # and the cross-dataset table (train on clamp, test on seq and the reverse) when
 # cross_dataset.enabled. Outputs of other stages join the report through report() flags in
 # their own rules (confusion matrices, training curves, saliency maps).
@@ -79,6 +80,10 @@ rule report_comparison:
         cnn=expand("results/models/{arch}/metrics.json", arch=CNN_ARCHS),
         cnn_predictions=expand("results/models/{arch}/predictions.csv", arch=CNN_ARCHS),
         cnn_best=expand("results/tuning/{arch}/best_params.json", arch=CNN_ARCHS),
+        fusion="results/fusion/metrics.json" if FUSION else [],
+        fusion_predictions="results/fusion/predictions.csv" if FUSION else [],
+        oof=fusion_member_inputs("oof") if FUSION else [],
+        calibrations=calibration_targets(),
     output:
         csv=report(
             "results/report/comparison.csv",
@@ -121,6 +126,8 @@ rule report_comparison:
         "../envs/report.yaml"
     params:
         archs=CNN_ARCHS,
+        members=FUSION_MEMBERS if FUSION else [],
+        calibrated=CALIBRATED,
     script:
         "../scripts/report_comparison.py"
 

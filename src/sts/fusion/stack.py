@@ -64,6 +64,9 @@ def fit_stacker(X, y, params: FusionParams = FusionParams()) -> dict:
     classes, ``intercept``, ``fitted_classes`` (sorted labels present in ``y``)."""
     from sklearn.linear_model import LogisticRegression
 
+    labels = sorted(set(np.asarray(y, dtype=str)))
+    if len(labels) == 1:  # a fold of a tiny cohort with one class left: that class, always
+        return {"coef": np.zeros((1, np.shape(X)[1])).tolist(), "intercept": [0.0], "fitted_classes": labels}
     lr = LogisticRegression(C=params.C, max_iter=params.max_iter)
     lr.fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=str))
     return {"coef": lr.coef_.tolist(), "intercept": lr.intercept_.tolist(),
