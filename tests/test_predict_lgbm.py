@@ -226,5 +226,6 @@ def test_workflow_predict_target_serves_the_baseline(tmp_path):
     (tmp_path / "new_cells" / "cell.nwb").write_bytes(b"")
     out = smk(tmp_path, "--dry-run", config=cfg).stdout
     job = out[out.index("rule predict:") :].split("\n\n")[0]
-    assert "input: results/baseline/model/model.json, new_cells/cell.nwb" in job
+    # the calibration.json beside the model: the served probabilities are calibrated
+    assert "input: results/baseline/model/model.json, results/baseline/model/calibration.json, new_cells/cell.nwb" in job
     assert "output: results/predictions/lightgbm.csv" in job

@@ -218,3 +218,40 @@ def test_cnn_cross_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
     assert rows["balanced_accuracy"].iloc[1] == pytest.approx(score)
     model = torch.load(tmp_path / "out" / "seq_to_clamp" / "model.pt", weights_only=True)
     assert model["history"][0]["epoch"] == 1 and model["classes"] == CLASSES
+
+
+def test_comparison_with_fusion_and_calibration(tmp_path):
+    """A fusion row, calibration columns from each calibration.json, and the paired rows fusion minus
+    the best single member by out-of-fold CV score (b here, whatever the holdout says) and minus each."""
+    from sts.metrics import evaluate, predictions_frame
+    from sts.report.comparison import write_comparison
+
+    rng = np.random.default_rng(1)
+    ids, y = np.array([f"c{i}" for i in range(40)]), rng.choice(CLASSES, 40)
+    paths, oofs, cals = {}, {}, {}
+    for name, acc, oof_acc in (("lightgbm", 0.7, 0.5), ("a", 0.8, 0.6), ("b", 0.5, 0.9), ("fusion", 0.9, 0.9)):
+        pred = np.where(rng.random(40) < acc, y, rng.choice(CLASSES, 40))
+        proba = np.eye(3)[[CLASSES.index(p) for p in pred]] * 0.7 + 0.1
+        (tmp_path / name).mkdir()
+        predictions_frame(ids, y, pred, proba, CLASSES).to_csv(tmp_path / name / "predictions.csv", index=False)
+        paths[name] = tmp_path / name / "metrics.json"
+        paths[name].write_text(json.dumps(evaluate(y, pred, proba, CLASSES)))
+        oof_pred = np.where(rng.random(40) < oof_acc, y, rng.choice(CLASSES, 40))
+        predictions_frame([f"t{i}" for i in range(40)], y, oof_pred, proba, CLASSES).to_csv(
+            tmp_path / name / "oof.csv", index=False)
+        oofs[name] = tmp_path / name / "oof.csv"
+        cals[name] = tmp_path / name / "calibration.json"
+        scores = {"ece": 0.2, "brier": 0.5, "log_loss": 0.9}
+        cals[name].write_text(json.dumps({"temperature": 1.5, "holdout": {"before": scores, "after": {
+            k: v / 2 for k, v in scores.items()}}}))  # fmt: skip
+    out = {k: tmp_path / "report" / k for k in ("c.csv", "c.html", "c.png", "p.csv", "p.html")}
+    table = write_comparison(paths["lightgbm"], {"a": paths["a"], "b": paths["b"]}, out["c.csv"], out["c.html"],
+                             out["c.png"], None, out["p.csv"], out["p.html"], fusion=paths["fusion"],
+                             calibrations=cals, oofs={k: oofs[k] for k in ("a", "b", "lightgbm")})  # fmt: skip
+    rows = table.set_index("model")
+    assert rows.loc["fusion", "family"] == "fusion" and rows.loc["fusion", "ece_calibrated"] == 0.1
+    assert rows.loc["LightGBM (EP features)", "temperature"] == 1.5 and rows["oof_balanced_accuracy"].notna().sum() == 3
+    paired = pd.read_csv(out["p.csv"])
+    assert paired["comparison"].unique().tolist() == ["best CNN - LightGBM", "fusion - best single model (b)",
+                                                      "fusion - a", "fusion - b", "fusion - LightGBM"]  # fmt: skip
+    assert (paired.loc[paired["comparison"] != "best CNN - LightGBM", "n_cells"] == 40).all()
