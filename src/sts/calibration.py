@@ -252,12 +252,12 @@ class CalibratedPredictor:
     """A served model (``sts.predict``'s predictors) whose probabilities go through its temperature
     (None: unchanged); adds the ``calibrated`` column (true/false) to every classified row."""
 
-    def __init__(self, inner, temperature: float | None):
+    def __init__(self, inner, temperature: float | None, why_raw: str = "no calibration.json beside the model"):
         self.inner, self.temperature = inner, temperature
         self.classes = inner.classes
         self.extra_columns = (*inner.extra_columns, "calibrated")
         if temperature is None:
-            log.info("%s: no calibration.json beside the model: probabilities are uncalibrated", inner.model_path)
+            log.info("%s: %s: probabilities are uncalibrated", inner.model_path, why_raw)
         else:
             log.info("%s: calibrated probabilities (temperature %.4g)", inner.model_path, temperature)
 

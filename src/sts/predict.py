@@ -360,6 +360,10 @@ def run(model_path, inputs, out_csv, figures_dir=None, device="auto", protocol=N
         raise SystemExit(f"sts predict: no .nwb or .abf files in {', '.join(map(str, inputs or [table]))}")
     try:
         predictor = load_predictor(model_path, device, threads, selection_overrides, calibrate)
+        if not calibrate:  # raw probabilities, still with the calibrated column
+            from sts.calibration import CalibratedPredictor
+
+            predictor = CalibratedPredictor(predictor, None, "--uncalibrated")
     except (ValueError, FileNotFoundError) as err:
         raise SystemExit(f"sts predict: {err}") from err
     if figures_dir is not None:
