@@ -95,3 +95,10 @@ def test_sidecar_is_tied_to_its_model_file(tmp_path):
     with pytest.raises(ValueError, match="sha256"):
         cal.load_temperature(model, ["A", "B", "C"])
     assert cal.load_temperature(tmp_path / "other" / "model.pt", ["A"]) is None
+
+
+def test_constant_predictions_keep_temperature_one():
+    """A model that gives every cell the same probabilities has a flat likelihood in T: T stays 1."""
+    proba = np.tile([0.25, 0.25, 0.25, 0.25], (30, 1))
+    y = np.arange(30) % 4
+    assert cal.fit_temperature(cal.logits(proba), y) == 1.0

@@ -78,9 +78,14 @@ def fit_temperature(z, y_codes) -> float:
         raise ValueError("no cells to fit a temperature on")
     res = minimize_scalar(lambda t: nll(z, y, float(np.exp(t))), bounds=LOG_T_BOUNDS, method="bounded",
                           options={"xatol": 1e-6})  # fmt: skip
+    t = float(np.exp(res.x))
+    if nll(z, y, 1.0) - nll(z, y, t) < 1e-9:
+        # Flat likelihood (e.g. a model giving every cell the same probabilities): no evidence to rescale.
+        log.warning("temperature scaling gains nothing on these predictions (NLL flat); T = 1")
+        return 1.0
     if np.isclose(res.x, LOG_T_BOUNDS, atol=1e-3).any():
-        log.warning("fitted temperature %.4g is at the search bound", np.exp(res.x))
-    return float(np.exp(res.x))
+        log.warning("fitted temperature %.4g is at the search bound", t)
+    return t
 
 
 def ece(proba, y_codes, n_bins: int = N_BINS) -> float:
