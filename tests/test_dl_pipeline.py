@@ -101,6 +101,9 @@ def test_model_file_carries_what_prediction_needs(model_dir, tuned):
     assert meta["preparation"] == PREPARATION
     assert len(meta["history"]) == tuned[1]["final_epochs"]
     assert (model_dir / "training_curves.png").stat().st_size > 0 and not (model_dir / "checkpoint.pt").exists()
+    ood = meta["ood"]  # the detector on the final network's training embeddings, as tensors
+    assert ood["method"] == "knn-embedding" and ood["quantile"] == 0.99 and isinstance(ood["train"], torch.Tensor)
+    assert ood["train"].shape == (ood["n_train"], 512) and ood["threshold"] > 0
 
 
 def test_holdout_metrics_match_sklearn(model_dir, stage):
@@ -122,6 +125,9 @@ def test_holdout_metrics_match_sklearn(model_dir, stage):
     assert metrics["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
     assert metrics["confusion_matrix"] == confusion_matrix(y, p, labels=CLASSES).tolist()
     assert metrics["classes"] == CLASSES and set(metrics["per_class"]) == set(CLASSES)
+    ood = pd.read_csv(model_dir / "ood_holdout.csv", dtype={"specimen_id": str})
+    assert list(ood["specimen_id"]) == list(preds["specimen_id"].astype(str)) and ood["ood_score"].notna().all()
+    assert list(ood["predicted"]) == list(p) and ood["in_distribution"].dtype == bool
 
 
 @pytest.mark.parametrize("method", ["gradient", "integrated_gradients"])

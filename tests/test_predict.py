@@ -134,7 +134,8 @@ def test_rows_excluded_files_and_exit_status(cells, tmp_path):
     p_cols = [f"p_{c}" for c in CLASSES]
     assert list(table.columns) == ["file", "specimen_id", "status", "reason", "predicted", *p_cols,
                                    "rheobase_pa", "second_pa", "second_offset_pa", "rheobase_sweep", "second_sweep",
-                                   "calibrated"]  # fmt: skip
+                                   "ood_score", "in_distribution", "calibrated"]  # fmt: skip
+    assert (table["ood_score"] == "").all() and (table["in_distribution"] == "").all()  # saved without a detector
     assert table["file"].tolist() == sorted(str(p) for p in paths.values())  # sorted; notes.txt left out
     rows = {kind: table.set_index("file").loc[str(p)] for kind, p in paths.items()}
     for kind in ("good_clamp", "good_seq"):
@@ -149,6 +150,42 @@ def test_rows_excluded_files_and_exit_status(cells, tmp_path):
         assert rows[kind]["predicted"] == "" and (rows[kind][p_cols] == "").all()
     reason = rows["not_nwb"]["reason"]
     assert rows["not_nwb"]["status"] == "excluded" and "unreadable NWB file" in reason and "notes_copy.nwb" in reason
+
+
+def test_ood_flag_from_the_models_detector(cells, tmp_path):
+    """A model.pt with an embedding detector (tensors: loads with weights_only) flags an image
+    unlike its training cells' and passes cells like them; the CSV carries both columns."""
+    import torch
+
+    from sts.dl.embed import proba_and_embeddings
+    from sts.ood import EmbeddingNovelty
+    from sts.predict import Predictor
+
+    _, paths, model = cells
+    plain = Predictor(model, "cpu")
+    images = np.stack([plain.prepare(paths[k]).image for k in ("good_clamp", "good_seq")])
+    rng = np.random.default_rng(0)
+    train = np.concatenate([images + rng.normal(0, 0.05, images.shape).astype(images.dtype) for _ in range(4)])
+    proba, emb = proba_and_embeddings(plain.model, train, np.arange(len(train)), plain.device)
+    np.testing.assert_array_equal(proba, plain.probabilities(train))  # the hook does not change the output
+    meta = torch.load(model, weights_only=True)
+    meta["ood"] = EmbeddingNovelty.fit(emb).to_state()
+    torch.save(meta, tmp_path / "model.pt")
+    predictor = Predictor(tmp_path / "model.pt", "cpu")
+    assert predictor.ood.dim == emb.shape[1] == 1280 and predictor.ood.k == 5
+    far = plain.prepare(paths["good_clamp"])
+    far.image = np.full_like(far.image, 3.0)
+    assert predictor.classify(far)[1]["in_distribution"] is False
+    out = tmp_path / "out.csv"
+    assert predict(tmp_path / "model.pt", paths["good_clamp"], paths["good_seq"], paths["corrupt_file"], out=out) == 0
+    table = pd.read_csv(out, dtype={"specimen_id": str}, keep_default_na=False).set_index("status")
+    assert (table.loc["ok", "in_distribution"] == "True").all()
+    assert (table.loc["ok", "ood_score"].astype(float) <= predictor.ood.threshold).all()
+    assert table.loc["excluded", "ood_score"] == "" and table.loc["excluded", "in_distribution"] == ""
+    meta["ood"]["train"] = meta["ood"]["train"][:, :10]
+    torch.save(meta, tmp_path / "bad.pt")
+    with pytest.raises(SystemExit, match="do not match the network's 1280"):
+        predict(tmp_path / "bad.pt", paths["good_clamp"], out=out)
 
 
 def test_no_readable_file_is_an_error(cells, tmp_path):

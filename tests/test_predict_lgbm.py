@@ -197,7 +197,7 @@ def test_figures_any_square_step_and_nothing_readable(baseline, tmp_path):
 
 
 def test_ood_score_flags_far_cells():
-    from sts.baseline.ood import KnnNovelty
+    from sts.ood import KnnNovelty
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 6)) * [1, 10, 100, 1, 1, 1]

@@ -17,7 +17,10 @@ A file that cannot be prepared is an ``excluded`` row with the reason sweep sele
 The LightGBM baseline (its model folder or ``model.json``, see ``sts.baseline.served``) goes
 through the same rows and CSV: its ``LgbmPredictor`` computes each file's EP features with the
 saved feature parameters; it fills ``rheobase_pa``/``rheobase_sweep`` only (it uses every long
-square, not a +40 pA pair) and adds ``ood_score, in_distribution``.
+square, not a +40 pA pair). Both add ``ood_score, in_distribution``: the model's
+out-of-distribution detector (``sts.ood``; CNN: its embedding of the cell, LightGBM: the EP
+features) and whether the score is within the training cells' threshold; empty for a model
+saved without a detector.
 """
 
 from __future__ import annotations
@@ -103,7 +106,7 @@ def _params(cls, values: dict, what: str):
 class Predictor:
     """A loaded model.pt with the preparation that made its training inputs."""
 
-    extra_columns: tuple[str, ...] = ()  # columns after SWEEP_COLUMNS (none for CNNs)
+    extra_columns: tuple[str, ...] = ("ood_score", "in_distribution")  # columns after SWEEP_COLUMNS
 
     def __init__(self, model_path: str | Path, device: str = "auto", threads: int | None = None,
                  selection_overrides: dict | None = None):
@@ -149,6 +152,9 @@ class Predictor:
         self.image_dtype = np.dtype(self.meta.get("image_dtype", DEFAULT_IMAGE_DTYPE))
         self.scalogram_dtype = np.dtype(self.meta.get("scalogram_dtype", LEGACY_SCALOGRAM_DTYPE))
         self.classes = [str(c) for c in self.meta["classes"]]
+        from sts.dl.evaluate import read_ood
+
+        self.ood = read_ood(self.meta, model_path, self.model)  # None (logged) for an older model.pt
         axes = self.meta.get("scalogram_axes")
         if axes and not np.allclose(axes["freqs_hz"], self.scalogram.freqs_hz):
             raise ValueError(f"{model_path}: saved frequencies differ from its preparation.scalogram parameters")
@@ -193,8 +199,14 @@ class Predictor:
         return predict_proba(self.model, images, np.arange(len(images)), self.device)
 
     def classify(self, prepared: Prepared) -> tuple[np.ndarray, dict]:
-        """Class probabilities of one prepared cell (and no extra columns)."""
-        return self.probabilities(prepared.image[None])[0], {}
+        """Class probabilities of one prepared cell and its OOD columns (one forward pass)."""
+        from sts.dl.embed import proba_and_embeddings
+
+        proba, emb = proba_and_embeddings(self.model, prepared.image[None], np.arange(1), self.device)
+        if self.ood is None:
+            return proba[0], {"ood_score": np.nan, "in_distribution": None}
+        score = float(self.ood.score(emb)[0])
+        return proba[0], {"ood_score": score, "in_distribution": bool(score <= self.ood.threshold)}
 
     def figure(self, prepared: Prepared, proba: np.ndarray, path: Path) -> None:
         """Traces, scalograms and the saliency of the predicted class (``sts.predict_figure``)."""

@@ -1,6 +1,7 @@
 # Deep-learning stage: pack the scalograms once per input size, then per architecture an
 # Optuna search over the CV folds (cnn.tune_workers jobs sharing one study, then a gather),
-# a final fit on all training cells, one holdout evaluation and per-class saliency maps.
+# a final fit on all training cells (with its out-of-distribution detector), one holdout
+# evaluation (with the detector's flags on the holdout cells) and per-class saliency maps.
 # Each architecture's jobs get only its own settings as params, so changing one
 # architecture's settings re-runs that architecture only.
 
@@ -151,6 +152,7 @@ rule cnn_evaluate:
     output:
         metrics="results/models/{arch}/metrics.json",
         predictions="results/models/{arch}/predictions.csv",
+        ood_holdout="results/models/{arch}/ood_holdout.csv",
         confusion=report(
             "results/models/{arch}/confusion_matrix.png",
             caption="../report/confusion_cnn.rst",

@@ -8,7 +8,7 @@ A saved model is a folder (``results/baseline/model/``) with two files:
   columns, configured order) and ``fitted_classes`` (the booster's outputs: classes with
   training cells, sorted), ``feature_params`` (``sts.baseline.features.FeatureParams``: the
   ipfx and sweep settings that made the features), ``imputation`` / ``standardisation`` (none
-  for the trees: NaN is routed natively, as in training), ``ood`` (``sts.baseline.ood``), the
+  for the trees: NaN is routed natively, as in training), ``ood`` (``sts.ood``), the
   tuned parameters, training cell counts and package versions.
 
 A CNN is one ``model.pt`` (torch); a LightGBM model is that folder or its ``model.json``.
@@ -96,7 +96,7 @@ def save_model(out_dir, model, features: list[str], classes: list[str], X_train,
     leaves a pair that ``load_model`` refuses rather than a silently mismatched one.
     """
     from sts.baseline.features import FeatureParams
-    from sts.baseline.ood import KnnNovelty
+    from sts.ood import KnnNovelty
     from sts.metrics import write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
@@ -158,7 +158,7 @@ def load_model(path) -> SavedModel:
     import lightgbm as lgb
 
     from sts.baseline.features import FEATURE_NAMES, FeatureParams
-    from sts.baseline.ood import KnnNovelty
+    from sts.ood import KnnNovelty
 
     path = Path(path)
     if path.suffix.lower() == ".txt":
@@ -240,7 +240,10 @@ class LgbmPredictor:
         self.threads = threads
         self.classes = self.saved.classes
         self.params = self.saved.feature_params
-        self.extra_columns = ("ood_score", "in_distribution") if self.saved.ood is not None else ()
+        self.extra_columns = ("ood_score", "in_distribution")  # empty for a model saved without ood
+        if self.saved.ood is None:
+            log.warning("%s: saved without out-of-distribution statistics: ood_score and in_distribution stay "
+                        "empty", model_path)  # fmt: skip
         overrides = {k: v for k, v in (selection_overrides or {}).items() if v is not None}
         if overrides.get("any_square_step"):
             raise ValueError("--any-square-step: the LightGBM baseline's features read sweeps named as long squares "
@@ -282,7 +285,7 @@ class LgbmPredictor:
     def classify(self, prepared) -> tuple[np.ndarray, dict]:
         """Class probabilities (model class order) and the OOD columns of one prepared cell."""
         proba = self.saved.predict_proba(prepared.features[None], self.threads)[0]
-        extra = {}
+        extra = {"ood_score": math.nan, "in_distribution": None}
         if self.saved.ood is not None:
             score = float(self.saved.ood.score(prepared.features[None])[0])
             extra = {"ood_score": score, "in_distribution": bool(score <= self.saved.ood.threshold)}

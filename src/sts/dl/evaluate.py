@@ -1,11 +1,37 @@
-"""Holdout evaluation of a saved CNN, in the format shared with the baseline (sts.metrics)."""
+"""Holdout evaluation of a saved CNN, in the format shared with the baseline (sts.metrics).
+
+Beside metrics.json it writes ``ood_holdout.csv`` (``specimen_id, label, predicted, ood_score,
+in_distribution``): the model's out-of-distribution flag on its holdout cells, whose share
+flagged is the detector's false-alarm rate on unseen cells of the training distribution
+(scores empty for a model.pt saved without a detector).
+"""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 log = logging.getLogger(__name__)
+
+OOD_HOLDOUT = "ood_holdout.csv"
+
+
+def read_ood(meta: dict, model_path, model):
+    """The model.pt's ``EmbeddingNovelty``, or None (logged) for a model saved without one."""
+    from sts.dl.embed import embedding_dim
+    from sts.ood import EmbeddingNovelty
+
+    if meta.get("ood") is None:
+        log.warning("%s: saved without an out-of-distribution detector (trained before it existed): "
+                    "ood_score and in_distribution stay empty; re-train to add one", model_path)  # fmt: skip
+        return None
+    try:
+        return EmbeddingNovelty.from_state(meta["ood"], embedding_dim(model))
+    except ValueError as err:
+        raise ValueError(f"{model_path}: {err}") from err
 
 
 def evaluate_model(
@@ -15,8 +41,9 @@ def evaluate_model(
     import torch
 
     from sts.dl.final import load_model
-    from sts.dl.train import predict_proba, select_device
-    from sts.metrics import write_evaluation
+    from sts.dl.embed import proba_and_embeddings
+    from sts.dl.train import select_device
+    from sts.metrics import write_csv_atomic, write_evaluation
 
     if threads:
         torch.set_num_threads(threads)
@@ -29,10 +56,19 @@ def evaluate_model(
     idx = packed.indices("test")
     if not len(idx):
         raise ValueError("no holdout (split 'test') cells in the packed file")
-    proba = predict_proba(model, packed.images, idx, dev)
+    proba, emb = proba_and_embeddings(model, packed.images, idx, dev)
     pred = [packed.classes[i] for i in proba.argmax(axis=1)]
     metrics = write_evaluation(out_dir, packed.specimen_id[idx], packed.label[idx], pred, proba, packed.classes,
                                title=f"{meta['arch']}, holdout")  # fmt: skip
+    ood = read_ood(meta, model_path, model)
+    scores = ood.score(emb) if ood is not None else np.full(len(idx), np.nan)
+    flags = pd.array([bool(s <= ood.threshold) for s in scores] if ood is not None else [pd.NA] * len(idx),
+                     dtype="boolean")  # fmt: skip
+    write_csv_atomic(Path(out_dir) / OOD_HOLDOUT, pd.DataFrame({"specimen_id": packed.specimen_id[idx],
+                     "label": packed.label[idx], "predicted": pred, "ood_score": scores, "in_distribution": flags}))
+    if ood is not None:
+        log.info("%s holdout: %d of %d cells above the OOD threshold %.4f (training quantile %g)", meta["arch"],
+                 int((~flags).sum()), len(idx), ood.threshold, ood.quantile)  # fmt: skip
     log.info("%s holdout: balanced accuracy %.4f, weighted F1 %.4f, accuracy %.4f (n=%d)", meta["arch"],
              *(metrics[k] for k in ("balanced_accuracy", "weighted_f1", "accuracy", "n_test")))  # fmt: skip
     return metrics

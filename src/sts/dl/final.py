@@ -4,7 +4,9 @@ No cells are held out for early stopping: the refit trains for ``final_epochs`` 
 best_params.json, the mean over the CV folds of the epoch at which early stopping kept the
 best weights. ``model.pt`` carries everything needed to classify a new recording: weights,
 arch, classes, input size, normalisation, and the sweep-selection and scalogram parameters
-that produced the inputs (``preparation``).
+that produced the inputs (``preparation``), and ``ood``: the out-of-distribution detector
+(``sts.ood.EmbeddingNovelty``) fitted on the final network's embeddings of the training
+cells, as tensors and plain values (``weights_only=True`` loads it).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def train_final(
     result = fit(arch, packed.images, packed.y, len(packed.classes), train_idx, None, params,
                  checkpoint=out / CHECKPOINT, threads=threads)  # fmt: skip
     history = pd.DataFrame(result.history)
+    ood = fit_ood(arch, result.state_dict, len(packed.classes), hp.get("dropout", 0.0), packed, train_idx,
+                  weights, device)  # fmt: skip
     model = {
         "state_dict": result.state_dict, "arch": arch, "classes": list(packed.classes),
         "input_size": list(packed.input_size), "normalisation": json.loads(packed.norm.to_json()),
@@ -63,14 +67,32 @@ def train_final(
         "cv_balanced_accuracy": best_params.get("cv_balanced_accuracy"), "preparation": preparation or {},
         "scalogram_axes": {"freqs_hz": np.asarray(packed.freqs_hz).tolist(), "fs_hz": packed.fs_hz,
                            "n_times": packed.n_times},
-        "history": result.history,
+        "history": result.history, "ood": ood,
     }  # fmt: skip
     write_csv_atomic(out / "history.csv", history)
     plot_curves(history, out / "training_curves.png", arch, best_params)
-    model = {**plain({k: v for k, v in model.items() if k != "state_dict"}), "state_dict": model["state_dict"]}
+    tensors = ("state_dict", "ood")  # plain() would turn the OOD's training embeddings into a list
+    model = {**plain({k: v for k, v in model.items() if k not in tensors}), **{k: model[k] for k in tensors}}
     _atomic(out / MODEL_FILE, lambda tmp: torch.save(model, tmp), ".pt")
     (out / CHECKPOINT).unlink(missing_ok=True)
     return out / MODEL_FILE
+
+
+def fit_ood(arch, state_dict, n_classes, dropout, packed, train_idx, weights, device) -> dict:
+    """``EmbeddingNovelty.to_state()`` of the trained network's embeddings of the training cells."""
+    from sts.dl.embed import proba_and_embeddings
+    from sts.dl.train import select_device
+    from sts.ood import EmbeddingNovelty
+
+    dev = select_device(device)
+    meta = {"arch": arch, "classes": list(range(n_classes)), "dropout": dropout, "input_size": packed.input_size,
+            "state_dict": state_dict, "train_params": {"weights": weights}}  # fmt: skip
+    model = model_from_meta(meta, dev)
+    _, emb = proba_and_embeddings(model, packed.images, train_idx, dev)
+    ood = EmbeddingNovelty.fit(emb)
+    log.info("%s: OOD detector on %d training embeddings (d=%d, k=%d): threshold %.4f at the %g quantile of "
+             "their leave-one-out scores", arch, len(emb), ood.dim, ood.k, ood.threshold, ood.quantile)  # fmt: skip
+    return ood.to_state()
 
 
 def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict) -> None:
@@ -101,12 +123,18 @@ def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict)
 def load_model(path: str | Path, device="cpu"):
     """(model in eval mode, metadata dict) from a model.pt, loaded without unpickling code
     (``UnsafeModelError`` for a file that would need it)."""
-    from sts.dl.models import build_model
     from sts.dl.safe_torch import safe_load
 
     meta = safe_load(path)
+    return model_from_meta(meta, device), meta
+
+
+def model_from_meta(meta: dict, device="cpu"):
+    """The network of a model.pt's contents, in eval mode on ``device``."""
+    from sts.dl.models import build_model
+
     model = build_model(meta["arch"], len(meta["classes"]), meta["dropout"], int(meta["input_size"][0]))
     model.load_state_dict(meta["state_dict"])
     if meta["arch"] == "inception_v3":  # as trained: ImageNet backbones re-map their inputs
         model.transform_input = meta["train_params"].get("weights") == "imagenet"
-    return model.to(device).eval(), meta
+    return model.to(device).eval()
