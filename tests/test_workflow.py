@@ -48,6 +48,9 @@ def report_jobs(config: dict, cells: bool = False, baseline: bool = False, archs
     archs = all_archs if cells else list(archs)
     cross_archs = [a for a in archs if a in (cross.get("architectures") or all_archs)]
     jobs = {"report_comparison": 1}
+    served_lgbm = (cells or baseline) and config.get("baseline", {}).get("features", "computed") == "computed"
+    if len(archs) + served_lgbm:  # one model card per served model
+        jobs["report_model_card"] = len(archs) + served_lgbm
     if cells:
         jobs["report_scalograms"] = 1
     if cells or baseline:
@@ -324,6 +327,9 @@ def test_predict_reproduces_the_holdout_evaluation(run, base_config, tmp_path):
         print(f"{name}: max |served - evaluated| calibrated probability {diff:.3g} ({len(evaluated)} cells)")
         assert diff <= 1e-4, name
         assert served["predicted"].tolist() == evaluated["predicted"].tolist(), name
+        if name in base_config["cnn"]["architectures"]:  # the CNNs' own out-of-distribution scores
+            ood = pd.read_csv(folder / "ood_holdout.csv", dtype={"specimen_id": str}).set_index("specimen_id")
+            assert np.abs(served["ood_score"] - ood.loc[served.index, "ood_score"]).max() <= 1e-3, name
         spread.append(proba.std(axis=0).max())
     assert max(spread) > 1e-3, "every model gives the same probabilities to all cells: parity says little"
 
@@ -395,10 +401,12 @@ def test_report_html_has_every_figure_and_the_metrics(run, base_config):
     categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
     results = json.loads(re.search(r"var results = (\{.*?\});\n", html).group(1))
     archs = base_config["cnn"]["architectures"]
-    assert set(categories) == {"Data", "Baseline", "Comparison", "Fusion", "Calibration", *(f"CNN {a}" for a in archs)}
+    assert set(categories) == {"Data", "Baseline", "Comparison", "Fusion", "Calibration", "Model cards",
+                               *(f"CNN {a}" for a in archs)}  # fmt: skip
     assert categories["Fusion"] == {"Holdout": ["results/fusion/confusion_matrix.png"]}
     folders = [*(f"results/models/{a}" for a in archs), "results/baseline/model", "results/fusion"]
     assert categories["Calibration"] == {d: [f"{d}/reliability.png"] for d in folders}
+    assert categories["Model cards"] == {m: [f"results/report/model_cards/{m}.html"] for m in ["lightgbm", *archs]}
     assert sorted(categories["Data"]["Example scalograms"]) == sorted(
         f"results/report/scalograms/{class_filename(c)}.png" for c in base_config["classes"]
     )

@@ -367,7 +367,40 @@ def report_targets():
     out += ["results/report/shap_top5.png", "results/report/comparison.html"]
     if CROSS["enabled"]:
         out += ["results/cross_dataset.csv"]
+    out += expand("results/report/model_cards/{model}.md", model=MODEL_CARDS)
     return out
+
+
+def model_cards():
+    """Served models -> their family and the files their card reads (rule report_model_card).
+    Another served model (e.g. a fusion) adds its entry; `calibration` names a calibration.json
+    once a rule writes one (without it the card says "not calibrated")."""
+    cards = {}
+    # A fit on the published tables is not served: no card.
+    if config["baseline"]["features"] == "computed":
+        cards["lightgbm"] = {
+            "family": "lightgbm",
+            "model": "results/baseline/model/model.json",
+            "features": "results/baseline/features.csv",
+            "metrics": "results/baseline/metrics.json",
+            "confusion": "results/baseline/confusion_matrix.png",
+        }
+    for arch in CNN_ARCHS:
+        cards[arch] = {
+            "family": "cnn",
+            "model": f"results/models/{arch}/model.pt",
+            "metrics": f"results/models/{arch}/metrics.json",
+            "confusion": f"results/models/{arch}/confusion_matrix.png",
+            "ood_holdout": f"results/models/{arch}/ood_holdout.csv",
+        }
+    return cards
+
+
+MODEL_CARDS = model_cards()
+
+
+def model_card_inputs(wildcards):
+    return {k: v for k, v in MODEL_CARDS[wildcards.model].items() if k != "family"}
 
 
 def cross_dataset_lgbm_inputs(wildcards):

@@ -1,8 +1,8 @@
 # Report stage: figures and tables for `snakemake --report results/report.html` (example
 # scalograms, the baseline's top SHAP features, every model's holdout scores with bootstrap
 # intervals and calibration scores beside the study's, the paired bootstrap differences best CNN
-# minus LightGBM and fusion minus the best single model and each member),
-# and the cross-dataset table (train on clamp, test on seq and the reverse) when
+# minus LightGBM and fusion minus the best single model and each member), one model card per
+# served model, and the cross-dataset table (train on clamp, test on seq and the reverse) when
 # cross_dataset.enabled. Outputs of other stages join the report through report() flags in
 # their own rules (confusion matrices, training curves, saliency maps).
 
@@ -130,6 +130,32 @@ rule report_comparison:
         calibrated=CALIBRATED,
     script:
         "../scripts/report_comparison.py"
+
+
+rule report_model_card:
+    input:
+        unpack(model_card_inputs),
+        manifest="results/manifest.csv",
+    output:
+        markdown="results/report/model_cards/{model}.md",
+        html=report(
+            "results/report/model_cards/{model}.html",
+            caption="../report/model_card.rst",
+            category="Model cards",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "model card"},
+        ),
+    log:
+        "logs/report/model_card/{model}.log",
+    wildcard_constraints:
+        model="|".join(MODEL_CARDS) or "no-model",
+    conda:
+        "../envs/cnn.yaml"
+    params:
+        family=lambda wildcards: MODEL_CARDS[wildcards.model]["family"],
+        cohort=config["cohort"],
+    script:
+        "../scripts/report_model_card.py"
 
 
 if CROSS["enabled"]:
