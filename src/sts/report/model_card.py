@@ -67,13 +67,14 @@ class CardInputs:
 
 
 # --- facts ---------------------------------------------------------------------------------
-def training_data(manifest_csv: str | Path) -> dict:
-    """Usable cells per class and split, per dataset, and excluded cells by reason (numbers in a
-    reason replaced by N, so one cause is one row)."""
+def training_data(manifest_csv: str | Path, classes=()) -> dict:
+    """Usable cells per class (``classes`` first, in their order) and split, per dataset, and
+    excluded cells by reason (numbers in a reason replaced by N, so one cause is one row)."""
     m = pd.read_csv(manifest_csv, dtype={"specimen_id": str, "label": str, "reason": str}, keep_default_na=False)
     ok = m[m["status"] == "ok"]
     per_class = pd.crosstab(ok["label"], ok["split"]).reindex(columns=["train", "test"], fill_value=0)
-    per_class = per_class.rename(columns={"test": "holdout"})
+    order = [c for c in classes if c in per_class.index] + [c for c in per_class.index if c not in classes]
+    per_class = per_class.reindex(order).rename(columns={"test": "holdout"})
     per_class.loc["total"] = per_class.sum()
     reasons = m.loc[m["status"] != "ok", "reason"].map(_reason_kind).value_counts()
     return {
@@ -202,8 +203,8 @@ def build_card(family: str, name: str, model: str | Path | None, features_csv=No
 # --- rendering ------------------------------------------------------------------------------
 def card_sections(card: CardInputs) -> list[tuple[str, list]]:
     """[(heading, blocks)]; a block is a paragraph (str), a list of bullets, or a DataFrame."""
-    data = training_data(card.manifest)
     metrics = json.loads(Path(card.metrics).read_text())
+    data = training_data(card.manifest, metrics["classes"])
     cohort = card.cohort or "unknown"
     limits = ([SYNTHETIC_LIMIT] if cohort == "synthetic" else []) + card.limits + GENERAL_LIMITS
     datasets = ", ".join(f"{k}: {v}" for k, v in data["datasets"].items()) or "none"
