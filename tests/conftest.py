@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,83 @@ def smk(workdir: Path, *args: str, config: dict | None = None, check=True) -> su
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def workflow_rules() -> dict[str, dict]:
+    """Rule name -> {file, directive: source text} for every rule/checkpoint of the workflow.
+
+    Rules under `if`/`else` (alternatives chosen by config) are all found.
+    """
+    rules = {}
+    head = re.compile(r"^(?P<indent>[ \t]*)(?:rule|checkpoint)\s+(?P<name>\w+)\s*:\s*$")
+    for path in [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]:
+        lines = path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = head.match(line)
+            if not m:
+                continue
+            indent = len(m["indent"])
+            body = []
+            for nxt in lines[i + 1 :]:
+                if nxt.strip() and not nxt.lstrip().startswith("#") and len(nxt) - len(nxt.lstrip()) <= indent:
+                    break
+                body.append(nxt)
+            rules[m["name"]] = {"file": path, **directives(body)}
+    return rules
+
+
+def directives(body: list[str]) -> dict[str, str]:
+    """Directive -> its source text (the rest of its line and its indented continuation)."""
+    code = [ln for ln in body if ln.strip() and not ln.lstrip().startswith("#")]
+    if not code:
+        return {}
+    level = min(len(ln) - len(ln.lstrip()) for ln in code)
+    out, key = {}, None
+    for ln in code:
+        m = re.match(r"(\w+):\s*(.*)$", ln[level:]) if len(ln) - len(ln.lstrip()) == level else None
+        if m:
+            key = m[1]
+            out[key] = m[2]
+        elif key:
+            out[key] += "\n" + ln.strip()
+    return out
+
+
+def check_against_sklearn(out_dir) -> dict:
+    """Recompute an evaluation's metrics.json from its predictions.csv with scikit-learn; return
+    the metrics."""
+    import json
+
+    import numpy as np
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
+    from sts.metrics import read_predictions
+
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    frame, classes, proba = read_predictions(out_dir / "predictions.csv")
+    assert classes == metrics["classes"]
+    assert list(frame.columns[:3]) == ["specimen_id", "label", "predicted"]
+    assert metrics["n_test"] == len(frame) and frame["specimen_id"].is_unique
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert (np.asarray(classes)[proba.argmax(axis=1)] == frame["predicted"]).all()
+    y, p = frame["label"].astype(str), frame["predicted"].astype(str)
+    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
+    assert metrics["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(y, p))
+    assert metrics["confusion_matrix"] == confusion_matrix(y, p, labels=classes).tolist()
+    prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=classes, zero_division=0)
+    for j, c in enumerate(classes):
+        got = metrics["per_class"][c]
+        assert (got["precision"], got["recall"], got["f1"]) == pytest.approx((prec[j], rec[j], f1[j]))
+        assert got["support"] == sup[j]
+    assert (out_dir / "confusion_matrix.png").stat().st_size > 1000
+    return metrics
 
 
 @pytest.fixture(scope="session")

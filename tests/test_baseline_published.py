@@ -1,4 +1,5 @@
-"""The paper's LightGBM baseline on the published EP features and exact split (../shared/reference).
+"""The paper's LightGBM baseline on the published EP features and exact split (resources/paper,
+the same tables as ../shared/reference).
 
 End to end through ``sts baseline-published``: a short seeded Optuna search (CV on training
 cells only), one holdout evaluation, SHAP. The bar: holdout balanced accuracy >= 0.90 and
@@ -10,16 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
-from test_metrics import check_against_sklearn
+from conftest import REPO, check_against_sklearn
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
-pytestmark = pytest.mark.skipif(
-    not REFERENCE.is_dir(), reason=f"published reference data not found at {REFERENCE} (../shared/reference)"
-)
+REFERENCE = REPO / "resources" / "paper"  # the study's tables, shipped with their attribution
 CLASSES = ["Excitatory", "Pvalb", "Sst", "Vip/Lamp5"]
 TEST_COUNTS = {"Sst": 386, "Vip/Lamp5": 359, "Pvalb": 213, "Excitatory": 160}
 # CI settings: 30 trials (the command's default is 50), ~2 min. One LightGBM thread: results are

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from sts.dl.models import ARCHITECTURES, STUDY_SIZE, build_model, check_arch  # noqa: E402
+from sts.dl.models import ARCHITECTURES, STUDY_SIZE, build_model, check_arch
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -7,10 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("torch")
-
-from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort  # noqa: E402
-from sts.dl.pack import IMAGENET_MEAN, IMAGENET_STD, NormParams, load_packed, pack, prepare_images  # noqa: E402
+from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort
+from sts.dl.pack import IMAGENET_MEAN, IMAGENET_STD, NormParams, load_packed, pack, prepare_images
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,12 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort  # noqa: E402
-from sts.dl.pack import load_packed, pack  # noqa: E402
-from sts.dl.study import data_key  # noqa: E402
-from sts.dl.tune import TuneSettings, finished, open_study, tune  # noqa: E402
+from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort
+from sts.dl.pack import load_packed, pack
+from sts.dl.study import data_key
+from sts.dl.tune import TuneSettings, finished, open_study, tune
 
 SPACE = {"batch_size": [8], "learning_rate": {"low": 5e-4, "high": 3e-3}, "patience": {"low": 2, "high": 3}}
 SETTINGS = TuneSettings(arch="resnet18", n_trials=2, max_epochs=2, seed=0, space=SPACE, pruner_startup_trials=1,

@@ -12,21 +12,18 @@ import subprocess
 import sys
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import yaml
+from optuna.storages.journal._storage import JournalOperation  # (the journal's entry kinds)
 
-torch = pytest.importorskip("torch")
-optuna = pytest.importorskip("optuna")
-
-from optuna.storages.journal._storage import JournalOperation  # noqa: E402  (the journal's entry kinds)
-
-from conftest import REPO  # noqa: E402
-from dl_data import CLASSES, write_cohort  # noqa: E402
-from sts.dl.pack import load_packed, pack  # noqa: E402
-from sts.dl.study import RETRY_OF, SURPLUS, WORKER, claim, data_key, finished, open_study, recover_orphans  # noqa: E402
-from sts.dl.tune import TuneSettings, oof_path, tune, tune_gather, tune_worker  # noqa: E402
-from sts.metrics import read_predictions  # noqa: E402
+from conftest import REPO
+from dl_data import CLASSES, write_cohort
+from sts.dl.pack import load_packed, pack
+from sts.dl.study import RETRY_OF, SURPLUS, WORKER, claim, data_key, finished, open_study, recover_orphans
+from sts.dl.tune import TuneSettings, oof_path, tune, tune_gather, tune_worker
+from sts.metrics import read_predictions
 
 S = optuna.trial.TrialState
 SPACE = {"batch_size": [8], "learning_rate": {"low": 5e-4, "high": 3e-3}, "patience": {"low": 1, "high": 2},

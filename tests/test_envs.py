@@ -30,11 +30,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from conftest import REPO
+from conftest import REPO, workflow_rules
 
 SRC = REPO / "src"
 ENV_DIR = REPO / "workflow" / "envs"
-RULE_FILES = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 # Import name -> distribution names (PyPI or conda-forge) that provide it, where they differ.
@@ -56,46 +55,6 @@ ACTIONS = ("shell", "script", "notebook", "wrapper", "run")
 # ---------------------------------------------------------------- rules ---------------
 
 
-def parse_rules() -> dict[str, dict]:
-    """Rule name -> {file, directive: source text} for every rule/checkpoint of the workflow.
-
-    Rules under `if`/`else` (alternatives chosen by config) are all found.
-    """
-    rules = {}
-    head = re.compile(r"^(?P<indent>[ \t]*)(?:rule|checkpoint)\s+(?P<name>\w+)\s*:\s*$")
-    for path in RULE_FILES:
-        lines = path.read_text().splitlines()
-        for i, line in enumerate(lines):
-            m = head.match(line)
-            if not m:
-                continue
-            indent = len(m["indent"])
-            body = []
-            for nxt in lines[i + 1 :]:
-                if nxt.strip() and not nxt.lstrip().startswith("#") and len(nxt) - len(nxt.lstrip()) <= indent:
-                    break
-                body.append(nxt)
-            rules[m["name"]] = {"file": path, **directives(body)}
-    return rules
-
-
-def directives(body: list[str]) -> dict[str, str]:
-    """Directive -> its source text (the rest of its line and its indented continuation)."""
-    code = [ln for ln in body if ln.strip() and not ln.lstrip().startswith("#")]
-    if not code:
-        return {}
-    level = min(len(ln) - len(ln.lstrip()) for ln in code)
-    out, key = {}, None
-    for ln in code:
-        m = re.match(r"(\w+):\s*(.*)$", ln[level:]) if len(ln) - len(ln.lstrip()) == level else None
-        if m:
-            key = m[1]
-            out[key] = m[2]
-        elif key:
-            out[key] += "\n" + ln.strip()
-    return out
-
-
 def string_value(text: str) -> str:
     """The string literal of a directive (`"../envs/sts.yaml"`)."""
     return ast.literal_eval(text.strip().rstrip(","))
@@ -103,7 +62,7 @@ def string_value(text: str) -> str:
 
 @cache
 def rules() -> dict[str, dict]:
-    return parse_rules()
+    return workflow_rules()
 
 
 def runnable_rules() -> list[str]:

@@ -8,10 +8,8 @@ import math
 import numpy as np
 import pytest
 
-pytest.importorskip("ipfx")
-
-from sts.baseline.features import FEATURE_NAMES, compute_features, features_from_arrays  # noqa: E402
-from sts.baseline.features_cli import aggregate, features_file  # noqa: E402
+from sts.baseline.features import FEATURE_NAMES, compute_features, features_from_arrays
+from sts.baseline.features_cli import aggregate, features_file
 
 FS = 50_000.0
 ONSET_S, STEP_S, SWEEP_S = 0.5, 1.0, 2.2  # sts.sweeps.find_step: step < half the sweep

@@ -97,10 +97,8 @@ def test_paper_split_files(tmp_path):
 
 
 def test_reference_split_files_read():
-    from conftest import SHARED
+    from conftest import REPO
 
-    train = SHARED / "reference" / "Train_split.csv"
-    if not train.exists():
-        pytest.skip("../shared/reference not present")
+    train = REPO / "resources" / "paper" / "Train_split.csv"
     ids = read_split_file(train)
     assert len(ids) == 4472 and len(set(ids)) == 4472

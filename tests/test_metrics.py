@@ -2,45 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
 
-from sts.metrics import evaluate, read_predictions, write_evaluation
+from conftest import check_against_sklearn
+from sts.metrics import evaluate, write_evaluation
 
 CLASSES = ["Excitatory", "Pvalb", "Sst", "Vip/Lamp5"]
-
-
-def check_against_sklearn(out_dir) -> dict:
-    """Recompute metrics.json from predictions.csv with scikit-learn; return the metrics."""
-    metrics = json.loads((out_dir / "metrics.json").read_text())
-    frame, classes, proba = read_predictions(out_dir / "predictions.csv")
-    assert classes == metrics["classes"]
-    assert list(frame.columns[:3]) == ["specimen_id", "label", "predicted"]
-    assert metrics["n_test"] == len(frame) and frame["specimen_id"].is_unique
-    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-6)
-    assert (np.asarray(classes)[proba.argmax(axis=1)] == frame["predicted"]).all()
-    y, p = frame["label"].astype(str), frame["predicted"].astype(str)
-    assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
-    assert metrics["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
-    assert metrics["accuracy"] == pytest.approx(accuracy_score(y, p))
-    assert metrics["confusion_matrix"] == confusion_matrix(y, p, labels=classes).tolist()
-    prec, rec, f1, sup = precision_recall_fscore_support(y, p, labels=classes, zero_division=0)
-    for j, c in enumerate(classes):
-        got = metrics["per_class"][c]
-        assert (got["precision"], got["recall"], got["f1"]) == pytest.approx((prec[j], rec[j], f1[j]))
-        assert got["support"] == sup[j]
-    assert (out_dir / "confusion_matrix.png").stat().st_size > 1000
-    return metrics
 
 
 @pytest.fixture

@@ -9,8 +9,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
-from test_envs import rules
+from conftest import REPO, workflow_rules
 
 PROFILES = sorted((REPO / "profiles").glob("*/config.yaml"))
 RULE_KEYS = ("groups", "set-resources", "set-threads")
@@ -21,7 +20,7 @@ def test_profile_names_existing_rules(path):
     """A renamed rule must not silently lose its cluster resources or its group."""
     profile = yaml.safe_load(path.read_text())
     named = {rule for key in RULE_KEYS for rule in profile.get(key) or {}}
-    unknown = sorted(named - set(rules()))
+    unknown = sorted(named - set(workflow_rules()))
     assert not unknown, f"{path.relative_to(REPO)} names rules the workflow does not have: {unknown}"
     groups = set((profile.get("groups") or {}).values())
     assert groups <= set(profile.get("group-components") or {}), "every group needs its group-components"

@@ -43,7 +43,6 @@ def test_noise_and_subthreshold_bumps_are_not_spikes():
 
 def test_agrees_with_ipfx_on_synthetic_sweep(synth_cells):
     """Spike counts of ipfx's SpikeFeatureExtractor and ours on real-layout synthetic sweeps."""
-    pytest.importorskip("ipfx")
     from ipfx.feature_extractor import SpikeFeatureExtractor
 
     from sts.recordings import open_recording

@@ -186,10 +186,8 @@ def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
 
 
 def test_published_baseline_replaces_computed_features(run, base_config):
-    from conftest import SHARED
-
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
-    cfg["baseline"].update(features="published", reference_dir=str(SHARED / "reference"))
+    cfg["baseline"].update(features="published", reference_dir=str(REPO / "resources" / "paper"))
     try:
         assert planned_jobs(run, cfg) == {"baseline_published": 1, "all": 1, **report_jobs(cfg, baseline=True)}
         cfg["baseline"]["reference_dir"] = None
