@@ -42,7 +42,8 @@ def save_cnn(path, size=32):
 def fused(baseline, tmp_path_factory):  # noqa: F811
     from sts.baseline.oof import out_of_fold
     from sts.fusion.stack import Member, fit_fusion
-    from sts.metrics import predictions_frame, write_csv_atomic
+    from sts.atomic import write_csv_atomic
+    from sts.metrics import predictions_frame
     from sts.predict import load_predictor
 
     files, lgbm_out, features_csv = baseline

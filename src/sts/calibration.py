@@ -204,7 +204,7 @@ def file_sha256(path) -> str:
 
 def write_calibration(path, cal: Calibration, model_file) -> None:
     """The sidecar: format, the model file's name and sha256 (a refit model invalidates it), T, scores."""
-    from sts.metrics import write_json_atomic
+    from sts.atomic import write_json_atomic
 
     model_file = Path(model_file)
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_file": model_file.name,

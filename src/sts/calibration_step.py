@@ -57,7 +57,8 @@ def calibrate_model(oof_csv, predictions_csv, model_file, manifest_csv, out_json
     import matplotlib.pyplot as plt
 
     from sts.calibration import calibrate, write_calibration
-    from sts.metrics import predictions_frame, save_figure_atomic, write_csv_atomic
+    from sts.atomic import save_figure_atomic, write_csv_atomic
+    from sts.metrics import predictions_frame
 
     text = {"specimen_id": str, "label": str, "predicted": str}
     oof = pd.read_csv(oof_csv, dtype=text, keep_default_na=False)

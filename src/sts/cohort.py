@@ -13,13 +13,13 @@ are kept, excluded with their reason; they never become jobs).
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
 from sts.acquire import labels as lab
+from sts.atomic import write_csv_atomic
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +46,12 @@ def listing_path(acq: Mapping, dataset: str) -> Path:
     return Path(acq["metadata_dir"]) / name
 
 
-def _write_atomic(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def write_allen_listing(acq: Mapping, path: str | Path) -> pd.DataFrame:
     from sts.acquire.allen import list_cells
     from sts.acquire.http import RetryPolicy
 
     table = list_cells(acq["allen_api"], RetryPolicy(acq["retries"], acq["backoff_s"], acq["timeout_s"]))
-    _write_atomic(table, Path(path))
+    write_csv_atomic(path, table)
     return table
 
 
@@ -66,7 +59,7 @@ def write_dandi_listing(acq: Mapping, path: str | Path) -> pd.DataFrame:
     from sts.acquire.dandi_stream import list_assets
 
     table = list_assets(acq["dandi_api"], acq["dandiset"], acq["dandiset_version"])
-    _write_atomic(table, Path(path))
+    write_csv_atomic(path, table)
     return table
 
 

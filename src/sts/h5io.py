@@ -1,31 +1,8 @@
-"""Small HDF5 helpers for per-cell files: atomic writes and attribute round-trips."""
+"""Small HDF5 helpers for per-cell files: attribute round-trips (atomic writes: ``sts.atomic``)."""
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
-from pathlib import Path
-
-import h5py
 import numpy as np
-
-
-@contextmanager
-def atomic_h5(path: str | Path):
-    """Yield an h5py.File written to a temporary name, renamed onto ``path`` only on success.
-
-    A job killed mid-write leaves no half-written output under the real name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_attrs(obj, attrs: dict) -> None:

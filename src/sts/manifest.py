@@ -14,7 +14,6 @@ the manifest stops (``UnexpectedErrors``) instead of training on what a bug left
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from sts.atomic import write_csv_atomic
 from sts.h5io import read_attrs
 
 log = logging.getLogger(__name__)
@@ -218,11 +218,7 @@ def build_manifest(
     table = assign_split(cell_rows(metadata, attrs, classes), split, classes)
     extras = [c for c in table.columns if c not in COLUMNS]
     table = table[COLUMNS + extras].sort_values("specimen_id", kind="stable")
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out_csv)
+    write_csv_atomic(out_csv, table)
     n_ok = int((table["status"] == "ok").sum())
     log.info("manifest: %d cells, %d usable, %d excluded; %s", len(table), n_ok, len(table) - n_ok, summary)
     return table

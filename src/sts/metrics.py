@@ -15,22 +15,20 @@
   column per class, class names verbatim, e.g. ``p_Vip/Lamp5``);
 * ``confusion_matrix.png`` — counts and row-normalised matrices side by side.
 
-Every file is written to a temporary file in the same folder and moved into place with
-``os.replace``, so a killed job never leaves a half-written output.
+Every file is written atomically (``sts.atomic``): a killed job never leaves a half-written output.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from sts.atomic import save_figure_atomic, write_csv_atomic, write_json_atomic
 from sts.uncertainty import BootstrapSettings, bootstrap_intervals
 
 log = logging.getLogger(__name__)
@@ -38,55 +36,6 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 CONFUSION_PNG = "confusion_matrix.png"
-
-
-def _atomic(path: Path, write: Callable[[str], None], suffix: str) -> None:
-    """Call ``write(tmp_path)`` then move the temporary file onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text), ".tmp")
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    write_text_atomic(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
-
-
-def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> None:
-    """Write ``frame`` (no index) to ``path`` atomically."""
-    _atomic(Path(path), lambda tmp: frame.to_csv(tmp, index=False), ".csv")
-
-
-def save_figure_atomic(fig, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Save a matplotlib figure to ``path`` (PNG) atomically."""
-    _atomic(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png"), ".png")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def _check(y_true, y_pred, proba, classes, specimen_ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -326,7 +326,7 @@ def predict_files(
     import pandas as pd
     from tqdm import tqdm
 
-    from sts.metrics import write_csv_atomic
+    from sts.atomic import write_csv_atomic
 
     items = [f if isinstance(f, Item) else Item(Path(f), Path(f).stem, protocol) for f in files]
     figures = figure_names(items)

@@ -15,7 +15,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sts.h5io import atomic_h5, read_attrs, write_attrs
+from sts.atomic import atomic_h5
+from sts.h5io import read_attrs, write_attrs
 from sts.scalogram import cwt, default_freqs
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sts.h5io import atomic_h5, write_attrs
+from sts.atomic import atomic_h5
+from sts.h5io import write_attrs
 from sts.qc import QcParams, check_sweep
 from sts.recordings import NwbReadError, open_recording
 from sts.recordings.common import from_hdf5, shown

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 
@@ -31,11 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def write_metadata(cohort, out_csv: str | Path) -> None:
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
-    cohort.rename(columns={"defect": "synthetic_defect"}).to_csv(tmp, index=False)
-    os.replace(tmp, out_csv)
+    from sts.atomic import write_csv_atomic
+
+    write_csv_atomic(out_csv, cohort.rename(columns={"defect": "synthetic_defect"}))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 
 from sts.acquire.http import DownloadError, RetryPolicy, checked_url, download, session
 from sts.acquire.marker import write_marker
+from sts.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +135,7 @@ def acquire_cell(specimen_id: str, dataset: str, out_nwb: str | Path, report_jso
         write_marker(out, str(specimen_id), rep.reason)
     rep.local_size = out.stat().st_size
     rep.seconds = round(time.monotonic() - t0, 3)
-    report_json = Path(report_json)
-    report_json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report_json.with_name(f".{report_json.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(asdict(rep), indent=1))
-    os.replace(tmp, report_json)
+    write_text_atomic(report_json, json.dumps(asdict(rep), indent=1))
     log.info("cell %s: %s, %d bytes fetched (remote file %d bytes) in %.1f s", specimen_id, rep.status,
              rep.bytes_fetched, rep.remote_size, rep.seconds)
     return rep
@@ -147,7 +143,7 @@ def acquire_cell(specimen_id: str, dataset: str, out_nwb: str | Path, report_jso
 
 def write_report(report_files, out_csv: str | Path) -> pd.DataFrame:
     """One row per cell (bytes fetched, remote size, status, reason) and a log line with the totals."""
-    from sts.metrics import write_csv_atomic
+    from sts.atomic import write_csv_atomic
 
     rows = [json.loads(Path(p).read_text()) for p in report_files]
     table = pd.DataFrame(rows, columns=list(CellReport.__dataclass_fields__))

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from sts.baseline.explain import explain
     from sts.baseline.lgbm import fit_final, search
     from sts.baseline.published import load_published
-    from sts.metrics import write_csv_atomic, write_evaluation, write_json_atomic
+    from sts.atomic import write_csv_atomic, write_json_atomic
+    from sts.metrics import write_evaluation
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,8 @@ def train_computed(features_csv, manifest_csv, out_dir, n_trials=50, seed=0, n_j
     from sts.baseline.explain import explain
     from sts.baseline.lgbm import fit_final, search
     from sts.baseline.served import save_model
-    from sts.metrics import write_csv_atomic, write_evaluation, write_json_atomic
+    from sts.atomic import write_csv_atomic, write_json_atomic
+    from sts.metrics import write_evaluation
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

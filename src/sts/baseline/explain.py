@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from sts.metrics import save_figure_atomic, write_csv_atomic
+from sts.atomic import save_figure_atomic, write_csv_atomic
 
 log = logging.getLogger(__name__)
 SHAP_CSV = "shap_mean_abs.csv"

@@ -16,24 +16,13 @@ import csv
 import json
 import logging
 import math
-import os
 from pathlib import Path
+
+from sts.atomic import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 META_COLUMNS = ("specimen_id", "dataset", "label", "status", "reason")
-
-
-def _atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _json_safe(value):
@@ -64,7 +53,7 @@ def features_file(nwb, out, specimen_id: str, dataset: str = "", label: str = ""
         "status": result.status, "reason": result.reason, "source_file": str(nwb),
         "features": result.features, "info": result.info, "unexpected_error": result.unexpected_error,
     }
-    _atomic_write_text(out, json.dumps(_json_safe(record), indent=1, allow_nan=False) + "\n")
+    write_text_atomic(out, json.dumps(_json_safe(record), indent=1, allow_nan=False) + "\n")
     return record
 
 
@@ -80,23 +69,15 @@ def aggregate(json_paths, out_csv) -> int:
     summary = check_unexpected(unexpected, len(records), "cells", MAX_UNEXPECTED_SHARE, MIN_UNEXPECTED_CELLS)
     extra = sorted({k for r in records for k in r.get("features", {})} - set(FEATURE_NAMES))
     columns = list(META_COLUMNS) + list(FEATURE_NAMES) + extra
-    out_csv = Path(out_csv)
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(f".{out_csv.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(columns)
-            for r in records:
-                feats = r.get("features", {})
-                row = [r.get(c, "") for c in META_COLUMNS]
-                names = columns[len(META_COLUMNS):]
-                row += ["" if feats.get(c) is None else repr(float(feats[c])) for c in names]
-                writer.writerow(row)
-        os.replace(tmp, out_csv)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(out_csv, ".csv") as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for r in records:
+            feats = r.get("features", {})
+            row = [r.get(c, "") for c in META_COLUMNS]
+            names = columns[len(META_COLUMNS):]
+            row += ["" if feats.get(c) is None else repr(float(feats[c])) for c in names]
+            writer.writerow(row)
     n_ok = sum(r["status"] == "ok" for r in records)
     log.info("%d cells (%d ok, %d excluded; %s) -> %s", len(records), n_ok, len(records) - n_ok, summary, out_csv)
     return len(records)

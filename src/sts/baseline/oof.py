@@ -30,7 +30,8 @@ def out_of_fold(features_csv, manifest_csv, best_params_json, out_csv, classes, 
     """Write and return the out-of-fold table of the training cells with EP features."""
     from sts.baseline.computed import join_features
     from sts.baseline.lgbm import fit_final
-    from sts.metrics import predictions_frame, write_csv_atomic
+    from sts.atomic import write_csv_atomic
+    from sts.metrics import predictions_frame
 
     classes = [str(c) for c in classes]
     rows, _, columns = join_features(features_csv, manifest_csv)

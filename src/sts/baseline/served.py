@@ -96,8 +96,8 @@ def save_model(out_dir, model, features: list[str], classes: list[str], X_train,
     leaves a pair that ``load_model`` refuses rather than a silently mismatched one.
     """
     from sts.baseline.features import FeatureParams
+    from sts.atomic import write_json_atomic, write_text_atomic
     from sts.ood import KnnNovelty
-    from sts.metrics import write_json_atomic, write_text_atomic
 
     out = Path(out_dir)
     text = model.booster_.model_to_string()
@@ -304,7 +304,7 @@ class LgbmPredictor:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from sts.metrics import save_figure_atomic
+        from sts.atomic import save_figure_atomic
 
         z = ood.standardise(prepared.features[None])[0]
         missing = ~np.isfinite(prepared.features)

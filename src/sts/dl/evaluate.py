@@ -43,7 +43,8 @@ def evaluate_model(
     from sts.dl.final import load_model
     from sts.dl.embed import proba_and_embeddings
     from sts.dl.train import select_device
-    from sts.metrics import write_csv_atomic, write_evaluation
+    from sts.atomic import write_csv_atomic
+    from sts.metrics import write_evaluation
 
     if threads:
         torch.set_num_threads(threads)

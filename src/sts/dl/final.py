@@ -41,9 +41,7 @@ def train_final(
     recalibrate_bn: bool = False,
 ) -> Path:
     """Refit and write model.pt, history.csv and training_curves.png to ``out_dir``."""
-    import torch
-
-    from sts.metrics import _atomic, write_csv_atomic
+    from sts.atomic import save_torch_atomic, write_csv_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -73,7 +71,7 @@ def train_final(
     plot_curves(history, out / "training_curves.png", arch, best_params)
     tensors = ("state_dict", "ood")  # plain() would turn the OOD's training embeddings into a list
     model = {**plain({k: v for k, v in model.items() if k not in tensors}), **{k: model[k] for k in tensors}}
-    _atomic(out / MODEL_FILE, lambda tmp: torch.save(model, tmp), ".pt")
+    save_torch_atomic(model, out / MODEL_FILE)
     (out / CHECKPOINT).unlink(missing_ok=True)
     return out / MODEL_FILE
 
@@ -103,7 +101,7 @@ def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict)
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from sts.metrics import save_figure_atomic
+    from sts.atomic import save_figure_atomic
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
     ax1.plot(history["epoch"], history["train_loss"], marker="o")

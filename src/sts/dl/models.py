@@ -90,12 +90,11 @@ def build_model(
 
 def fetch_weights(arch: str, out_path: str | Path) -> Path:
     """Download ``arch``'s ImageNet weights through torchvision and save the state dict."""
-    import torch
     import torchvision.models as tvm
 
-    from sts.metrics import _atomic
+    from sts.atomic import save_torch_atomic
 
     check_arch(arch)
     state = tvm.get_weight(WEIGHTS[arch]).get_state_dict(progress=True)
-    _atomic(Path(out_path), lambda tmp: torch.save(state, tmp), ".pth")
+    save_torch_atomic(state, out_path)
     return Path(out_path)

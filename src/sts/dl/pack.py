@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from sts.h5io import atomic_h5
+from sts.atomic import atomic_h5
 
 log = logging.getLogger(__name__)
 

@@ -87,7 +87,7 @@ def explain(
 
     from sts.dl.final import load_model
     from sts.dl.train import select_device
-    from sts.h5io import atomic_h5
+    from sts.atomic import atomic_h5
 
     if method not in METHODS:
         raise ValueError(f"saliency method {method!r}: expected one of {METHODS}")
@@ -114,7 +114,7 @@ def plot_saliency(sal, counts, classes, freqs_hz, times_ms, path, title: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sts.metrics import save_figure_atomic
+    from sts.atomic import save_figure_atomic
 
     k = len(classes)
     fig, axes = plt.subplots(k, 2, figsize=(10, 2.2 * k), squeeze=False, constrained_layout=True)

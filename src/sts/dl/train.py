@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 
+from sts.atomic import save_torch_atomic
 from sts.dl.models import AUX_WEIGHT, build_model, uses_aux
 from sts.dl.safe_torch import plain, safe_load
 
@@ -159,14 +159,6 @@ def recalibrate_bn(model, images: np.ndarray, idx: np.ndarray, batch_size: int, 
                   model)  # fmt: skip
 
 
-def _atomic_save(obj, path: Path) -> None:
-    import torch
-
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def fit(
     arch: str,
     images: np.ndarray,
@@ -287,7 +279,7 @@ def fit(
         log.info("%s epoch %d/%d: %s", arch, epoch + 1, params.max_epochs,
                  ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))  # fmt: skip
         if ckpt:
-            _atomic_save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
+            save_torch_atomic({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict() if sched else None, "scaler": scaler.state_dict(),
                           "rng": torch.get_rng_state(), "state": plain(state)}, ckpt)  # fmt: skip
         if on_epoch:

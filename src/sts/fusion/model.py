@@ -49,7 +49,7 @@ def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_
     """Write model.json atomically (members' paths relative to its folder)."""
     from sts.calibration import file_sha256
     from sts.fusion.stack import FEATURE_FLOOR
-    from sts.metrics import write_json_atomic
+    from sts.atomic import write_json_atomic
 
     path = Path(path)
     folder = path.parent.resolve()

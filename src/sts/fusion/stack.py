@@ -128,7 +128,8 @@ def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: Fu
     out-of-fold predictions per manifest fold, score the holdout, save the model; return metrics."""
     from sts.calibration import check_training_rows
     from sts.fusion.model import save_fusion
-    from sts.metrics import predictions_frame, write_csv_atomic, write_evaluation
+    from sts.atomic import write_csv_atomic
+    from sts.metrics import predictions_frame, write_evaluation
 
     if len(members) < 2:
         raise ValueError(f"fusion needs at least two members, got {[m.name for m in members]}")

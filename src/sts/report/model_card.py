@@ -334,7 +334,7 @@ def _inline(text: str) -> str:
 
 
 def write_card(card: CardInputs, markdown_path: str | Path, html_path: str | Path | None = None) -> None:
-    from sts.metrics import write_text_atomic
+    from sts.atomic import write_text_atomic
 
     write_text_atomic(markdown_path, to_markdown(card))
     if html_path is not None:

@@ -119,7 +119,7 @@ def write_class_examples(
     """Write one class's example figure (cells of ``among`` when given); return the ids shown."""
     import matplotlib.pyplot as plt
 
-    from sts.metrics import _atomic
+    from sts.atomic import save_figure_atomic
 
     manifest = pd.read_csv(manifest_csv, dtype={"specimen_id": str}, keep_default_na=False)
     cells = pick_examples(manifest, cls, n, seed, among)
@@ -135,7 +135,7 @@ def write_class_examples(
     fig = plot_examples(cls, cells, examples, n_usable)
     try:
         # The constrained layout already fits the page: no bbox_inches="tight" (a second full draw).
-        _atomic(Path(out_png), lambda tmp: fig.savefig(tmp, dpi=100, format="png"), ".png")
+        save_figure_atomic(fig, out_png, dpi=100, bbox_inches=None)
     finally:
         plt.close(fig)
     log.info("class %s: example cells %s -> %s", cls, ", ".join(cells["specimen_id"]), out_png)

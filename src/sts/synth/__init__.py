@@ -20,6 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
+from sts.atomic import atomic_path
 from sts.synth.cohort import DEFECTS, make_cohort, simulate_cell
 from sts.synth.models import CLASSES
 
@@ -34,12 +35,9 @@ def write_cell(row: Mapping, path: str | Path) -> None:
     The layout follows row["dataset"]; row["defect"] shapes the protocol or, for
     ``corrupt_file``, truncates the finished file to 40 % of its bytes.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cell = simulate_cell(row)
     meta_rng = np.random.default_rng([int(row["cell_seed"]), 1])  # metadata apart from physiology
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # same dir: atomic replace
-    try:
+    with atomic_path(path, Path(path).suffix) as tmp:
         if row["dataset"] == "clamp":
             from sts.synth.write_allen_v1 import write_allen_v1
 
@@ -53,7 +51,3 @@ def write_cell(row: Mapping, path: str | Path) -> None:
         if str(row.get("defect", "") or "") == "corrupt_file":
             with open(tmp, "r+b") as fh:
                 fh.truncate(int(os.path.getsize(tmp) * CORRUPT_KEEP))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

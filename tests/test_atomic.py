@@ -1,0 +1,82 @@
+"""sts.atomic: a write either completes under the real name or leaves the old file untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sts.atomic import (
+    atomic_h5,
+    atomic_path,
+    save_figure_atomic,
+    save_torch_atomic,
+    write_csv_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
+
+
+def leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom):
+        with atomic_path(target, ".csv") as tmp:
+            tmp.write_text("half")
+            raise Boom
+    assert target.read_text() == "old\n" and leftovers(tmp_path) == []
+    frame = pd.DataFrame({"a": [1, 2]})
+    with pytest.raises(Boom):
+        with atomic_h5(tmp_path / "x.h5") as f:
+            f.create_dataset("d", data=np.arange(3))
+            raise Boom
+    assert not (tmp_path / "x.h5").exists() and leftovers(tmp_path) == []
+    write_csv_atomic(target, frame)
+    pd.testing.assert_frame_equal(pd.read_csv(target), frame)
+
+
+def test_permissions_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        write_text_atomic(tmp_path / "sub" / "a.txt", "x")  # parents created
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "sub" / "a.txt").stat().st_mode) == 0o640
+
+
+def test_formats_round_trip(tmp_path):
+    write_json_atomic(tmp_path / "m.json", {"a": np.float32(0.5), "b": np.arange(2), "c": tmp_path})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.5, "b": [0, 1], "c": str(tmp_path)}
+    with pytest.raises(ValueError):  # strict JSON where asked
+        write_json_atomic(tmp_path / "n.json", {"a": float("nan")}, allow_nan=False)
+    assert not (tmp_path / "n.json").exists()
+    with atomic_h5(tmp_path / "x.h5") as f:
+        f.create_dataset("d", data=np.arange(3))
+    with h5py.File(tmp_path / "x.h5") as f:
+        assert f["d"][()].tolist() == [0, 1, 2]
+    save_torch_atomic({"w": torch.ones(2), "arch": "x"}, tmp_path / "m.pt")
+    assert torch.load(tmp_path / "m.pt", weights_only=True)["w"].tolist() == [1.0, 1.0]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, _ = plt.subplots()
+    save_figure_atomic(fig, tmp_path / "f.png")
+    plt.close(fig)
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert leftovers(tmp_path) == []
