@@ -73,7 +73,8 @@ def test_cnn_card_reads_model_pt_and_calibration(inputs):
     pd.DataFrame({"specimen_id": ["c5", "c6", "c7"], "in_distribution": [True, False, False]}).to_csv(
         tmp_path / "ood.csv", index=False)
     (tmp_path / "calibration.json").write_text(json.dumps({"method": "temperature", "temperature": 1.5,
-                                                           "holdout": {"ece_before": 0.2, "ece_after": 0.05}}))
+                                                           "holdout": {"ece_before": 0.2, "ece_after": 0.05},
+                                                           "reliability": {"before": [0.1] * 15}}))
     card = build_card("cnn", "resnet18", tmp_path / "model.pt", manifest=manifest, metrics=tmp_path / "metrics.json",
                       confusion_png="results/models/resnet18/confusion_matrix.png", cohort="allen",
                       ood_holdout=tmp_path / "ood.csv", calibration=tmp_path / "calibration.json")
@@ -82,4 +83,22 @@ def test_cnn_card_reads_model_pt_and_calibration(inputs):
     assert f"score <= {ood.threshold:.4g}" in md and "the 5 training cells'" in md
     assert "Holdout cells flagged out of distribution: 2 of 3" in md
     assert "temperature: 1.5" in md and "holdout.ece_after: 0.05" in md and "Not calibrated" not in md
+    assert "reliability" not in md  # the bins are the reliability figure's
     assert "synthetic demo" not in md and "`results/models/resnet18/confusion_matrix.png`" in md
+
+
+def test_fusion_card(inputs):
+    from sts.report.model_card import build_card, to_markdown
+
+    tmp_path, manifest, _ = inputs
+    (tmp_path / "fusion.json").write_text(json.dumps({
+        "classes": CLASSES, "members": [{"name": "resnet18", "kind": "cnn", "path": "../models/resnet18/model.pt"},
+                                        {"name": "lightgbm", "kind": "lightgbm", "path": "../baseline/model/model.json"}],
+        "stacker": {"kind": "multinomial logistic regression", "C": 1.0, "coef": [[0.1]]}, "n_train": 5,
+        "features": {"kind": "log_probability"}, "params": {"c_grid": [0.1, 1]}, "cv_balanced_accuracy": 0.7,
+        "fitted_on": "out-of-fold predictions"}))  # fmt: skip
+    md = to_markdown(build_card("fusion", "fusion", tmp_path / "fusion.json", manifest=manifest, cohort="synthetic",
+                                metrics=tmp_path / "metrics.json", ood_holdout=None))
+    assert "members: resnet18 (cnn, ../models/resnet18/model.pt), lightgbm (lightgbm" in md
+    assert "stacker: kind=multinomial logistic regression, C=1" in md and "coef" not in md
+    assert "| total | 5 | 3 |" in md and "No out-of-distribution detector" in md and "Not calibrated" in md

@@ -48,9 +48,6 @@ def report_jobs(config: dict, cells: bool = False, baseline: bool = False, archs
     archs = all_archs if cells else list(archs)
     cross_archs = [a for a in archs if a in (cross.get("architectures") or all_archs)]
     jobs = {"report_comparison": 1}
-    served_lgbm = (cells or baseline) and config.get("baseline", {}).get("features", "computed") == "computed"
-    if len(archs) + served_lgbm:  # one model card per served model
-        jobs["report_model_card"] = len(archs) + served_lgbm
     if cells:
         jobs["report_scalograms"] = 1
     if cells or baseline:
@@ -62,11 +59,13 @@ def report_jobs(config: dict, cells: bool = False, baseline: bool = False, archs
     if lgbm and (cells or baseline):
         jobs["baseline_oof"] = 1
         calibrate += 1
-    if len(all_archs) + lgbm >= 2:
+    fused = len(all_archs) + lgbm >= 2
+    if fused:
         jobs["fusion"] = 1
         calibrate += 1
     if calibrate:
         jobs["calibrate"] = calibrate
+        jobs["report_model_card"] = calibrate  # one card per changed served model, with its calibration
     if cross.get("enabled"):
         if cells or baseline:
             jobs["cross_dataset_lgbm"] = 1
@@ -404,7 +403,7 @@ def test_report_html_has_every_figure_and_the_metrics(run, base_config):
     assert categories["Fusion"] == {"Holdout": ["results/fusion/confusion_matrix.png"]}
     folders = [*(f"results/models/{a}" for a in archs), "results/baseline/model", "results/fusion"]
     assert categories["Calibration"] == {d: [f"{d}/reliability.png"] for d in folders}
-    assert categories["Model cards"] == {m: [f"results/report/model_cards/{m}.html"] for m in ["lightgbm", *archs]}
+    assert categories["Model cards"] == {m: [f"results/report/model_cards/{m}.html"] for m in ["lightgbm", *archs, "fusion"]}
     assert sorted(categories["Data"]["Example scalograms"]) == sorted(
         f"results/report/scalograms/{class_filename(c)}.png" for c in base_config["classes"]
     )

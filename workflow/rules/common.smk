@@ -372,31 +372,27 @@ def report_targets():
 
 
 def model_cards():
-    """Served models -> their family and the files their card reads (rule report_model_card).
-    Another served model (e.g. a fusion) adds its entry; `calibration` names a calibration.json
-    once a rule writes one (without it the card says "not calibrated")."""
+    """Served models -> their family and the files their card reads (report_model_card);
+    each CNN, the LightGBM baseline on computed features, the fusion; with its calibration.json."""
     cards = {}
-    # A fit on the published tables is not served: no card.
-    if config["baseline"]["features"] == "computed":
-        cards["lightgbm"] = {
-            "family": "lightgbm",
-            "model": "results/baseline/model/model.json",
-            "features": "results/baseline/features.csv",
-            "metrics": "results/baseline/metrics.json",
-            "confusion": "results/baseline/confusion_matrix.png",
+    for name in FUSION_MEMBERS + (["fusion"] if FUSION else []):
+        files = member_files(name)
+        family = name if name in ("lightgbm", "fusion") else "cnn"
+        folder = {"lightgbm": BASELINE_OUT, "fusion": "results/fusion"}.get(name, files["folder"])
+        cards[name] = {
+            "family": family,
+            "model": files["model"],
+            "metrics": f"{folder}/metrics.json",
+            "confusion": f"{folder}/confusion_matrix.png",
+            "calibration": f"{files['folder']}/calibration.json",
         }
-    for arch in CNN_ARCHS:
-        cards[arch] = {
-            "family": "cnn",
-            "model": f"results/models/{arch}/model.pt",
-            "metrics": f"results/models/{arch}/metrics.json",
-            "confusion": f"results/models/{arch}/confusion_matrix.png",
-            "ood_holdout": f"results/models/{arch}/ood_holdout.csv",
-        }
+        if family == "lightgbm":
+            cards[name]["features"] = "results/baseline/features.csv"
+        if family == "cnn":
+            cards[name]["ood_holdout"] = f"{folder}/ood_holdout.csv"
     return cards
 
 
-MODEL_CARDS = model_cards()
 
 
 def model_card_inputs(wildcards):
@@ -471,3 +467,7 @@ def calibration_title(wildcards):
 
 def calibration_targets():
     return [f"{member_files(m)['folder']}/calibration.json" for m in CALIBRATED]
+
+
+# After the fusion and calibration definitions it reads.
+MODEL_CARDS = model_cards()

@@ -97,14 +97,20 @@ def holdout_flagged(ood_csv: str | Path) -> tuple[int, int] | None:
     return int((scored["in_distribution"].astype(str) == "False").sum()), len(scored)
 
 
+CALIBRATION_SKIP = {"format", "format_version", "model_sha256", "classes", "reliability"}  # the figure has the bins
+
+
 def read_calibration(path: str | Path | None) -> dict | None:
-    """A calibration.json's scalar entries (nested ones flattened with dots), or None when absent."""
+    """A calibration.json's scalar entries (nested ones flattened with dots; ``CALIBRATION_SKIP``
+    left out), or None when absent."""
     if path is None or not Path(path).is_file():
         return None
     flat: dict = {}
 
     def walk(obj, prefix=""):
         for k, v in obj.items():
+            if not prefix and k in CALIBRATION_SKIP:
+                continue
             if isinstance(v, dict):
                 walk(v, f"{prefix}{k}.")
             elif isinstance(v, (str, int, float, bool)) or v is None:
@@ -189,14 +195,33 @@ def _lgbm_holdout_ood(meta: dict, features_csv, manifest) -> pd.DataFrame:
                          "in_distribution": [str(bool(s <= ood.threshold)) for s in scores]})  # fmt: skip
 
 
+def fusion_card(model_json: str | Path, **kwargs) -> CardInputs:
+    """The fusion's card from its model.json (members, stacker, what it was fitted on)."""
+    meta = json.loads(Path(model_json).read_text())
+    stacker = {k: v for k, v in (meta.get("stacker") or {}).items() if isinstance(v, (str, int, float))}
+    details = {"classes": ", ".join(meta["classes"]),
+               "members": ", ".join(f"{m['name']} ({m['kind']}, {m['path']})" for m in meta["members"]),
+               "fitted on": meta.get("fitted_on"), "training cells": meta.get("n_train"),
+               "CV balanced accuracy": meta.get("cv_balanced_accuracy")}  # fmt: skip
+    preparation = {"stacker": stacker, "features": meta.get("features") or {}, "parameters": meta.get("params") or {}}
+    limits = ["Each member prepares a file as it was trained (see the members' cards); a file a member cannot "
+              "prepare cannot be fused.",
+              "No out-of-distribution detector of its own: read the members' ood_score columns."]  # fmt: skip
+    return CardInputs("fusion", "fusion", str(model_json), preparation=preparation, details=details, limits=limits,
+                      **kwargs)  # fmt: skip
+
+
 def build_card(family: str, name: str, model: str | Path | None, features_csv=None, **files) -> CardInputs:
-    """The card of one served model by family (``cnn`` or ``lightgbm``); ``files``: the
+    """The card of one served model by family (``cnn``, ``lightgbm``, ``fusion``); ``files``: the
     ``CardInputs`` fields (manifest, metrics, confusion_png, cohort, ood_holdout, calibration)."""
     if family == "cnn":
         return cnn_card(name, model, **files)
     if family == "lightgbm":
         files.pop("ood_holdout", None)  # scored here from the features table
         return lgbm_card(model, features_csv, **files)
+    if family == "fusion":
+        files.pop("ood_holdout", None)
+        return fusion_card(model, **files)
     raise ValueError(f"no model card for family {family!r}: build a CardInputs and call write_card")
 
 
