@@ -373,12 +373,15 @@ def report_targets():
 
 def model_cards():
     """Served models -> their family and the files their card reads (report_model_card);
-    each CNN, the LightGBM baseline on computed features, the fusion; with its calibration.json."""
+    each CNN, the LightGBM baseline on computed features, the fusion; with its calibration.json.
+    """
     cards = {}
     for name in FUSION_MEMBERS + (["fusion"] if FUSION else []):
         files = member_files(name)
         family = name if name in ("lightgbm", "fusion") else "cnn"
-        folder = {"lightgbm": BASELINE_OUT, "fusion": "results/fusion"}.get(name, files["folder"])
+        folder = {"lightgbm": BASELINE_OUT, "fusion": "results/fusion"}.get(
+            name, files["folder"]
+        )
         cards[name] = {
             "family": family,
             "model": files["model"],
@@ -391,8 +394,6 @@ def model_cards():
         if family == "cnn":
             cards[name]["ood_holdout"] = f"{folder}/ood_holdout.csv"
     return cards
-
-
 
 
 def model_card_inputs(wildcards):
