@@ -218,6 +218,20 @@ def _reject_constant(name: str):
     raise ValueError(f"non-standard JSON constant {name}")
 
 
+def read_sts_json(path: Path, fmt: str, version: int, max_bytes: int, what: str, error=ValueError) -> dict:
+    """A JSON document sts wrote (``format``/``format_version`` fields), read with a size bound and
+    strict JSON (no NaN/Infinity); anything else raises ``error`` naming ``path`` and ``what``."""
+    if path.stat().st_size > max_bytes:
+        raise error(f"{path}: larger than a {what} can be")
+    try:
+        doc = json.loads(path.read_text(), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise error(f"{path}: not a {what}: {err}") from err
+    if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("format_version") != version:
+        raise error(f"{path}: not a {what} written by sts (format {fmt!r} v{version})")
+    return doc
+
+
 def sidecar_for(model_path) -> Path:
     """Where a model's calibration.json lives: beside model.pt / model.json (in a model folder)."""
     model_path = Path(model_path)
@@ -230,14 +244,7 @@ def load_temperature(model_path, classes) -> float | None:
     path = sidecar_for(model_path)
     if not path.exists():
         return None
-    if path.stat().st_size > MAX_BYTES:
-        raise ValueError(f"{path}: larger than a calibration file can be")
-    try:
-        doc = json.loads(path.read_text(), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ValueError(f"{path}: not a calibration file: {err}") from err
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: not a calibration file written by sts (format {FORMAT!r} v{FORMAT_VERSION})")
+    doc = read_sts_json(path, FORMAT, FORMAT_VERSION, MAX_BYTES, "calibration file")
     model_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
     target = model_dir / str(doc.get("model_file", ""))
     if Path(str(doc.get("model_file", ""))).name != doc.get("model_file") or not target.is_file():

@@ -80,26 +80,15 @@ def is_fusion_model(path) -> bool:
     return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def load_fusion(path) -> SavedFusion:
     """Read and check a fusion model.json; raises FusionFileError with the reason."""
-    from sts.calibration import file_sha256
+    from sts.calibration import file_sha256, read_sts_json
 
     path = Path(path)
     path = path / "model.json" if path.is_dir() else path
     if not path.is_file():
         raise FusionFileError(f"{path}: no such file")
-    if path.stat().st_size > MAX_BYTES:
-        raise FusionFileError(f"{path}: larger than a fusion model can be")
-    try:
-        doc = json.loads(path.read_text(), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise FusionFileError(f"{path}: not a fusion model: {err}") from err
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("format_version") != FORMAT_VERSION:
-        raise FusionFileError(f"{path}: not a fusion model written by sts (format {FORMAT!r} v{FORMAT_VERSION})")
+    doc = read_sts_json(path, FORMAT, FORMAT_VERSION, MAX_BYTES, "fusion model", FusionFileError)
     classes = doc.get("classes")
     if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
         raise FusionFileError(f"{path}: 'classes' must be a list of at least two names")
