@@ -38,6 +38,19 @@ args = parser.parse_args()
 
 work = Path(tempfile.mkdtemp(prefix="sts-bench-warm-"))
 variants = args.src or [""]
+
+
+def stop_servers(locks) -> None:
+    """SIGTERM the servers whose pids their lock files hold."""
+    for lock in locks:
+        pid = lock.read_text().strip()
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 try:
     from sts.synth import make_cohort, write_cell
 
@@ -48,15 +61,6 @@ try:
     sid = str(row["specimen_id"])
 
     fresh_dirs = iter(range(10**9))
-
-    def stop_servers(warm_dir: Path) -> None:
-        for lock in warm_dir.glob("*.lock"):
-            pid = lock.read_text().strip()
-            if pid.isdigit():
-                try:
-                    os.kill(int(pid), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
 
     def env(variant: int, warm: bool | str, warm_dir: Path | None = None) -> dict[str, str]:
         e = dict(os.environ, STS_WARM="1" if warm else "0", STS_WARM_DIR=str(warm_dir or work / f"warm{variant}"))
@@ -78,7 +82,7 @@ try:
             )
             times.append(time.perf_counter() - t0)
             if warm_dir:
-                stop_servers(warm_dir)
+                stop_servers(warm_dir.glob("*.lock"))
             if proc.returncode or (warm and "warm server not used" in proc.stderr):
                 raise SystemExit(
                     f"{step[0]} failed ({mode_name(warm)}, {variants[variant]}):\n{proc.stderr}"
@@ -103,11 +107,5 @@ try:
             print(f"{variants[v] or 'installed'}  {mode_name(warm):5s}  {step:14s} median {median:.3f} s "
                   f"(quartiles {q1:.3f}-{q3:.3f}, {len(got)} runs)")  # fmt: skip
 finally:
-    for lock in work.glob("*/*.lock"):  # stop the servers
-        pid = lock.read_text().strip()
-        if pid.isdigit():
-            try:
-                os.kill(int(pid), signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+    stop_servers(work.glob("*/*.lock"))
     shutil.rmtree(work, ignore_errors=True)
