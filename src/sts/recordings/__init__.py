@@ -19,7 +19,6 @@ import re
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from sts.recordings.common import NwbReadError, Recording, decode, external_link, from_hdf5, read_small
 from sts.recordings.allen_v1 import AllenV1Recording

@@ -6,16 +6,15 @@ import logging
 import re
 
 import h5py
-import numpy as np
 
-from sts.recordings.common import NwbReadError, NwbRecording, decode, read_small, sampling_rate, shown
+from sts.recordings.common import GroupPerSeries, NwbReadError, decode, read_small, shown
 
 log = logging.getLogger(__name__)
 
 SWEEP_NAME = re.compile(r"Sweep_(\d{1,12})$")
 
 
-class AllenV1Recording(NwbRecording):
+class AllenV1Recording(GroupPerSeries):
     layout = "allen_v1"
 
     def __init__(self, f):
@@ -61,16 +60,6 @@ class AllenV1Recording(NwbRecording):
             raise NwbReadError(f"{self.path}: cannot read the stimulus name of sweep {n}: {err}") from err
         return ""
 
-    def fs_hz(self, n: int) -> float:
-        try:
-            rate = self.file[f"acquisition/timeseries/{self._name(n)}/starting_time"].attrs["rate"]
-        except (KeyError, OSError) as err:
-            raise NwbReadError(f"{self.path}: sweep {n} has no sampling rate") from err
-        return sampling_rate(rate, f"{self.path}: sweep {n}")
-
-    def _series(self, n: int, which: str) -> np.ndarray:
+    def _group(self, n: int, which: str) -> str:
         group = "acquisition/timeseries" if which == "response" else "stimulus/presentation"
-        try:
-            return self._values(self.file[f"{group}/{self._name(n)}/data"], n, which)
-        except (KeyError, OSError) as err:
-            raise NwbReadError(f"{self.path}: cannot read the {which} of sweep {n}: {err}") from err
+        return f"{group}/{self._name(n)}"

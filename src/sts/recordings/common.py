@@ -265,3 +265,24 @@ class NwbRecording(Recording):
 
     def close(self) -> None:
         self.file.close()
+
+
+class GroupPerSeries(NwbRecording):
+    """Layouts with one TimeSeries group per sweep and kind (Allen NWB v1, MIES NWB 2)."""
+
+    @abstractmethod
+    def _group(self, sweep_number: int, which: str) -> str:
+        """HDF5 path of the sweep's 'stimulus' or 'response' TimeSeries (KeyError: none)."""
+
+    def fs_hz(self, n: int) -> float:
+        try:
+            rate = self.file[f"{self._group(n, 'response')}/starting_time"].attrs["rate"]
+        except (KeyError, OSError) as err:
+            raise NwbReadError(f"{self.path}: sweep {n} has no sampling rate") from err
+        return sampling_rate(rate, f"{self.path}: sweep {n}")
+
+    def _series(self, n: int, which: str) -> np.ndarray:
+        try:
+            return self._values(self.file[f"{self._group(n, which)}/data"], n, which)
+        except (KeyError, OSError) as err:
+            raise NwbReadError(f"{self.path}: cannot read the {which} of sweep {n}: {err}") from err

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import h5py
-import numpy as np
 
-from sts.recordings.common import NwbReadError, NwbRecording, decode, int_attr, sampling_rate
+from sts.recordings.common import GroupPerSeries, NwbReadError, decode, int_attr
 
 CURRENT_CLAMP = {"CurrentClampSeries", "IZeroClampSeries"}
 
 
-class MiesRecording(NwbRecording):
+class MiesRecording(GroupPerSeries):
     layout = "mies_nwb2"
 
     def __init__(self, f):
@@ -51,17 +50,5 @@ class MiesRecording(NwbRecording):
             raise NwbReadError(f"{self.path}: cannot read the stimulus name of sweep {n}: {err}") from err
         return ""
 
-    def fs_hz(self, n: int) -> float:
-        try:
-            rate = self.file[f"acquisition/{self._acq[n]}/starting_time"].attrs["rate"]
-        except (KeyError, OSError) as err:
-            raise NwbReadError(f"{self.path}: sweep {n} has no sampling rate") from err
-        return sampling_rate(rate, f"{self.path}: sweep {n}")
-
-    def _series(self, n: int, which: str) -> np.ndarray:
-        try:
-            if which == "response":
-                return self._values(self.file[f"acquisition/{self._acq[n]}/data"], n, which)
-            return self._values(self.file[f"stimulus/presentation/{self._stim[n]}/data"], n, which)
-        except (KeyError, OSError) as err:
-            raise NwbReadError(f"{self.path}: cannot read the {which} of sweep {n}: {err}") from err
+    def _group(self, n: int, which: str) -> str:
+        return f"acquisition/{self._acq[n]}" if which == "response" else f"stimulus/presentation/{self._stim[n]}"
