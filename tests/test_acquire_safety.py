@@ -22,7 +22,7 @@ LONG_SQUARE = {"sweep_number": 40, "stimulus_name": "Long Square", "stimulus_abs
 
 def test_allen_api_is_https_by_default(monkeypatch, tmp_path):
     from sts.cli import main
-    from sts.cohort import ACQUIRE_DEFAULTS
+    from sts.settings import ACQUIRE_DEFAULTS
 
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())

@@ -20,25 +20,12 @@ import pandas as pd
 
 from sts.acquire import labels as lab
 from sts.atomic import write_csv_atomic
+from sts.settings import acquire_settings
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["specimen_id", "dataset", "label", "label_source"]
 DATASET_OF_SPLIT = {"clamp": "clamp", "seq": "seq"}  # paper split files say Clamp / Seq
-ACQUIRE_DEFAULTS = {
-    "cells": None, "max_cells": None, "metadata_dir": "results/metadata",
-    "allen_api": "https://api.brain-map.org", "dandi_api": "https://api.dandiarchive.org/api",
-    "dandiset": "000020", "dandiset_version": None, "dandi_mode": "stream", "block_size_kb": 32,
-    "retries": 4, "backoff_s": 1.0, "timeout_s": 60, "label_file": None,
-    # patchseq_metadata None: the Gouwens 2020 metadata shipped with ipfx (sts.acquire.labels)
-    "patchseq_metadata": None, "patchseq_id_column": lab.PatchseqColumns.specimen_id,
-    "patchseq_ttype_column": lab.PatchseqColumns.ttype, "patchseq_dendrite_column": lab.PatchseqColumns.dendrite,
-}
-
-
-def acquire_settings(config: Mapping) -> dict:
-    """The ``acquire`` block with defaults filled in."""
-    return {**ACQUIRE_DEFAULTS, **(config.get("acquire") or {})}
 
 
 def listing_path(acq: Mapping, dataset: str) -> Path:

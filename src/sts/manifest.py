@@ -14,7 +14,6 @@ the manifest stops (``UnexpectedErrors``) instead of training on what a bug left
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -23,6 +22,7 @@ import pandas as pd
 
 from sts.atomic import write_csv_atomic
 from sts.h5io import read_attrs
+from sts.settings import SplitParams
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +54,6 @@ def check_unexpected(errors: dict[str, str], n_cells: int, what: str = "cells",
         raise UnexpectedErrors(f"{summary}: more than {max_share:.0%} of the {what}, a bug rather than bad "
                                "data; fix it (or the reader) and re-run those cells")  # fmt: skip
     return summary
-
-
-@dataclass(frozen=True)
-class SplitParams:
-    seed: int = 42
-    test_fraction: float = 0.2
-    n_folds: int = 3
-    train_file: str | None = None  # paper format: "specimen_id, Seq|Clamp", no header
-    test_file: str | None = None
 
 
 def read_split_file(path: str | Path) -> list[str]:

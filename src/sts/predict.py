@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,17 +92,6 @@ def with_protocol_hint(reason: str) -> str:
     return reason
 
 
-def _params(cls, values: dict, what: str):
-    """Dataclass ``cls`` from the saved values; unknown keys are an error (they shaped training)."""
-    names = {f.name: getattr(f.type, "__name__", f.type) for f in fields(cls)}  # "float", float -> "float"
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ValueError(f"model.pt preparation.{what} has keys {unknown} that {cls.__name__} does not know")
-    # As the per-cell commands parse them (--fs-hz 4000 -> 4000.0), so results are identical.
-    cast = {k: (int(v) if names[k] == "int" else float(v) if names[k] == "float" else v) for k, v in values.items()}
-    return cls(**cast)
-
-
 class Predictor:
     """A loaded model.pt with the preparation that made its training inputs."""
 
@@ -137,16 +126,18 @@ class Predictor:
         if missing:
             raise ValueError(f"{model_path}: no preparation.{'/'.join(missing)} parameters saved with the model "
                              "(train it with --preparation, as the workflow does)")  # fmt: skip
+        # Unknown keys are an error (they shaped training); numbers cast as the per-cell commands
+        # cast them (4000 -> 4000.0), so results are identical.
         try:
-            self.selection = SelectionParams.from_dict(prep["sweeps"])
+            self.selection = SelectionParams.from_dict(prep["sweeps"], "preparation.sweeps")
+            self.scalogram = ScalogramParams.from_dict(prep["scalogram"], "preparation.scalogram")
         except (TypeError, ValueError) as err:
-            raise ValueError(f"{model_path}: preparation.sweeps: {err}") from err
+            raise ValueError(f"{model_path}: {err}") from err
         overrides = {k: v for k, v in (selection_overrides or {}).items() if v is not None}
         if set(overrides) - set(SELECTION_OVERRIDES):
             raise ValueError(f"only {SELECTION_OVERRIDES} may differ from the model's sweep selection")
         if overrides:
             self.selection = SelectionParams.from_dict({**asdict(self.selection), **overrides})
-        self.scalogram = _params(ScalogramParams, prep["scalogram"], "scalogram")
         self.norm = NormParams(**self.meta["normalisation"])
         self.input_size = tuple(int(v) for v in self.meta["input_size"])
         self.image_dtype = np.dtype(self.meta.get("image_dtype", DEFAULT_IMAGE_DTYPE))

@@ -14,20 +14,12 @@ differ and their files rarely carry the data those criteria need.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from sts.settings import QcParams
 
 BASELINE_S = 0.1  # baseline window before the step onset
 MIN_BASELINE_S = 0.005  # shorter: no baseline check
-
-
-@dataclass(frozen=True)
-class QcParams:
-    baseline_min_mv: float = -100.0
-    baseline_max_mv: float = -30.0
-    min_mv: float = -150.0
-    max_mv: float = 100.0
 
 
 def check_sweep(v_mv: np.ndarray, fs_hz: float, onset: int, end: int, qc: QcParams) -> tuple[str, float]:

@@ -9,7 +9,6 @@ Files written before float16 (float32) are read the same way by every reader.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -17,31 +16,12 @@ import numpy as np
 
 from sts.atomic import atomic_h5
 from sts.h5io import read_attrs, write_attrs
-from sts.scalogram import cwt, default_freqs
+from sts.scalogram import cwt
+from sts.settings import ScalogramParams
 
 log = logging.getLogger(__name__)
 
 STORAGE_DTYPE = "float16"
-COMPRESSIONS = ("none", "gzip", "lzf")
-
-
-@dataclass(frozen=True)
-class ScalogramParams:
-    wavelet: str = "mexh"
-    fmin_hz: float = 20.0
-    fmax_hz: float = 200.0
-    n_freqs: int = 180
-    compression: str = "none"  # of the per-cell file only: the values are the same
-
-    def __post_init__(self):
-        if self.compression not in COMPRESSIONS:
-            raise ValueError(f"scalogram compression {self.compression!r}: expected one of {COMPRESSIONS}")
-
-    @property
-    def freqs_hz(self) -> np.ndarray:
-        return default_freqs(self.fmin_hz, self.fmax_hz, self.n_freqs)
-
-
 def scalogram_of(traces_mv: np.ndarray, fs_hz: float, params: ScalogramParams) -> np.ndarray:
     """(2, n_freqs, n_times) float32 CWT of a cell's two sweeps (``as_stored`` rounds it for the file)."""
     coefs = cwt(np.asarray(traces_mv).astype(np.float64), fs_hz, params.freqs_hz, wavelet=params.wavelet)

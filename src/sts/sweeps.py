@@ -14,62 +14,22 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from sts.atomic import atomic_h5
 from sts.h5io import write_attrs
-from sts.qc import QcParams, check_sweep
+from sts.qc import check_sweep
 from sts.recordings import NwbReadError, open_recording
 from sts.recordings.common import from_hdf5, shown
 from sts.resample import resample
+from sts.settings import SelectionParams
 from sts.spikes import detect_spikes
 from sts.steps import Step, ladder_steps
 
 log = logging.getLogger(__name__)
-
-# Long squares by name: Allen's aibs_stimulus_name, and MIES protocol codes (ipfx's
-# stimulus ontology). Codes may carry suffixes such as "_DA_0", hence prefix matching.
-ALLEN_LONG_SQUARE = ("Long Square",)
-MIES_LONG_SQUARE = (
-    "C1LSCOARSE", "C1LSFINEST", "X1PS_SubThresh", "X3LP_Rheo", "X4PS_SupraThresh", "subthreshold_171",
-)
-
-
-@dataclass(frozen=True)
-class SelectionParams:
-    window_s: float = 1.2  # window length from step onset (s)
-    fs_hz: float = 4000.0  # output rate (Hz)
-    plus_pa: float = 40.0  # second sweep = rheobase + plus_pa
-    tolerance_pa: float = 5.0  # |amplitude - (rheobase + plus_pa)| allowed (pA)
-    dvdt_cutoff_mv_ms: float = 20.0
-    margin_s: float = 0.05  # real data kept either side of the window while resampling
-    min_step_s: float = 0.1  # shorter epochs are never the ladder's step
-    long_square_names: tuple[str, ...] = ALLEN_LONG_SQUARE + MIES_LONG_SQUARE
-    any_square_step: bool = False  # any sweep whose step is found counts, whatever its protocol's name
-    qc: QcParams = QcParams()
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "SelectionParams":
-        """From a config ``sweeps:`` block or a model's saved preparation (unknown keys: error)."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"unknown sweep-selection settings {unknown} (known: {sorted(names)})")
-        v = dict(values)
-        for key in ("window_s", "fs_hz", "plus_pa", "tolerance_pa", "dvdt_cutoff_mv_ms", "margin_s", "min_step_s"):
-            if key in v:
-                v[key] = float(v[key])
-        if "long_square_names" in v:
-            v["long_square_names"] = tuple(str(n) for n in v["long_square_names"])
-        if "any_square_step" in v:
-            v["any_square_step"] = bool(v["any_square_step"])
-        if "qc" in v:
-            v["qc"] = QcParams(**{k: float(x) for k, x in dict(v["qc"]).items()})
-        return cls(**v)
-
 
 @dataclass
 class Selection:

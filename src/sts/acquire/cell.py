@@ -21,18 +21,19 @@ import pandas as pd
 from sts.acquire.http import DownloadError, RetryPolicy, checked_url, download, session
 from sts.acquire.marker import write_marker
 from sts.atomic import write_text_atomic
+from sts.settings import ACQUIRE_DEFAULTS
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Sources:
-    allen_api: str = "https://api.brain-map.org"  # as sts.cohort.ACQUIRE_DEFAULTS and the config schema
-    dandi_api: str = "https://api.dandiarchive.org/api"
-    dandiset: str = "000020"
+    allen_api: str = ACQUIRE_DEFAULTS["allen_api"]
+    dandi_api: str = ACQUIRE_DEFAULTS["dandi_api"]
+    dandiset: str = ACQUIRE_DEFAULTS["dandiset"]
     dandiset_version: str | None = None
-    dandi_mode: str = "stream"  # stream | whole
-    block_size: int = 1 << 15  # bytes per range request when streaming
+    dandi_mode: str = ACQUIRE_DEFAULTS["dandi_mode"]  # stream | whole
+    block_size: int = ACQUIRE_DEFAULTS["block_size_kb"] * 1024  # bytes per range request when streaming
 
 
 @dataclass

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sts.settings import AcquireSettings, default
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -50,9 +52,9 @@ class PatchseqColumns:
     """Column names of a patch-seq metadata table (defaults: the shipped ipfx file).
     ``dendrite`` None: no dendrite rule (cells without a T-type stay Unsure)."""
 
-    specimen_id: str = "cell_specimen_id"
-    ttype: str = "corresponding_AIT2.3.1_alias"
-    dendrite: str | None = "dendrite_type"
+    specimen_id: str = default(AcquireSettings, "patchseq_id_column")
+    ttype: str = default(AcquireSettings, "patchseq_ttype_column")
+    dendrite: str | None = default(AcquireSettings, "patchseq_dendrite_column")
 
 
 def label_from_allen(transgenic_line, dendrite_type) -> str:

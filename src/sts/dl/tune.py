@@ -9,8 +9,8 @@ predictions, ``oof/{study}/trial_{n}.csv``: each training cell's class probabili
 fold that validated it, at that fold's kept epoch (``specimen_id, fold, label, predicted,
 p_<class>...``; ``sts.metrics.read_predictions`` reads it).
 
-The search space is a dict (DEFAULT_SPACE, overridable from config): a list is a categorical
-choice; ``{low, high}`` is a range (``learning_rate`` log-uniform, ``decay_period`` and
+The search space is a dict (``sts.settings.CNN_SPACE``, overridable from config): a list is a
+categorical choice; ``{low, high}`` is a range (``learning_rate`` log-uniform, ``decay_period`` and
 ``patience`` integers).
 
 Parallel search (see ``sts.dl.study``): ``tune_worker`` takes trials of the architecture's
@@ -29,58 +29,20 @@ import json
 import logging
 import multiprocessing
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sts.dl.models import check_arch
 from sts.dl.study import WORKER, claim, data_key, finished, open_study, recover_orphans
 from sts.dl.train import TrainParams, fit
+from sts.settings import TuneSettings
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SPACE: dict = {
-    "batch_size": [32, 64],
-    "learning_rate": {"low": 1e-3, "high": 0.08},
-    "decay_factor": [0, 0.01, 0.1],
-    "decay_period": {"low": 5, "high": 20},
-    "patience": {"low": 10, "high": 20},
-    "dropout": [0, 0.3, 0.5, 0.7],
-}
 LOG_RANGES = {"learning_rate"}
 INT_RANGES = {"decay_period", "patience"}
-
-
-@dataclass(frozen=True)
-class TuneSettings:
-    """Everything that defines one architecture's search (its hash, with the data's, names the study)."""
-
-    arch: str
-    n_trials: int = 50
-    max_epochs: int = 30
-    seed: int = 0
-    space: dict = field(default_factory=lambda: dict(DEFAULT_SPACE))
-    pruner: str = "median"  # median | none
-    pruner_startup_trials: int = 5
-    pruner_warmup_epochs: int = 5
-    weights: str = "none"
-    weights_path: str | None = None
-    device: str = "auto"
-    recalibrate_bn: bool = False
-
-    def __post_init__(self):
-        check_arch(self.arch)
-        unknown = set(self.space) - set(DEFAULT_SPACE)
-        if unknown:
-            raise ValueError(f"search space: unknown parameter(s) {sorted(unknown)}; known: {list(DEFAULT_SPACE)}")
-        if self.pruner not in ("median", "none"):
-            raise ValueError(f"pruner {self.pruner!r}: expected 'median' or 'none'")
-
-    @property
-    def full_space(self) -> dict:
-        return {**DEFAULT_SPACE, **self.space}
 
 
 def suggest(trial, space: dict) -> dict:

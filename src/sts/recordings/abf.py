@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from sts.recordings.common import MAX_FILE_SAMPLES, NwbReadError, Recording, max_samples, sampling_rate
+from sts.settings import PROTOCOL_FIELDS
 
 log = logging.getLogger(__name__)
 
-LONG_SQUARE = "Long Square"  # Allen's name, one of sts.sweeps.ALLEN_LONG_SQUARE
+LONG_SQUARE = "Long Square"  # Allen's name, one of sts.settings.ALLEN_LONG_SQUARE
 LONG_SQUARE_S = (0.5, 2.0)  # step durations named LONG_SQUARE
 SQUARE_TOLERANCE_PA = 0.5  # a step is square when its current varies less than this
 # pyabf reads the ABF1 epoch table from the extended header (bytes 2296-2668); shorter headers
@@ -44,7 +45,6 @@ _TO_PA = {"pa": 1.0, "na": 1e3, "ua": 1e6, "µa": 1e6, "μa": 1e6, "a": 1e12, "f
 ABF2_SECTIONS = 18  # section map: 16-byte entries (block, entry bytes, count) from byte 76
 ABF1_TAGS = (44, 48, 64)  # lTagSectionPtr, lNumTagEntries offsets; bytes per tag
 MAX_SWEEPS = 10_000  # a cell's protocol has tens of sweeps
-PROTOCOL_FIELDS = ("first_amplitude_pa", "step_pa", "onset_s", "duration_s")
 NO_PROTOCOL = f"no command waveform and no protocol in the CSV row ({', '.join(PROTOCOL_FIELDS)})"
 
 

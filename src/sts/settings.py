@@ -1,0 +1,237 @@
+"""Each config block as one frozen dataclass, built here from the validated config.
+
+A setting has one home: the schema (``workflow/schemas/config.schema.yaml``) says what a config
+may hold, these dataclasses give the code's defaults (``tests/test_settings.py`` checks that the
+schema's defaults agree), and the command line takes its flag defaults from them. The workflow
+passes each per-cell rule the dict its dataclass is built from (``rule_params``): exactly the
+keys that change the rule's outputs, so Snakemake's params trigger re-runs exactly what changed.
+
+Standard library only: ``sts.cli`` reads these defaults while building its parser, before a
+per-cell command may import numpy (``sts.cli.single_threaded``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Mapping
+
+# Long squares by name: Allen's aibs_stimulus_name, and MIES protocol codes (ipfx's
+# stimulus ontology). Codes may carry suffixes such as "_DA_0", hence prefix matching.
+ALLEN_LONG_SQUARE = ("Long Square",)
+MIES_LONG_SQUARE = (
+    "C1LSCOARSE", "C1LSFINEST", "X1PS_SubThresh", "X3LP_Rheo", "X4PS_SupraThresh", "subthreshold_171",
+)
+# An ABF file's step ladder (sts.recordings.abf.Protocol), from its CSV row or the command line.
+PROTOCOL_FIELDS = ("first_amplitude_pa", "step_pa", "onset_s", "duration_s")
+
+
+def default(cls, name: str):
+    """The default of field ``name`` of dataclass ``cls`` (for argparse)."""
+    f = cls.__dataclass_fields__[name]
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def from_dict(cls, values: Mapping, what: str):
+    """``cls`` from a dict (a config block, a ``--params`` JSON, a model's saved preparation).
+
+    Numbers are cast as the field says (``fs_hz: 4000`` -> 4000.0), so a result never depends on
+    how a value was written; an unknown key is an error naming ``what`` and the known keys.
+    """
+    types = {f.name: f.type for f in fields(cls)}  # strings: from __future__ import annotations
+    unknown = sorted(set(values) - set(types))
+    if unknown:
+        raise ValueError(f"{what}: unknown settings {unknown} (known: {sorted(types)})")
+    out = {}
+    for key, value in values.items():
+        kind = types[key]
+        if kind == "float":
+            value = float(value)
+        elif kind == "int":
+            value = int(value)
+        elif kind == "bool":
+            value = bool(value)
+        elif kind == "tuple[str, ...]":
+            value = tuple(str(v) for v in value)
+        elif kind in NESTED:
+            value = from_dict(NESTED[kind], dict(value), f"{what}.{key}")
+        out[key] = value
+    return cls(**out)
+
+
+@dataclass(frozen=True)
+class SynthParams:
+    """Config ``synthetic:``: the whole synthetic cohort is deterministic from these."""
+
+    n_cells: int = 160
+    seed: int = 1
+    defect_fraction: float = 0.05  # share of deliberately bad cells
+
+
+@dataclass(frozen=True)
+class QcParams:
+    """Config ``sweeps.qc``: physiological ranges of the two sweeps used (sts.qc)."""
+
+    baseline_min_mv: float = -100.0
+    baseline_max_mv: float = -30.0
+    min_mv: float = -150.0
+    max_mv: float = 100.0
+
+
+@dataclass(frozen=True)
+class SelectionParams:
+    """Config ``sweeps:`` (sts.sweeps)."""
+
+    window_s: float = 1.2  # window length from step onset (s)
+    fs_hz: float = 4000.0  # output rate (Hz)
+    plus_pa: float = 40.0  # second sweep = rheobase + plus_pa
+    tolerance_pa: float = 5.0  # |amplitude - (rheobase + plus_pa)| allowed (pA)
+    dvdt_cutoff_mv_ms: float = 20.0
+    margin_s: float = 0.05  # real data kept either side of the window while resampling
+    min_step_s: float = 0.1  # shorter epochs are never the ladder's step
+    long_square_names: tuple[str, ...] = ALLEN_LONG_SQUARE + MIES_LONG_SQUARE
+    any_square_step: bool = False  # any sweep whose step is found counts, whatever its protocol's name
+    qc: QcParams = QcParams()
+
+    @classmethod
+    def from_dict(cls, values: Mapping, what: str = "sweeps") -> "SelectionParams":
+        """From a config ``sweeps:`` block or a model's saved preparation (unknown keys: error)."""
+        return from_dict(cls, values, what)
+
+
+COMPRESSIONS = ("none", "gzip", "lzf")
+
+
+@dataclass(frozen=True)
+class ScalogramParams:
+    """Config ``scalogram:`` (sts.scalogram_step)."""
+
+    wavelet: str = "mexh"
+    fmin_hz: float = 20.0
+    fmax_hz: float = 200.0
+    n_freqs: int = 180
+    compression: str = "none"  # of the per-cell file only: the values are the same
+
+    def __post_init__(self):
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"scalogram compression {self.compression!r}: expected one of {COMPRESSIONS}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping, what: str = "scalogram") -> "ScalogramParams":
+        return from_dict(cls, values, what)
+
+    @property
+    def freqs_hz(self):
+        """The frequency grid (Hz), a numpy array."""
+        from sts.scalogram import default_freqs
+
+        return default_freqs(self.fmin_hz, self.fmax_hz, self.n_freqs)
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    """Config ``split:`` (sts.manifest)."""
+
+    seed: int = 42
+    test_fraction: float = 0.2
+    n_folds: int = 3
+    train_file: str | None = None  # paper format: "specimen_id, Seq|Clamp", no header
+    test_file: str | None = None
+
+
+@dataclass(frozen=True)
+class AcquireSettings:
+    """Config ``acquire:`` (real cohorts); every key has a default."""
+
+    cells: list | None = None
+    max_cells: int | None = None
+    metadata_dir: str = "results/metadata"
+    allen_api: str = "https://api.brain-map.org"
+    dandi_api: str = "https://api.dandiarchive.org/api"
+    dandiset: str = "000020"
+    dandiset_version: str | None = None
+    dandi_mode: str = "stream"  # stream | whole
+    block_size_kb: int = 32
+    retries: int = 4
+    backoff_s: float = 1.0
+    timeout_s: float = 60
+    label_file: str | None = None
+    # None: the Gouwens 2020 metadata shipped with ipfx (sts.acquire.labels)
+    patchseq_metadata: str | None = None
+    # as sts.acquire.labels.PatchseqColumns (tests/test_settings.py checks it)
+    patchseq_id_column: str = "cell_specimen_id"
+    patchseq_ttype_column: str = "corresponding_AIT2.3.1_alias"
+    patchseq_dendrite_column: str | None = "dendrite_type"
+
+
+CNN_SPACE: dict = {
+    "batch_size": [32, 64],
+    "learning_rate": {"low": 1e-3, "high": 0.08},
+    "decay_factor": [0, 0.01, 0.1],
+    "decay_period": {"low": 5, "high": 20},
+    "patience": {"low": 10, "high": 20},
+    "dropout": [0, 0.3, 0.5, 0.7],
+}
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """Config ``cnn:``, per architecture: everything that defines its search (sts.dl.tune; its
+    hash, with the data's, names the study)."""
+
+    arch: str
+    n_trials: int = 50
+    max_epochs: int = 60
+    seed: int = 0
+    space: dict = field(default_factory=lambda: dict(CNN_SPACE))
+    pruner: str = "median"  # median | none
+    pruner_startup_trials: int = 5
+    pruner_warmup_epochs: int = 5
+    weights: str = "none"
+    weights_path: str | None = None
+    device: str = "auto"
+    recalibrate_bn: bool = False
+
+    def __post_init__(self):
+        from sts.dl.models import check_arch
+
+        check_arch(self.arch)
+        unknown = set(self.space) - set(CNN_SPACE)
+        if unknown:
+            raise ValueError(f"search space: unknown parameter(s) {sorted(unknown)}; known: {list(CNN_SPACE)}")
+        if self.pruner not in ("median", "none"):
+            raise ValueError(f"pruner {self.pruner!r}: expected 'median' or 'none'")
+
+    @property
+    def full_space(self) -> dict:
+        return {**CNN_SPACE, **self.space}
+
+
+ACQUIRE_DEFAULTS = asdict(AcquireSettings())
+NESTED = {"QcParams": QcParams}
+
+
+def rule_params(config: Mapping) -> dict[str, dict]:
+    """Per config block, the dict its rules pass as params (checked by building its dataclass, so
+    a bad value stops the DAG build).
+
+    ``sweeps`` and ``scalogram`` (per-cell rules, ``--params`` JSON): the validated block as
+    written, absent keys meaning the code's defaults (model.pt stores the same dicts, less the
+    compression, as its preparation); ``split`` and ``synthetic``: every field.
+    """
+    sweeps, scalogram = dict(config["sweeps"]), dict(config["scalogram"])
+    SelectionParams.from_dict(sweeps)
+    ScalogramParams.from_dict(scalogram)
+    out = {
+        "sweeps": sweeps,
+        "scalogram": scalogram,
+        "split": asdict(from_dict(SplitParams, config["split"], "split")),
+    }
+    if config.get("synthetic"):
+        out["synthetic"] = asdict(from_dict(SynthParams, config["synthetic"], "synthetic"))
+    return out
+
+
+def acquire_settings(config: Mapping) -> dict:
+    """The ``acquire`` block with every default filled in (values as written: they reach the
+    download commands' flags)."""
+    return {**ACQUIRE_DEFAULTS, **(config.get("acquire") or {})}
