@@ -12,6 +12,9 @@ import logging
 import os
 import sys
 
+# Standard library only: the settings' defaults are read before numpy may be imported.
+from sts.settings import PROTOCOL_FIELDS, ScalogramParams, SelectionParams, SplitParams, default
+
 # Per-cell steps run as many single-core jobs side by side: BLAS thread pools in each would
 # oversubscribe the cores (measured: 0.33 -> 0.26 s/cell for 100 cells on 2 cores).
 ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -31,40 +34,79 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _select_sweeps(args: argparse.Namespace) -> int:
     single_threaded()
-    from sts.sweeps import SelectionParams, select_sweeps_file
+    from sts.sweeps import select_sweeps_file
 
-    params = selection_params(args, SelectionParams)
+    params = selection_params(args)
     meta = {"specimen_id": args.specimen_id, "dataset": args.dataset, "label": args.label}
     result = select_sweeps_file(args.nwb, args.out, params, meta, _protocol(args))
     logging.getLogger("sts").info("%s: %s %s", args.specimen_id, result.status, result.reason)
     return 0
 
 
-def selection_params(args: argparse.Namespace, cls):
-    """SelectionParams from the basic flags plus --sweeps-json (the config's other ``sweeps:`` keys)."""
+# Settings flags kept for users: flag -> (dataclass field, help), defaults from the dataclass
+# (sts.settings). The workflow passes a per-cell rule's whole config block as --params instead.
+SELECTION_FLAGS = {
+    "--window-s": ("window_s", "window length from step onset (s)"),
+    "--fs-hz": ("fs_hz", "output sampling rate (Hz)"),
+    "--plus-pa": ("plus_pa", "second sweep = rheobase + this (pA)"),
+    "--tolerance-pa": ("tolerance_pa", "tolerance on the second sweep (pA)"),
+    "--dvdt-cutoff": ("dvdt_cutoff_mv_ms", "spike dV/dt threshold (mV/ms)"),
+}
+SCALOGRAM_FLAGS = {
+    "--wavelet": ("wavelet", "real pywt wavelet"),
+    "--fmin-hz": ("fmin_hz", "lowest frequency (Hz)"),
+    "--fmax-hz": ("fmax_hz", "highest frequency (Hz)"),
+    "--n-freqs": ("n_freqs", "frequencies, linearly spaced"),
+    "--compression": ("compression", "none, gzip (smallest) or lzf (faster); the file only, the values are the same"),
+}
+SPLIT_FLAGS = {
+    "--seed": ("seed", "seed of the holdout and folds"),
+    "--test-fraction": ("test_fraction", "stratified holdout share"),
+    "--n-folds": ("n_folds", "stratified CV folds over the training cells"),
+    "--train-file": ("train_file", "paper-format split file (id, Seq|Clamp)"),
+    "--test-file": ("test_file", "paper-format split file of the holdout"),
+}
+
+
+def add_settings_options(p: argparse.ArgumentParser, cls, flags: dict, block: str | None = None) -> None:
+    """One flag per entry of ``flags`` (default and type from dataclass ``cls``); with ``block``,
+    also --params (that config block as JSON)."""
+    for flag, (name, help_) in flags.items():
+        value = default(cls, name)
+        p.add_argument(flag, dest=name, type=str if value is None else type(value), default=value,
+                       help=f"{help_} (default: %(default)s)")  # fmt: skip
+    if block:
+        p.add_argument("--params", default=None, metavar="JSON",
+                       help=f"the config's {block}: block as JSON (as the workflow passes it); its keys override the flags")  # fmt: skip
+
+
+def settings_from_args(args: argparse.Namespace, cls, flags: dict):
+    """``cls`` from the flags, with the keys of --params over them; a bad value exits naming it."""
     import json
 
-    values = {"window_s": args.window_s, "fs_hz": args.fs_hz, "plus_pa": args.plus_pa,
-              "tolerance_pa": args.tolerance_pa, "dvdt_cutoff_mv_ms": args.dvdt_cutoff}  # fmt: skip
-    if args.sweeps_json:
-        try:
-            extra = json.loads(args.sweeps_json)
-            return cls.from_dict({**values, **extra})
-        except (ValueError, TypeError) as err:
-            raise SystemExit(f"sts {args.command}: --sweeps-json: {err}") from err
-    return cls.from_dict(values)
+    values = {name: getattr(args, name) for name, _ in flags.values()}
+    try:
+        return cls.from_dict({**values, **json.loads(args.params or "{}")})
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"sts {args.command}: {err}") from err
 
 
-PROTOCOL_OPTIONS = ("first_amplitude_pa", "step_pa", "onset_s", "duration_s")
+def add_selection_options(p: argparse.ArgumentParser) -> None:
+    add_settings_options(p, SelectionParams, SELECTION_FLAGS, "sweeps")
+
+
+def selection_params(args: argparse.Namespace):
+    """SelectionParams from the flags of ``add_selection_options``."""
+    return settings_from_args(args, SelectionParams, SELECTION_FLAGS)
 
 
 def _protocol(args: argparse.Namespace):
     """The ABF step ladder from --first-amplitude-pa/--step-pa/--onset-s/--duration-s (all or none)."""
-    given = {k: getattr(args, k) for k in PROTOCOL_OPTIONS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in PROTOCOL_FIELDS if getattr(args, k) is not None}
     if not given:
         return None
-    if len(given) < len(PROTOCOL_OPTIONS):
-        missing = ", ".join("--" + k.replace("_", "-") for k in PROTOCOL_OPTIONS if k not in given)
+    if len(given) < len(PROTOCOL_FIELDS):
+        missing = ", ".join("--" + k.replace("_", "-") for k in PROTOCOL_FIELDS if k not in given)
         command = getattr(args, "command", None) or "select-sweeps"
         raise SystemExit(f"sts {command}: a protocol needs all four options; missing {missing}")
     from sts.recordings.abf import Protocol
@@ -83,29 +125,16 @@ def add_protocol_options(p: argparse.ArgumentParser) -> None:
 
 def _scalogram(args: argparse.Namespace) -> int:
     single_threaded()
-    from sts.scalogram_step import ScalogramParams, scalogram_file
+    from sts.scalogram_step import scalogram_file
 
-    given = {"compression": args.compression} if args.compression else {}  # else the dataclass default
-    try:
-        params = ScalogramParams(
-            wavelet=args.wavelet, fmin_hz=args.fmin_hz, fmax_hz=args.fmax_hz, n_freqs=args.n_freqs, **given
-        )
-    except ValueError as err:
-        raise SystemExit(f"sts scalogram: {err}") from err
-    scalogram_file(args.sweeps, args.out, params)
+    scalogram_file(args.sweeps, args.out, settings_from_args(args, ScalogramParams, SCALOGRAM_FLAGS))
     return 0
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from sts.manifest import SplitParams, build_manifest_from_dir
+    from sts.manifest import build_manifest_from_dir
 
-    split = SplitParams(
-        seed=args.seed,
-        test_fraction=args.test_fraction,
-        n_folds=args.n_folds,
-        train_file=args.train_file,
-        test_file=args.test_file,
-    )
+    split = SplitParams(**{name: getattr(args, name) for name, _ in SPLIT_FLAGS.values()})
     build_manifest_from_dir(args.metadata, args.scalograms, args.out, split, classes=args.classes)
     return 0
 
@@ -133,13 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--specimen-id", required=True)
     p.add_argument("--dataset", default="", help="dataset tag stored as attribute (clamp, seq, ...)")
     p.add_argument("--label", default="", help="cell class stored as attribute")
-    p.add_argument("--window-s", type=float, default=1.2, help="window length from step onset (s)")
-    p.add_argument("--fs-hz", type=float, default=4000.0, help="output sampling rate (Hz)")
-    p.add_argument("--plus-pa", type=float, default=40.0, help="second sweep = rheobase + this (pA)")
-    p.add_argument("--tolerance-pa", type=float, default=5.0, help="tolerance on the second sweep (pA)")
-    p.add_argument("--dvdt-cutoff", type=float, default=20.0, help="spike dV/dt threshold (mV/ms)")
-    p.add_argument("--sweeps-json", default=None,
-                   help="JSON of the other sweeps: settings (min_step_s, long_square_names, any_square_step, qc)")  # fmt: skip
+    add_selection_options(p)
     add_protocol_options(p)
     p.set_defaults(func=_select_sweeps)
 
@@ -152,13 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("sweeps", help="input HDF5 from select-sweeps")
     p.add_argument("out", help="output HDF5")
-    p.add_argument("--wavelet", default="mexh")
-    p.add_argument("--fmin-hz", type=float, default=20.0)
-    p.add_argument("--fmax-hz", type=float, default=200.0)
-    p.add_argument("--n-freqs", type=int, default=180)
-    # No choices= here: sts.scalogram_step imports numpy, which must wait for single_threaded().
-    p.add_argument("--compression", default=None,
-                   help="none (default), gzip (smallest) or lzf (faster); the file only, the values are the same")  # fmt: skip
+    add_settings_options(p, ScalogramParams, SCALOGRAM_FLAGS, "scalogram")
     p.set_defaults(func=_scalogram)
 
     p = sub.add_parser(
@@ -170,11 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("metadata", help="CSV with specimen_id, dataset, label")
     p.add_argument("scalograms", help="folder of per-cell scalogram files ({specimen_id}.h5)")
     p.add_argument("out", help="manifest CSV")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--test-fraction", type=float, default=0.2)
-    p.add_argument("--n-folds", type=int, default=3)
-    p.add_argument("--train-file", default=None, help="paper-format split file (id, Seq|Clamp)")
-    p.add_argument("--test-file", default=None)
+    add_settings_options(p, SplitParams, SPLIT_FLAGS)
     p.add_argument("--classes", nargs="+", default=None, help="classes kept (default: the study's four)")
     p.set_defaults(func=_manifest)
 

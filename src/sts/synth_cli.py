@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
+
+from sts.settings import SynthParams
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -15,9 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("what", choices=["metadata", "cell", "all"])
     p.add_argument("args", nargs="+", help="metadata: OUT.csv | cell: SPECIMEN_ID OUT.nwb | all: DIR")
-    p.add_argument("--n-cells", type=int, default=160)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--defect-fraction", type=float, default=0.05)
+    for f in fields(SynthParams):  # the config's synthetic: block
+        p.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     row = p.add_argument_group(
         "one cell given by its cohort row (cell only; then --n-cells/--seed are not used)"
     )

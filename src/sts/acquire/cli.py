@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sts.settings import ACQUIRE_DEFAULTS as ACQ  # the flags' defaults
+
 
 def _policy(args):
     from sts.acquire.http import RetryPolicy
@@ -13,21 +15,20 @@ def _policy(args):
 
 def _cell(args: argparse.Namespace) -> int:
     from sts.acquire.cell import Sources, acquire_cell
-    from sts.sweeps import SelectionParams
+    from sts.cli import selection_params
 
     src = Sources(args.allen_api or Sources.allen_api, args.dandi_api, args.dandiset, args.dandiset_version,
                   args.dandi_mode, args.block_size_kb * 1024)
-    selection = SelectionParams(window_s=args.window_s, fs_hz=args.fs_hz, plus_pa=args.plus_pa,
-                                tolerance_pa=args.tolerance_pa, dvdt_cutoff_mv_ms=args.dvdt_cutoff)
+    selection = selection_params(args)
     acquire_cell(args.specimen_id, args.dataset, args.out, args.report, src, _policy(args), args.asset_table,
                  selection)
     return 0
 
 
 def _listing(args: argparse.Namespace) -> int:
-    from sts.cohort import ACQUIRE_DEFAULTS, write_allen_listing, write_dandi_listing
+    from sts.cohort import write_allen_listing, write_dandi_listing
 
-    acq = {**ACQUIRE_DEFAULTS, "retries": args.retries, "backoff_s": args.backoff_s, "timeout_s": args.timeout_s}
+    acq = {**ACQ, "retries": args.retries, "backoff_s": args.backoff_s, "timeout_s": args.timeout_s}
     if args.which == "allen-cells":
         write_allen_listing({**acq, "allen_api": args.api or acq["allen_api"]}, args.out)
     else:
@@ -44,13 +45,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _retry_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--retries", type=int, default=4, help="retries on 5xx / timeouts / broken connections")
-    p.add_argument("--backoff-s", type=float, default=1.0, help="first retry wait (s), doubling")
-    p.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout (s)")
+    p.add_argument("--retries", type=int, default=ACQ["retries"], help="retries on 5xx / timeouts / broken connections")
+    p.add_argument("--backoff-s", type=float, default=ACQ["backoff_s"], help="first retry wait (s), doubling")
+    p.add_argument("--timeout-s", type=float, default=ACQ["timeout_s"], help="per-request timeout (s)")
 
 
 def add_parser(subparsers) -> None:
     """Register ``acquire`` and its subcommands on the ``sts`` subparsers."""
+    from sts.cli import add_selection_options
+
     top = subparsers.add_parser("acquire", help="real data: API listings, per-cell download/stream, byte report")
     sub = top.add_subparsers(dest="acquire_command", required=True, metavar="STEP")
 
@@ -65,17 +68,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--report", required=True, help="per-cell JSON report")
     p.add_argument("--dataset", required=True, choices=["clamp", "seq"])
     p.add_argument("--allen-api", default=None, help="Allen Brain Map API (default: acquire.allen_api's)")
-    p.add_argument("--dandi-api", default="https://api.dandiarchive.org/api")
-    p.add_argument("--dandiset", default="000020")
+    p.add_argument("--dandi-api", default=ACQ["dandi_api"])
+    p.add_argument("--dandiset", default=ACQ["dandiset"])
     p.add_argument("--dandiset-version", default=None, help="default: the most recent published version")
-    p.add_argument("--dandi-mode", choices=["stream", "whole"], default="stream")
-    p.add_argument("--block-size-kb", type=int, default=32, help="range-request size when streaming")
+    p.add_argument("--dandi-mode", choices=["stream", "whole"], default=ACQ["dandi_mode"])
+    p.add_argument("--block-size-kb", type=int, default=ACQ["block_size_kb"], help="range-request size when streaming")
     p.add_argument("--asset-table", default=None, help="DANDI asset listing (sts acquire dandi-assets)")
-    p.add_argument("--window-s", type=float, default=1.2)
-    p.add_argument("--fs-hz", type=float, default=4000.0)
-    p.add_argument("--plus-pa", type=float, default=40.0)
-    p.add_argument("--tolerance-pa", type=float, default=5.0)
-    p.add_argument("--dvdt-cutoff", type=float, default=20.0)
+    add_selection_options(p)  # which sweeps a streamed DANDI cell fetches
     _retry_args(p)
     p.set_defaults(func=_cell)
 
@@ -87,8 +86,8 @@ def add_parser(subparsers) -> None:
 
     p = sub.add_parser("dandi-assets", help="list the NWB assets of a dandiset with their specimen ids (CSV)")
     p.add_argument("out")
-    p.add_argument("--api", default="https://api.dandiarchive.org/api")
-    p.add_argument("--dandiset", default="000020")
+    p.add_argument("--api", default=ACQ["dandi_api"])
+    p.add_argument("--dandiset", default=ACQ["dandiset"])
     p.add_argument("--dandiset-version", default=None)
     _retry_args(p)
     p.set_defaults(func=_listing, which="dandi-assets")

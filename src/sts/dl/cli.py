@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sts.settings import TuneSettings, default
+
 
 def _json_arg(text: str | None) -> dict:
     """A JSON object given inline or as a .json file."""
@@ -96,7 +98,7 @@ def _fetch_weights(args) -> int:
 
 def _common(p, device=True, threads=True) -> None:
     if device:
-        p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+        p.add_argument("--device", default=default(TuneSettings, "device"), help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
     if threads:
         p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
@@ -104,7 +106,7 @@ def _common(p, device=True, threads=True) -> None:
 def _weights(p) -> None:
     p.add_argument("--recalibrate-bn", action="store_true",
                    help="re-estimate batch-norm statistics on the training cells every epoch (small cohorts)")
-    p.add_argument("--weights", choices=["none", "imagenet"], default="none")
+    p.add_argument("--weights", choices=["none", "imagenet"], default=default(TuneSettings, "weights"))
     p.add_argument("--weights-path", default=None, help="pre-staged ImageNet state dict (sts fetch-weights)")
 
 
@@ -133,12 +135,12 @@ def add_parser(sub) -> None:
     p.add_argument("packed", help="packed HDF5 from sts pack")
     p.add_argument("out_dir")
     p.add_argument("--arch", required=True)
-    p.add_argument("--trials", type=int, default=50)
-    p.add_argument("--max-epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--trials", type=int, default=default(TuneSettings, "n_trials"))
+    p.add_argument("--max-epochs", type=int, default=default(TuneSettings, "max_epochs"))
+    p.add_argument("--seed", type=int, default=default(TuneSettings, "seed"))
     p.add_argument("--space", default=None, help='search-space overrides, JSON or .json file, e.g. '
                    '{"batch_size": [32], "learning_rate": {"low": 0.001, "high": 0.01}}')  # fmt: skip
-    p.add_argument("--pruner", choices=["median", "none"], default="median")
+    p.add_argument("--pruner", choices=["median", "none"], default=default(TuneSettings, "pruner"))
     p.add_argument("--storage", default=None, metavar="URL",
                    help="RDB URL of the study (postgresql://, mysql://, sqlite:///); default OUT_DIR/journal.log")
     mode = p.add_mutually_exclusive_group()
