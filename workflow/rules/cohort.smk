@@ -10,7 +10,7 @@ rule synth_metadata:
     conda:
         "../envs/sts.yaml"
     params:
-        args=synth_args(),
+        args=cli_flags(PARAMS["synthetic"]),
     shell:
         "sts synth metadata {output.metadata} {params.args} 2> {log}"
 

@@ -10,6 +10,13 @@ from sts.config_checks import check_config
 # What the schema cannot say: keys that must agree with each other (messages name them).
 check_config(config)
 
+from sts.settings import rule_params
+
+# Each block's settings as the dict its dataclass (sts.settings) is built from, computed once:
+# param functions run for every job of the DAG. Per-cell shell rules pass theirs as one
+# --params JSON argument, so a changed key re-runs exactly the rules it reaches.
+PARAMS = rule_params(config)
+
 
 wildcard_constraints:
     specimen_id=r"[A-Za-z0-9_.-]+",
@@ -47,10 +54,17 @@ def cell_meta_args(wildcards):
     return f"--dataset {quote(str(row['dataset']))} --label {quote(str(row['label']))}"
 
 
-def synth_args():
-    """Everything that determines one synthetic cell, so only changed cells re-run."""
-    s = config["synthetic"]
-    return f"--n-cells {s['n_cells']} --seed {s['seed']} --defect-fraction {s['defect_fraction']}"
+def cli_flags(params):
+    """--key-name value flags of a settings dict (sts synth's --n-cells, --seed, ...)."""
+    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.items())
+
+
+def json_arg(params):
+    """One shell-quoted --params JSON argument (keys sorted: the same dict, the same string)."""
+    import json
+    from shlex import quote
+
+    return f"--params {quote(json.dumps(params, sort_keys=True))}"
 
 
 def synth_cell_args(wildcards):
@@ -62,43 +76,10 @@ def synth_cell_args(wildcards):
     )
 
 
-BASIC_SWEEP_KEYS = ("window_s", "fs_hz", "plus_pa", "tolerance_pa", "dvdt_cutoff_mv_ms")
-
-
-def selection_args():
-    """The sweeps: block; keys beyond the basic five travel as JSON (absent: the code's defaults)."""
-    import json
-    from shlex import quote
-
-    s = config["sweeps"]
-    args = (
-        f"--window-s {s['window_s']} --fs-hz {s['fs_hz']} --plus-pa {s['plus_pa']} "
-        f"--tolerance-pa {s['tolerance_pa']} --dvdt-cutoff {s['dvdt_cutoff_mv_ms']}"
-    )
-    extra = {k: v for k, v in s.items() if k not in BASIC_SWEEP_KEYS}
-    if extra:
-        args += f" --sweeps-json {quote(json.dumps(extra, sort_keys=True))}"
-    return args
-
-
-def scalogram_args():
-    """Every result-affecting key, and the compression: changing it re-runs the scalogram jobs."""
-    s = config["scalogram"]
-    return (
-        f"--wavelet {s['wavelet']} --fmin-hz {s['fmin_hz']} --fmax-hz {s['fmax_hz']} "
-        f"--n-freqs {s['n_freqs']} --compression {s['compression']}"
-    )
-
-
-def split_params():
-    s = config["split"]
-    return {
-        "seed": s["seed"],
-        "test_fraction": s["test_fraction"],
-        "n_folds": s["n_folds"],
-        "train_file": s.get("train_file"),
-        "test_file": s.get("test_file"),
-    }
+# The sweeps: block (absent keys: the code's defaults) and the scalogram: block with its
+# compression (the file changes): changing a key re-runs the select_sweeps / scalogram jobs.
+SELECTION_ARGS = json_arg(PARAMS["sweeps"])
+SCALOGRAM_ARGS = json_arg(PARAMS["scalogram"])
 
 
 def published_reference_files():
@@ -191,8 +172,8 @@ def cnn_train_settings(wildcards):
 def cnn_preparation():
     """Sweep-selection and scalogram parameters, stored in model.pt to classify new recordings
     (not the files' compression: it does not change the values)."""
-    scalogram = {k: v for k, v in config["scalogram"].items() if k != "compression"}
-    return {"sweeps": dict(config["sweeps"]), "scalogram": scalogram}
+    scalogram = {k: v for k, v in PARAMS["scalogram"].items() if k != "compression"}
+    return {"sweeps": PARAMS["sweeps"], "scalogram": scalogram}
 
 
 def cnn_targets():

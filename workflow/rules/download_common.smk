@@ -1,6 +1,7 @@
 # Input/params functions of the real-data rules (download.smk), apart from common.smk so that
 # the acquisition stage stays in its own files.
-from sts.cohort import acquire_settings, listing_path, patchseq_metadata_path
+from sts.cohort import listing_path, patchseq_metadata_path
+from sts.settings import acquire_settings
 
 ACQ = acquire_settings(config)
 ALLEN_CELLS = str(listing_path(ACQ, "clamp"))
@@ -65,4 +66,4 @@ def download_args(wildcards):
         f"--dandi-mode {ACQ['dandi_mode']} --block-size-kb {ACQ['block_size_kb']} "
         f"--asset-table {DANDI_ASSETS} {retry_args()}"
     )
-    return args + (f" {selection_args()}" if ACQ["dandi_mode"] == "stream" else "")
+    return args + (f" {SELECTION_ARGS}" if ACQ["dandi_mode"] == "stream" else "")

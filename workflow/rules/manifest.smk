@@ -14,7 +14,7 @@ rule manifest:
     conda:
         "../envs/sts.yaml"
     params:
-        split=split_params(),
+        split=PARAMS["split"],
         classes=config["classes"],
     script:
         "../scripts/manifest.py"

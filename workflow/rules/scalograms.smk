@@ -14,6 +14,6 @@ rule scalogram:
         mem_mb=1000,
         runtime=5,
     params:
-        args=scalogram_args(),
+        args=SCALOGRAM_ARGS,
     shell:
         "sts scalogram {input.sweeps} {output.scalogram} {params.args} 2> {log}"

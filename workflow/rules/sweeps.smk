@@ -15,7 +15,7 @@ rule select_sweeps:
         mem_mb=1000,
         runtime=5,
     params:
-        args=selection_args(),
+        args=SELECTION_ARGS,
         meta=cell_meta_args,
         protocol=CELL_PROTOCOL,
     shell:
