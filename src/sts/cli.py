@@ -9,21 +9,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 # Standard library only: the settings' defaults are read before numpy may be imported.
-from sts.settings import PROTOCOL_FIELDS, ScalogramParams, SelectionParams, SplitParams, default
-
-# Per-cell steps run as many single-core jobs side by side: BLAS thread pools in each would
-# oversubscribe the cores (measured: 0.33 -> 0.26 s/cell for 100 cells on 2 cores).
-ONE_THREAD = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def single_threaded() -> None:
-    """Default the BLAS/OpenMP pools to one thread; must run before numpy is imported."""
-    for var in ONE_THREAD:
-        os.environ.setdefault(var, "1")
+from sts.protocol_args import add_protocol_options, protocol_from_args
+from sts.settings import ScalogramParams, SelectionParams, SplitParams, default
+from sts.threads import single_threaded
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -38,7 +29,7 @@ def _select_sweeps(args: argparse.Namespace) -> int:
 
     params = selection_params(args)
     meta = {"specimen_id": args.specimen_id, "dataset": args.dataset, "label": args.label}
-    result = select_sweeps_file(args.nwb, args.out, params, meta, _protocol(args))
+    result = select_sweeps_file(args.nwb, args.out, params, meta, protocol_from_args(args))
     logging.getLogger("sts").info("%s: %s %s", args.specimen_id, result.status, result.reason)
     return 0
 
@@ -98,29 +89,6 @@ def add_selection_options(p: argparse.ArgumentParser) -> None:
 def selection_params(args: argparse.Namespace):
     """SelectionParams from the flags of ``add_selection_options``."""
     return settings_from_args(args, SelectionParams, SELECTION_FLAGS)
-
-
-def _protocol(args: argparse.Namespace):
-    """The ABF step ladder from --first-amplitude-pa/--step-pa/--onset-s/--duration-s (all or none)."""
-    given = {k: getattr(args, k) for k in PROTOCOL_FIELDS if getattr(args, k) is not None}
-    if not given:
-        return None
-    if len(given) < len(PROTOCOL_FIELDS):
-        missing = ", ".join("--" + k.replace("_", "-") for k in PROTOCOL_FIELDS if k not in given)
-        command = getattr(args, "command", None) or "select-sweeps"
-        raise SystemExit(f"sts {command}: a protocol needs all four options; missing {missing}")
-    from sts.recordings.abf import Protocol
-
-    return Protocol(**given)
-
-
-def add_protocol_options(p: argparse.ArgumentParser) -> None:
-    """--first-amplitude-pa/--step-pa/--onset-s/--duration-s, read back by ``_protocol``."""
-    g = p.add_argument_group("ABF files without a command waveform: sweep k steps to FIRST + k*STEP pA")
-    g.add_argument("--first-amplitude-pa", type=float, help="amplitude of sweep 0 (pA)")
-    g.add_argument("--step-pa", type=float, help="amplitude increment per sweep (pA)")
-    g.add_argument("--onset-s", type=float, help="step onset from sweep start (s)")
-    g.add_argument("--duration-s", type=float, help="step duration (s)")
 
 
 def _scalogram(args: argparse.Namespace) -> int:

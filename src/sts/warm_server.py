@@ -84,7 +84,7 @@ class _Server:
     def preload(self) -> None:
         import ctypes
 
-        from sts.cli import single_threaded
+        from sts.threads import single_threaded
 
         self.prctl = ctypes.CDLL(None, use_errno=True).prctl
         single_threaded()

@@ -84,9 +84,9 @@ def aggregate(json_paths, out_csv) -> int:
 
 
 def _run_features(args: argparse.Namespace) -> int:
-    from sts.cli import _protocol
+    from sts.protocol_args import protocol_from_args
 
-    rec = features_file(args.nwb, args.out, args.specimen_id, args.dataset, args.label, _protocol(args))
+    rec = features_file(args.nwb, args.out, args.specimen_id, args.dataset, args.label, protocol_from_args(args))
     log.info("%s: %s %s", args.specimen_id, rec["status"], rec["reason"])
     return 0
 
@@ -111,7 +111,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--specimen-id", required=True)
     p.add_argument("--dataset", default="", help="dataset tag stored in the record (clamp, seq, ...)")
     p.add_argument("--label", default="", help="cell class stored in the record")
-    from sts.cli import add_protocol_options
+    from sts.protocol_args import add_protocol_options
 
     add_protocol_options(p)
     p.set_defaults(func=_run_features)

@@ -76,15 +76,15 @@ def _explain(args) -> int:
 
 
 def _predict(args) -> int:
-    from sts.cli import _protocol
     from sts.predict import run
+    from sts.protocol_args import protocol_from_args
 
     if not args.inputs and not args.table:
         raise SystemExit("sts predict: give recordings (FILE_OR_DIR) or --table CSV")
     overrides = {"tolerance_pa": args.tolerance_pa, "any_square_step": args.any_square_step or None,
                  "long_square_names": args.long_square_names}  # fmt: skip
     return run(args.model, args.inputs, args.out, figures_dir=args.figures, device=args.device,
-               protocol=_protocol(args), threads=args.threads, table=args.table,
+               protocol=protocol_from_args(args), threads=args.threads, table=args.table,
                selection_overrides=overrides, calibrate=not args.uncalibrated)  # fmt: skip
 
 
@@ -182,7 +182,7 @@ def add_parser(sub) -> None:
     _common(p, threads=False)
     p.set_defaults(func=_explain)
 
-    from sts.cli import add_protocol_options
+    from sts.protocol_args import add_protocol_options
 
     p = sub.add_parser("predict", help="classify new recordings (.nwb/.abf) with a trained model.pt",
                        description="Prepare every recording exactly as the model's training cells were, from "
