@@ -204,7 +204,7 @@ def test_cnn_cross_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
     m.loc[(m["dataset"] == "clamp") & (m["label"] == "Sst"), "dataset"] = "seq"  # clamp has no Sst cell
     m.to_csv(manifest, index=False)
     pack(manifest, scal_dir, tmp_path / "packed.h5", 32, classes=CLASSES)
-    best = {"params": {"batch_size": 8, "learning_rate": 1e-3}, "final_epochs": 1}
+    best = {"arch": "mobilenet_v2", "params": {"batch_size": 8, "learning_rate": 1e-3}, "final_epochs": 1}
     rows = cnn_cross(load_packed(tmp_path / "packed.h5"), manifest, "mobilenet_v2", best, tmp_path / "out",
                      device="cpu", threads=1)  # fmt: skip
     ok = m[m["status"] == "ok"]

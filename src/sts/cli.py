@@ -100,10 +100,13 @@ def _scalogram(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from sts.manifest import build_manifest_from_dir
+    from pathlib import Path
+
+    from sts.manifest import build_manifest
 
     split = SplitParams(**{name: getattr(args, name) for name, _ in SPLIT_FLAGS.values()})
-    build_manifest_from_dir(args.metadata, args.scalograms, args.out, split, classes=args.classes)
+    files = sorted(Path(args.scalograms).glob("*.h5"))  # every file of the folder is a cell of the cohort
+    build_manifest(args.metadata, files, args.out, split, classes=args.classes)
     return 0
 
 

@@ -214,8 +214,3 @@ def build_manifest(
     log.info("manifest: %d cells, %d usable, %d excluded; %s", len(table), n_ok, len(table) - n_ok, summary)
     return table
 
-
-def build_manifest_from_dir(metadata_csv, scalogram_dir, out_csv, split: SplitParams, classes=None):
-    """CLI form: every ``*.h5`` in scalogram_dir belongs to the cohort."""
-    files = sorted(Path(scalogram_dir).glob("*.h5"))
-    return build_manifest(metadata_csv, files, out_csv, split, classes or STUDY_CLASSES)

@@ -1,12 +1,11 @@
-"""Snakemake adapter: per-class saliency maps of one saved CNN (logic in sts.dl.saliency)."""
+"""Snakemake adapter: per-class saliency maps of one saved CNN (sts.dl.stages.explain_stage)."""
 
 import logging
 from pathlib import Path
 
-from sts.dl.pack import load_packed
-from sts.dl.saliency import explain
+from sts.dl.stages import explain_stage
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-explain(snakemake.input.model, load_packed(snakemake.input.packed), Path(snakemake.output.saliency).parent,
-        method=snakemake.params.method, device=snakemake.params.device, ig_steps=snakemake.params.ig_steps,
-        threads=snakemake.threads)
+explain_stage(snakemake.input.model, snakemake.input.packed, Path(snakemake.output.saliency).parent,
+              method=snakemake.params.method, ig_steps=snakemake.params.ig_steps, device=snakemake.params.device,
+              threads=snakemake.threads)

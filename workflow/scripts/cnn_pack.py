@@ -1,11 +1,11 @@
-"""Snakemake adapter: pack all usable cells' scalograms at one input size (logic in sts.dl.pack)."""
+"""Snakemake adapter: pack all usable cells' scalograms at one input size (sts.dl.stages.pack_stage)."""
 
 import logging
 from pathlib import Path
 
-from sts.dl.pack import NormParams, pack
+from sts.dl.stages import pack_stage
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 scalogram_dir = Path(snakemake.input.scalograms[0]).parent if snakemake.input.scalograms else Path("results/scalograms")
-pack(snakemake.input.manifest, scalogram_dir, snakemake.output.packed, int(snakemake.wildcards.size),
-     NormParams(**snakemake.params.norm), classes=list(snakemake.params.classes), dtype=snakemake.params.dtype)
+pack_stage(snakemake.input.manifest, scalogram_dir, snakemake.output.packed, int(snakemake.wildcards.size),
+           snakemake.params.norm, classes=list(snakemake.params.classes), dtype=snakemake.params.dtype)  # fmt: skip

@@ -1,11 +1,12 @@
-"""Snakemake adapter: one tuning job of an architecture's shared Optuna search (logic in sts.dl.tune)."""
+"""Snakemake adapter: one tuning job of an architecture's shared Optuna search (sts.dl.stages.tune_stage)."""
 
 import logging
 from pathlib import Path
 
-from sts.dl.tune import TuneSettings, tune_job
+from sts.dl.stages import tune_stage
+from sts.dl.tune import TuneSettings
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-tune_job(snakemake.input.packed, Path(snakemake.output.done).parent, TuneSettings(**snakemake.params.settings),
-         int(snakemake.wildcards.worker), snakemake.resources.trials_per_gpu, snakemake.params.storage,
-         threads=snakemake.threads)  # fmt: skip
+tune_stage(snakemake.input.packed, Path(snakemake.output.done).parent, TuneSettings(**snakemake.params.settings),
+           int(snakemake.wildcards.worker), snakemake.resources.trials_per_gpu, snakemake.params.storage,
+           threads=snakemake.threads)  # fmt: skip

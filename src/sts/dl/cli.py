@@ -1,6 +1,7 @@
 """``sts pack | tune | train | evaluate | explain | predict | fetch-weights``: the deep-learning stage.
 
-Handlers import torch lazily, so ``sts --help`` and the per-cell commands stay fast.
+The stage commands map their arguments onto ``sts.dl.stages``, the functions the workflow's
+rules run. Handlers import torch lazily, so ``sts --help`` and the per-cell commands stay fast.
 """
 
 from __future__ import annotations
@@ -22,56 +23,59 @@ def _json_arg(text: str | None) -> dict:
 
 
 def _pack(args) -> int:
-    from sts.dl.pack import NormParams, pack
+    from sts.dl.stages import pack_stage
 
-    pack(args.manifest, args.scalograms, args.out, args.size, NormParams(**_json_arg(args.norm)),
-         classes=args.classes, dtype=args.dtype)  # fmt: skip
+    pack_stage(args.manifest, args.scalograms, args.out, args.size, _json_arg(args.norm), classes=args.classes,
+               dtype=args.dtype)  # fmt: skip
     return 0
 
 
-def _tune(args) -> int:
-    from sts.dl.pack import load_packed
-    from sts.dl.tune import TuneSettings, tune, tune_gather, tune_job
+def _tune_settings(args):
+    """TuneSettings of the options given; the others keep the dataclass's defaults (the schema's)."""
+    from sts.dl.tune import TuneSettings
 
-    settings = TuneSettings(
-        arch=args.arch, n_trials=args.trials, max_epochs=args.max_epochs, seed=args.seed,
-        space=_json_arg(args.space), pruner=args.pruner, weights=args.weights, weights_path=args.weights_path,
-        device=args.device, recalibrate_bn=args.recalibrate_bn,
-    )  # fmt: skip
+    given = {"n_trials": args.trials, "max_epochs": args.max_epochs, "seed": args.seed, "pruner": args.pruner}
+    return TuneSettings(arch=args.arch, space=_json_arg(args.space), weights=args.weights, weights_path=args.weights_path,
+                        device=args.device, recalibrate_bn=args.recalibrate_bn,
+                        **{k: v for k, v in given.items() if v is not None})  # fmt: skip
+
+
+def _tune(args) -> int:
+    from sts.dl.stages import tune_gather_stage, tune_stage
+    from sts.dl.tune import worker_report_path
+
+    settings = _tune_settings(args)
     if args.worker is not None:
-        tune_job(args.packed, args.out_dir, settings, args.worker, args.trials_per_gpu, args.storage, args.threads)
+        tune_stage(args.packed, args.out_dir, settings, args.worker, args.trials_per_gpu, args.storage, args.threads)
     elif args.gather:
-        tune_gather(load_packed(args.packed), args.out_dir, settings, args.storage)
-    else:
-        tune(load_packed(args.packed), args.out_dir, settings, threads=args.threads, storage_url=args.storage)
+        tune_gather_stage(args.packed, args.out_dir, settings, args.storage)
+    else:  # the whole search in this process: worker 0, then its outputs
+        tune_stage(args.packed, args.out_dir, settings, 0, 1, args.storage, args.threads)
+        tune_gather_stage(args.packed, args.out_dir, settings, args.storage, [worker_report_path(args.out_dir, 0)])
     return 0
 
 
 def _train(args) -> int:
-    from sts.dl.final import train_final
-    from sts.dl.pack import load_packed
+    from sts.dl.stages import train_stage
 
-    best = json.loads(Path(args.best_params).read_text())
-    train_final(load_packed(args.packed), best["arch"], best, args.out_dir, seed=args.seed, weights=args.weights,
-                weights_path=args.weights_path, device=args.device, preparation=_json_arg(args.preparation),
-                threads=args.threads, recalibrate_bn=args.recalibrate_bn)  # fmt: skip
+    train_stage(args.packed, args.best_params, args.out_dir, args.arch, seed=args.seed, weights=args.weights,
+                weights_path=args.weights_path, device=args.device, recalibrate_bn=args.recalibrate_bn,
+                preparation=_json_arg(args.preparation), threads=args.threads)  # fmt: skip
     return 0
 
 
 def _evaluate(args) -> int:
-    from sts.dl.evaluate import evaluate_model
-    from sts.dl.pack import load_packed
+    from sts.dl.stages import evaluate_stage
 
-    evaluate_model(args.model, load_packed(args.packed), args.out_dir, device=args.device)
+    evaluate_stage(args.model, args.packed, args.out_dir, device=args.device, threads=args.threads)
     return 0
 
 
 def _explain(args) -> int:
-    from sts.dl.pack import load_packed
-    from sts.dl.saliency import explain
+    from sts.dl.stages import explain_stage
 
-    explain(args.model, load_packed(args.packed), args.out_dir, method=args.method, device=args.device,
-            ig_steps=args.ig_steps)  # fmt: skip
+    explain_stage(args.model, args.packed, args.out_dir, method=args.method, ig_steps=args.ig_steps,
+                  device=args.device, threads=args.threads)  # fmt: skip
     return 0
 
 
@@ -96,11 +100,9 @@ def _fetch_weights(args) -> int:
     return 0
 
 
-def _common(p, device=True, threads=True) -> None:
-    if device:
-        p.add_argument("--device", default=default(TuneSettings, "device"), help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
-    if threads:
-        p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+def _common(p) -> None:
+    p.add_argument("--device", default=default(TuneSettings, "device"), help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
 
 
 def _weights(p) -> None:
@@ -160,6 +162,7 @@ def add_parser(sub) -> None:
     p.add_argument("packed")
     p.add_argument("best_params", help="best_params.json from sts tune")
     p.add_argument("out_dir")
+    p.add_argument("--arch", required=True, help="the architecture tuned in BEST_PARAMS (checked)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preparation", default=None, help="JSON of the sweep/scalogram parameters stored in model.pt")
     _weights(p)
@@ -170,7 +173,7 @@ def add_parser(sub) -> None:
     p.add_argument("model")
     p.add_argument("packed")
     p.add_argument("out_dir")
-    _common(p, threads=False)
+    _common(p)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("explain", help="per-class saliency maps on the scalogram's axes")
@@ -179,7 +182,7 @@ def add_parser(sub) -> None:
     p.add_argument("out_dir")
     p.add_argument("--method", choices=["gradient", "integrated_gradients"], default="gradient")
     p.add_argument("--ig-steps", type=int, default=32)
-    _common(p, threads=False)
+    _common(p)
     p.set_defaults(func=_explain)
 
     from sts.protocol_args import add_protocol_options

@@ -40,9 +40,13 @@ def train_final(
     threads: int | None = None,
     recalibrate_bn: bool = False,
 ) -> Path:
-    """Refit and write model.pt, history.csv and training_curves.png to ``out_dir``."""
+    """Refit and write model.pt, history.csv and training_curves.png to ``out_dir``.
+    ``best_params``: best_params.json of ``arch``'s search (its ``arch`` must be ``arch``)."""
     from sts.atomic import save_torch_atomic, write_csv_atomic
 
+    if best_params.get("arch") != arch:
+        raise ValueError(f"best parameters of {best_params.get('arch')!r} given to train {arch!r}: "
+                         f"use the best_params.json of {arch}'s search")  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hp = best_params["params"]
