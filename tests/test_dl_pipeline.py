@@ -1,5 +1,6 @@
-"""Tiny end-to-end deep-learning stage: tuning (killed, then resumed), final fit, holdout
-evaluation checked against scikit-learn, saliency maps on the scalogram's shape."""
+"""Tiny end-to-end deep-learning stage through the command line (`sts pack | tune | train | evaluate |
+explain`, the functions of sts.dl.stages that the rules run): tuning (killed, then resumed), final fit,
+holdout evaluation checked against scikit-learn, saliency maps on the scalogram's shape."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import pytest
 import torch
 
 from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort
-from sts.dl.pack import load_packed, pack
+from sts.cli import main
+from sts.dl.pack import load_packed
 from sts.dl.study import data_key
 from sts.dl.tune import TuneSettings, finished, open_study, tune
 
@@ -29,7 +31,8 @@ PREPARATION = {"sweeps": {"window_s": 1.2, "fs_hz": 4000, "plus_pa": 40}, "scalo
 def stage(tmp_path_factory):
     root = tmp_path_factory.mktemp("dlstage")
     manifest, scal_dir = write_cohort(root, per_class=8)
-    pack(manifest, scal_dir, root / "packed.h5", 32, classes=CLASSES)
+    assert main(["pack", str(manifest), str(scal_dir), str(root / "packed.h5"), "--size", "32", "--classes",
+                 *CLASSES]) == 0  # fmt: skip
     return root
 
 
@@ -84,13 +87,17 @@ def test_a_second_call_with_the_same_settings_runs_no_trial(tuned, stage):
 
 @pytest.fixture(scope="module")
 def model_dir(tuned, stage):
-    from sts.dl.final import train_final
-
-    _, best, _, _ = tuned
     out = stage / "model"
-    train_final(load_packed(stage / "packed.h5"), "resnet18", best, out, device="cpu", preparation=PREPARATION,
-                threads=1)  # fmt: skip
+    assert main(["train", str(stage / "packed.h5"), str(tuned[0] / "best_params.json"), str(out), "--arch", "resnet18",
+                 "--device", "cpu", "--threads", "1", "--preparation", json.dumps(PREPARATION)]) == 0  # fmt: skip
     return out
+
+
+def test_train_refuses_another_architectures_parameters(tuned, stage, tmp_path):
+    with pytest.raises(ValueError, match="best parameters of 'resnet18' given to train 'mobilenet_v2'"):
+        main(["train", str(stage / "packed.h5"), str(tuned[0] / "best_params.json"), str(tmp_path), "--arch",
+              "mobilenet_v2", "--device", "cpu"])  # fmt: skip
+    assert not list(tmp_path.iterdir())
 
 
 def test_model_file_carries_what_prediction_needs(model_dir, tuned):
@@ -108,17 +115,17 @@ def test_model_file_carries_what_prediction_needs(model_dir, tuned):
 def test_holdout_metrics_match_sklearn(model_dir, stage):
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-    from sts.dl.evaluate import evaluate_model
     from sts.metrics import read_predictions
 
     packed = load_packed(stage / "packed.h5")
-    metrics = evaluate_model(model_dir / "model.pt", packed, model_dir, device="cpu")
+    assert main(["evaluate", str(model_dir / "model.pt"), str(stage / "packed.h5"), str(model_dir), "--device", "cpu",
+                 "--threads", "1"]) == 0  # fmt: skip
+    metrics = json.loads((model_dir / "metrics.json").read_text())
     preds, classes, proba = read_predictions(model_dir / "predictions.csv")
     assert classes == CLASSES and set(preds["specimen_id"].astype(str)) == set(packed.specimen_id[packed.split == "test"])
     assert np.allclose(proba.sum(axis=1), 1, atol=1e-5)
     assert list(preds["predicted"]) == [CLASSES[i] for i in proba.argmax(axis=1)]
     y, p = preds["label"], preds["predicted"]
-    assert metrics == json.loads((model_dir / "metrics.json").read_text())
     assert metrics["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, p))
     assert metrics["accuracy"] == pytest.approx(accuracy_score(y, p))
     assert metrics["weighted_f1"] == pytest.approx(f1_score(y, p, average="weighted"))
@@ -133,10 +140,9 @@ def test_holdout_metrics_match_sklearn(model_dir, stage):
 def test_saliency_has_the_scalogram_shape(model_dir, stage, method):
     import h5py
 
-    from sts.dl.saliency import explain
-
     out = stage / f"saliency_{method}"
-    explain(model_dir / "model.pt", load_packed(stage / "packed.h5"), out, method=method, device="cpu", ig_steps=4)
+    assert main(["explain", str(model_dir / "model.pt"), str(stage / "packed.h5"), str(out), "--method", method,
+                 "--ig-steps", "4", "--device", "cpu", "--threads", "1"]) == 0  # fmt: skip
     with h5py.File(out / "saliency.h5") as f:
         sal, n_cells = f["saliency"][()], list(f.attrs["n_cells"])
         assert json.loads(f.attrs["classes"]) == CLASSES and f.attrs["method"] == method

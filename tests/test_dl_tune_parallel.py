@@ -20,6 +20,7 @@ from optuna.storages.journal._storage import JournalOperation  # (the journal's 
 
 from conftest import REPO
 from dl_data import CLASSES, write_cohort
+from sts.cli import main
 from sts.dl.pack import load_packed, pack
 from sts.dl.study import RETRY_OF, SURPLUS, WORKER, claim, data_key, finished, open_study, recover_orphans
 from sts.dl.tune import TuneSettings, oof_path, tune, tune_gather, tune_worker
@@ -112,7 +113,7 @@ def test_two_workers_share_one_study(packed_file, tmp_path):
                               stderr=subprocess.PIPE, text=True) for k in (0, 1)]  # fmt: skip
     errs = [p.communicate()[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], errs[0][-2000:] + errs[1][-2000:]
-    tune_gather(load_packed(packed_file), out, CLI_SETTINGS)  # what `sts tune --gather` calls
+    assert main(cli(packed_file, out, CLI_SETTINGS, "--gather")[3:]) == 0  # `sts tune --gather`, in-process
 
     study = open_study(out, CLI_SETTINGS, data_key(load_packed(packed_file)))
     states = [t.state for t in study.trials]
