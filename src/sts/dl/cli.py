@@ -42,16 +42,17 @@ def _tune_settings(args):
 
 def _tune(args) -> int:
     from sts.dl.stages import tune_gather_stage, tune_stage
-    from sts.dl.tune import worker_report_path
 
     settings = _tune_settings(args)
     if args.worker is not None:
         tune_stage(args.packed, args.out_dir, settings, args.worker, args.trials_per_gpu, args.storage, args.threads)
     elif args.gather:
         tune_gather_stage(args.packed, args.out_dir, settings, args.storage)
-    else:  # the whole search in this process: worker 0, then its outputs
-        tune_stage(args.packed, args.out_dir, settings, 0, 1, args.storage, args.threads)
-        tune_gather_stage(args.packed, args.out_dir, settings, args.storage, [worker_report_path(args.out_dir, 0)])
+    else:  # the whole search in this process (no rule runs it this way): worker 0, then the gather
+        from sts.dl.pack import load_packed
+        from sts.dl.tune import tune
+
+        tune(load_packed(args.packed), args.out_dir, settings, threads=args.threads, storage_url=args.storage)
     return 0
 
 
