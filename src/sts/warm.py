@@ -58,9 +58,9 @@ ENV_NAMES = frozenset(
 )
 ENV_PREFIXES = ("LC_", "STS_", "HDF5_", "OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_")
 RLIMITS = tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
-_INT = struct.Struct("!i")
+INT = struct.Struct("!i")  # on the wire (sts.warm_server too): request length, exit status
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
-_ACK, _NAK = b"+", b"-"
+ACK, NAK = b"+", b"-"  # the server took the command on, or refused it (with why)
 
 
 class Unavailable(Exception):
@@ -171,7 +171,7 @@ def run_remote(argv: list[str]) -> int | None:
                     raise Unavailable(f"{path} is served by uid {peer_uid(conn)}")
                 try:
                     conn.settimeout(ANSWER_S)
-                    socket.send_fds(conn, [_INT.pack(len(request)) + request], _stdio())
+                    socket.send_fds(conn, [INT.pack(len(request)) + request], _stdio())
                     answer = conn.recv(512)
                 except TimeoutError:
                     raise Unavailable(f"no answer within {ANSWER_S:g} s") from None
@@ -179,16 +179,16 @@ def run_remote(argv: list[str]) -> int | None:
                     continue
                 if not answer:
                     continue  # the command never started
-                if answer[:1] == _NAK:
+                if answer[:1] == NAK:
                     raise Unavailable(answer[1:].decode(errors="replace") or "declined")
-                if answer[:1] != _ACK:
+                if answer[:1] != ACK:
                     raise Unavailable("the server's child failed before the command started")
                 conn.settimeout(None)
-                status = answer[1:] + (_recv_exactly(conn, _INT.size - len(answer) + 1) or b"")
-            if len(status) != _INT.size:  # the server died while the command ran: fail the job, say so
+                status = answer[1:] + (_recv_exactly(conn, INT.size - len(answer) + 1) or b"")
+            if len(status) != INT.size:  # the server died while the command ran: fail the job, say so
                 print(f"sts: the warm server ({path}) lost the command; rerun, or set STS_WARM=0", file=sys.stderr)
                 return 1
-            return _INT.unpack(status)[0]
+            return INT.unpack(status)[0]
         raise Unavailable("the server dropped the command three times")
     except (Unavailable, OSError) as exc:
         print(f"sts: warm server not used ({exc}); running in-process", file=sys.stderr)

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from sts.warm import _ACK, _INT, _NAK, RLIMITS, Unavailable, minimal_env, open_private, peer_uid, per_cell, socket_path
+from sts.warm import ACK, INT, NAK, RLIMITS, Unavailable, minimal_env, open_private, peer_uid, per_cell, socket_path
 
 PRELOAD = (
     "sts.sweeps", "sts.scalogram_step", "sts.baseline.features_cli", "sts.baseline.features",
@@ -108,7 +108,7 @@ class _Server:
                     try:
                         self.readable(key.data)
                     except Exception as exc:  # anything wrong with one request ends that request only
-                        self.answer(key.data, _NAK + str(exc).encode()[:200])
+                        self.answer(key.data, NAK + str(exc).encode()[:200])
                         self.drop(key.data)
             if self.reap():
                 idle_since = time.monotonic()
@@ -145,7 +145,7 @@ class _Server:
                 _kill(client.pid)
                 self.sel.unregister(client.conn)
             return
-        while len(client.data) < _INT.size or len(client.data) < _INT.size + _INT.unpack_from(client.data)[0]:
+        while len(client.data) < INT.size or len(client.data) < INT.size + INT.unpack_from(client.data)[0]:
             try:
                 data, fds, flags, _ = socket.recv_fds(client.conn, 65536, 3)
             except BlockingIOError:
@@ -156,11 +156,11 @@ class _Server:
             if len(client.fds) > 3 or flags & socket.MSG_CTRUNC:
                 raise _BadRequest("too many file descriptors")
             client.data += data
-            if len(client.data) >= _INT.size and not 0 < _INT.unpack_from(client.data)[0] <= MAX_REQUEST:
+            if len(client.data) >= INT.size and not 0 < INT.unpack_from(client.data)[0] <= MAX_REQUEST:
                 raise _BadRequest("bad length")
-        if len(client.data) != _INT.size + _INT.unpack_from(client.data)[0] or len(client.fds) != 3:
+        if len(client.data) != INT.size + INT.unpack_from(client.data)[0] or len(client.fds) != 3:
             raise _BadRequest("bad framing")
-        self.fork(client, _parse(client.data[_INT.size :]))
+        self.fork(client, _parse(client.data[INT.size :]))
 
     def fork(self, client: _Client, request: dict) -> None:
         sys.stdout.flush()
@@ -209,7 +209,7 @@ class _Server:
                 self.sel.unregister(pidfd)
                 os.close(pidfd)
             code = os.waitstatus_to_exitcode(status)
-            self.answer(client, _INT.pack(code if code >= 0 else 128 - code))
+            self.answer(client, INT.pack(code if code >= 0 else 128 - code))
             self.drop(client)
             reaped = True
         return reaped
@@ -276,7 +276,7 @@ def _become_command(client: _Client, request: dict, close_server, server: int, p
         try:
             _take_on(request)
         except (OSError, ValueError) as exc:  # e.g. a limit above the server's hard one
-            conn.sendall(_NAK + f"cannot take on the caller's state: {exc}".encode()[:200])
+            conn.sendall(NAK + f"cannot take on the caller's state: {exc}".encode()[:200])
             os._exit(0)
         for target, fd in enumerate(client.fds):
             os.dup2(fd, target)
@@ -285,7 +285,7 @@ def _become_command(client: _Client, request: dict, close_server, server: int, p
         os.environ.update(minimal_env(request["env"]))
         time.tzset()
         try:
-            conn.sendall(_ACK)
+            conn.sendall(ACK)
         except OSError:
             os._exit(1)  # the client gave up or went away: nothing to run for
         conn.close()
