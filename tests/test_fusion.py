@@ -129,7 +129,11 @@ def test_served_fusion_equals_the_evaluation_calibrated_or_not(fused, tmp_path):
           f"cells: {np.abs(got - want).max():.3g}")  # fmt: skip
     assert np.abs(got - want).max() <= 1e-4
     assert ok["calibrated"].astype(str).str.lower().eq("true").all()
-    assert {"predicted_mobilenet_v2", "predicted_lightgbm", "ood_score", "in_distribution"} <= set(served.columns)
+    members = ("mobilenet_v2", "lightgbm")
+    assert {f"{c}_{m}" for m in members for c in ("predicted", "ood_score", "in_distribution")} <= set(served.columns)
+    for _, row in ok.iterrows():  # a flag from any member flags the file; members without a verdict abstain
+        verdicts = [str(row[f"in_distribution_{m}"]) for m in members if str(row[f"in_distribution_{m}"]) != ""]
+        assert str(row["in_distribution"]) == (str(all(v == "True" for v in verdicts)) if verdicts else "")
     bad = served.set_index("specimen_id").loc["bad"]
     assert bad["status"] == "excluded" and bad["reason"].startswith("mobilenet_v2: ")
     raw = pd.read_csv(tmp_path / "raw.csv", dtype={"specimen_id": str}, keep_default_na=False).iloc[0]

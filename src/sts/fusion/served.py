@@ -4,7 +4,10 @@ saved stacker combines their raw probabilities.
 A file excluded by any member is excluded, with that member's name and reason (the first
 member, in the model's order, that excludes it). The row's sweep columns are the first CNN
 member's (the LightGBM member fills only rheobase); extra columns: ``predicted_<member>`` per
-member and, when the LightGBM member has them, its ``ood_score`` and ``in_distribution``.
+member, ``ood_score_<member>`` and ``in_distribution_<member>`` per member with an
+out-of-distribution detector (each in its own space: the scores do not combine), and
+``in_distribution``: False when any member flags the file, True when every member that has a
+verdict says in distribution, empty when none has one.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ class FusionPredictor:
             self.members[m["name"]] = predictor
         self.sweep_member = next((n for m, n in zip(self.saved.members, self.members) if m["kind"] == "cnn"),
                                  next(iter(self.members)))  # fmt: skip
-        ood = [n for n, p in self.members.items() if "ood_score" in p.extra_columns]
-        self.ood_member = ood[0] if ood else None
+        self.ood_members = [n for n, p in self.members.items() if "ood_score" in p.extra_columns]
         self.extra_columns = (*(f"predicted_{n}" for n in self.members),
-                              *(("ood_score", "in_distribution") if self.ood_member else ()))  # fmt: skip
+                              *(f"{c}_{n}" for n in self.ood_members for c in ("ood_score", "in_distribution")),
+                              *(("in_distribution",) if self.ood_members else ()))  # fmt: skip
         self._figure_note = False
 
     def prepare(self, path, protocol=None, specimen_id: str | None = None):
@@ -71,9 +74,14 @@ class FusionPredictor:
         x = features([probas[n][None] for n in self.members], self.floor)
         proba = stacker_proba(self.saved.stacker, x, self.classes)[0]
         extra = {f"predicted_{n}": self.classes[int(np.argmax(p))] for n, p in probas.items()}
-        if self.ood_member:
-            ood = extras[self.ood_member]
-            extra.update(ood_score=ood.get("ood_score"), in_distribution=ood.get("in_distribution"))
+        verdicts = []
+        for n in self.ood_members:
+            verdict = extras[n].get("in_distribution")
+            extra.update({f"ood_score_{n}": extras[n].get("ood_score"), f"in_distribution_{n}": verdict})
+            if verdict is not None:
+                verdicts.append(bool(verdict))
+        if self.ood_members:  # a file unlike any member's training cells is out of distribution
+            extra["in_distribution"] = all(verdicts) if verdicts else None
         return proba, extra
 
     def figure(self, prepared, proba, path) -> None:
