@@ -144,3 +144,12 @@ def acquire_services(tmp_path_factory):
     services = build_services(cohort, nwb, out)
     yield services
     services.server.stop()
+
+
+@pytest.fixture(scope="session")
+def lgbm_baseline(tmp_path_factory):
+    """A small fitted LightGBM baseline (``lgbm_data``): (holdout cells' raw files by specimen_id,
+    its output folder, its features.csv). Tests only read it."""
+    from lgbm_data import write_baseline
+
+    return write_baseline(tmp_path_factory.mktemp("lgbm"))

@@ -1,4 +1,5 @@
-"""Small learnable scalogram cohorts for the deep-learning tests (no CWT, no network).
+"""Small learnable scalogram cohorts for the deep-learning tests (no CWT, no network), and an
+untrained model.pt for the tests of what serves it.
 
 Each class puts its energy in its own frequency band and its own time window, on noise, so a
 small CNN can learn it in a few epochs; the files look like the scalogram step's output.
@@ -6,6 +7,7 @@ small CNN can learn it in a few epochs; the files look like the scalogram step's
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import h5py
@@ -46,3 +48,21 @@ def write_cohort(root: Path, per_class: int = 12, seed: int = 0, classes=CLASSES
     manifest = root / "manifest.csv"
     pd.DataFrame(rows).to_csv(manifest, index=False)
     return manifest, scal_dir
+
+
+def save_untrained_model(path: Path, preparation: dict, classes=("Pvalb", "Sst", "Vip/Lamp5", "Excitatory"),
+                         size: int = 32, arch: str = "mobilenet_v2", scalogram_dtype: str | None = "float16") -> Path:
+    """model.pt as sts train writes it, with seeded untrained weights; ``scalogram_dtype=None``: as
+    saved before it was recorded."""
+    import torch
+
+    from sts.dl.models import build_model
+    from sts.dl.pack import NormParams
+
+    torch.manual_seed(0)
+    model = build_model(arch, len(classes), 0.0, size)
+    dtype = {"scalogram_dtype": scalogram_dtype} if scalogram_dtype else {}
+    torch.save({"state_dict": model.state_dict(), "arch": arch, "classes": list(classes), "input_size": [size, size],
+                "normalisation": asdict(NormParams()), "image_dtype": "float16", "dropout": 0.0,
+                "train_params": {"weights": "none"}, "preparation": preparation, **dtype}, path)  # fmt: skip
+    return path

@@ -1,7 +1,7 @@
 """Fusion: fitted on out-of-fold training rows only, served by ``sts predict`` from the raw files with
 the evaluation step's probabilities, calibrated when its calibration.json is there.
 
-Members: the LightGBM baseline of test_predict_lgbm (its holdout cells are five raw files; its
+Members: the LightGBM baseline of lgbm_data (its holdout cells are five raw files; its
 out-of-fold table comes from ``sts.baseline.oof`` on the manifest's folds) and an untrained
 MobileNetV2 at 32 px (its out-of-fold rows are synthetic: only the stacker's plumbing is at
 stake here; trained members are checked end to end in test_workflow.py).
@@ -9,14 +9,13 @@ stake here; trained members are checked end to end in test_workflow.py).
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from dl_data import save_untrained_model
+from lgbm_data import CLASSES
 from sts.cli import main
-from test_predict_lgbm import CLASSES, baseline  # noqa: F401  (module fixture, re-used)
 
 PREPARATION = {
     "sweeps": {"window_s": 1.0, "fs_hz": 2000, "plus_pa": 40, "tolerance_pa": 5, "dvdt_cutoff_mv_ms": 20},
@@ -25,28 +24,18 @@ PREPARATION = {
 
 
 def save_cnn(path, size=32):
-    import torch
-
-    from sts.dl.models import build_model
-    from sts.dl.pack import NormParams
-
-    torch.manual_seed(0)
-    model = build_model("mobilenet_v2", len(CLASSES), 0.0, size)
-    torch.save({"state_dict": model.state_dict(), "arch": "mobilenet_v2", "classes": CLASSES,
-                "input_size": [size, size], "normalisation": asdict(NormParams()), "image_dtype": "float16",
-                "dropout": 0.0, "train_params": {"weights": "none"}, "preparation": PREPARATION}, path)  # fmt: skip
-    return path
+    return save_untrained_model(path, PREPARATION, CLASSES, size=size, scalogram_dtype=None)
 
 
 @pytest.fixture(scope="module")
-def fused(baseline, tmp_path_factory):  # noqa: F811
+def fused(lgbm_baseline, tmp_path_factory):
     from sts.baseline.oof import out_of_fold
     from sts.fusion.stack import Member, fit_fusion
     from sts.atomic import write_csv_atomic
     from sts.metrics import predictions_frame
     from sts.predict import load_predictor
 
-    files, lgbm_out, features_csv = baseline
+    files, lgbm_out, features_csv = lgbm_baseline
     root = tmp_path_factory.mktemp("fusion")
     manifest_csv = features_csv.parent / "manifest.csv"
     manifest = pd.read_csv(manifest_csv, dtype={"specimen_id": str}, keep_default_na=False)

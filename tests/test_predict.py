@@ -7,7 +7,6 @@ end-to-end run.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import h5py
@@ -16,6 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import FILE_DEFECT_REASONS
+from dl_data import save_untrained_model
 from sts.cli import main
 
 CLASSES = ["Pvalb", "Sst", "Vip/Lamp5", "Excitatory"]
@@ -24,23 +24,6 @@ PREPARATION = {
     "sweeps": {"window_s": 1.0, "fs_hz": 2000, "plus_pa": 40, "tolerance_pa": 5, "dvdt_cutoff_mv_ms": 20},
     "scalogram": {"wavelet": "mexh", "fmin_hz": 30, "fmax_hz": 150, "n_freqs": 40},
 }
-
-
-def save_untrained_model(path, preparation=PREPARATION, size: int = 32, arch: str = "mobilenet_v2",
-                         scalogram_dtype: str | None = "float16"):
-    """model.pt as sts train writes it; ``scalogram_dtype=None``: as saved before it was recorded."""
-    import torch
-
-    from sts.dl.models import build_model
-    from sts.dl.pack import NormParams
-
-    torch.manual_seed(0)
-    model = build_model(arch, len(CLASSES), 0.0, size)
-    dtype = {"scalogram_dtype": scalogram_dtype} if scalogram_dtype else {}
-    torch.save({"state_dict": model.state_dict(), "arch": arch, "classes": CLASSES, "input_size": [size, size],
-                "normalisation": asdict(NormParams()), "image_dtype": "float16", "dropout": 0.0,
-                "train_params": {"weights": "none"}, "preparation": preparation, **dtype}, path)  # fmt: skip
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +49,7 @@ def cells(tmp_path_factory):
     paths["not_nwb"].parent.mkdir()
     paths["not_nwb"].write_text("not an NWB file\n")
     (folder / "notes.txt").write_text("ignored")
-    model = save_untrained_model(root / "model.pt")
+    model = save_untrained_model(root / "model.pt", PREPARATION, CLASSES)
     return folder, paths, model
 
 
@@ -117,7 +100,7 @@ def test_models_saved_before_scalogram_dtype_serve_float32_scalograms(cells, tmp
     from sts.predict import Predictor
 
     _, paths, _ = cells
-    predictor = Predictor(save_untrained_model(tmp_path / "old.pt", scalogram_dtype=None), "cpu")
+    predictor = Predictor(save_untrained_model(tmp_path / "old.pt", PREPARATION, CLASSES, scalogram_dtype=None), "cpu")
     assert predictor.scalogram_dtype == np.float32
     prepared = predictor.prepare(paths["good_clamp"])
     with h5py.File(tmp_path / "old.h5", "w") as f:  # the file the scalogram step wrote before float16
@@ -207,7 +190,7 @@ def test_abf_protocol_options(tmp_path):
 
     ladder = simulate_ladder("Pvalb", seed=3, n_sweeps=10, onset_s=0.5)
     abf = write_abf1(tmp_path / "cell.abf", ladder.responses_mv)
-    model = save_untrained_model(tmp_path / "model.pt", PREPARATION)
+    model = save_untrained_model(tmp_path / "model.pt", PREPARATION, CLASSES)
     out = tmp_path / "out.csv"
     with pytest.raises(SystemExit):  # the only file cannot be read without its protocol
         predict(model, abf, out=out)
@@ -236,7 +219,7 @@ def test_figures(cells, tmp_path):
 
 def test_model_without_preparation_is_rejected(cells, tmp_path):
     folder, _, _ = cells
-    model = save_untrained_model(tmp_path / "model.pt", preparation={})
+    model = save_untrained_model(tmp_path / "model.pt", {}, CLASSES)
     with pytest.raises(SystemExit) as err:
         predict(model, folder, out=tmp_path / "o.csv")
     assert "no preparation.sweeps/scalogram parameters" in str(err.value.code)
@@ -277,7 +260,7 @@ def test_selection_overrides_tolerance_only(tmp_path):
     real = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "171116sh_0018.abf"
     if not real.is_file():
         pytest.skip(f"no real recording at {real}")
-    model = save_untrained_model(tmp_path / "model.pt", PREPARATION)  # window 1.0 s: fits the dual protocol
+    model = save_untrained_model(tmp_path / "model.pt", PREPARATION, CLASSES)  # window 1.0 s: fits the dual protocol
     out = tmp_path / "out.csv"
     assert predict(model, real, out=out) == 0
     row = pd.read_csv(out).iloc[0]

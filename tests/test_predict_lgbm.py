@@ -1,9 +1,7 @@
 """``sts predict`` with the LightGBM baseline's saved fit: served = evaluated, tampering refused, no pickle.
 
-The cohort is small on purpose: five synthetic cells (NWB v1 and NWB 2, all four classes) go
-through the workflow's own feature path (``sts ep-features`` -> aggregate) and are the
-holdout; the training cells are jittered copies of their feature rows, so the trees split on
-real feature ranges within seconds.
+The cohort is small on purpose (``lgbm_data``): five synthetic cells through the workflow's own
+feature path are the holdout, jittered copies of their feature rows the training cells.
 """
 
 from __future__ import annotations
@@ -16,49 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lgbm_data import CLASSES
 from sts.cli import main
-
-CLASSES = ["Pvalb", "Sst", "Vip/Lamp5", "Excitatory", "Unseen"]  # 'Unseen' has no training cells
-SPACE = {"min_child_samples": 2, "n_estimators": 20, "num_leaves": 7}  # small trees that do split
-
-
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory):
-    """(raw files of the holdout cells, the baseline's output folder, its features.csv)."""
-    from sts.baseline.computed import train_computed
-    from sts.baseline.features_cli import aggregate, features_file
-    from sts.synth import make_cohort, write_cell
-
-    root = tmp_path_factory.mktemp("lgbm")
-    cohort = make_cohort(12, seed=7, defect_fraction=0.0)
-    picks = cohort.groupby("label").head(1)
-    picks = pd.concat([picks, cohort[~cohort.index.isin(picks.index)].head(1)])
-    assert set(picks["dataset"]) == {"clamp", "seq"} and set(picks["label"]) == set(CLASSES[:4])
-    rng = np.random.default_rng(0)
-    jsons, manifest, files = [], [], {}
-    for row in picks.to_dict("records"):
-        sid = row["specimen_id"]
-        files[sid] = root / "cells" / f"{sid}.nwb"
-        write_cell(row, files[sid])
-        rec = features_file(files[sid], root / "feats" / f"{sid}.json", sid, row["dataset"], row["label"])
-        assert rec["status"] == "ok", rec["reason"]
-        jsons.append(root / "feats" / f"{sid}.json")
-        manifest.append((sid, row["dataset"], row["label"], "test"))
-        for k in range(12):  # training cells: the holdout cell's features jittered by ~20 %, a quarter mislabelled
-            label = row["label"] if k % 4 else CLASSES[(CLASSES.index(row["label"]) + 1 + k % 3) % 4]
-            copy = {**rec, "specimen_id": f"t{sid}_{k}", "label": label}
-            copy["features"] = {f: (None if v is None else v * (1 + 0.2 * rng.normal())) for f, v in
-                                rec["features"].items()}  # fmt: skip
-            (root / "feats" / f"t{sid}_{k}.json").write_text(json.dumps(copy))
-            jsons.append(root / "feats" / f"t{sid}_{k}.json")
-            manifest.append((f"t{sid}_{k}", row["dataset"], label, "train"))
-    aggregate(jsons, root / "features.csv")
-    m = pd.DataFrame(manifest, columns=["specimen_id", "dataset", "label", "split"])
-    m = m.assign(status="ok", reason="", fold=np.where(m["split"] == "train", np.arange(len(m)) % 3, -1))
-    m.to_csv(root / "manifest.csv", index=False)
-    train_computed(root / "features.csv", root / "manifest.csv", root / "out", n_trials=1, n_jobs=1,
-                   classes=CLASSES, space=SPACE)  # fmt: skip
-    return files, root / "out", root / "features.csv"
 
 
 def predict(model, *inputs, out, extra=()):
@@ -66,11 +23,11 @@ def predict(model, *inputs, out, extra=()):
                  *map(str, inputs)], warm=False)  # fmt: skip
 
 
-def test_served_probabilities_equal_the_evaluation(baseline, tmp_path):
+def test_served_probabilities_equal_the_evaluation(lgbm_baseline, tmp_path):
     """From each holdout cell's raw file, the served probabilities are predictions.csv's."""
     from sts.metrics import read_predictions
 
-    files, out, features_csv = baseline
+    files, out, features_csv = lgbm_baseline
     (tmp_path / "bad.nwb").write_text("not an NWB file\n")
     csv = tmp_path / "served.csv"
     assert predict(out / "model", *files.values(), tmp_path / "bad.nwb", out=csv) == 0
@@ -97,10 +54,10 @@ def test_served_probabilities_equal_the_evaluation(baseline, tmp_path):
     assert bad["status"] == "excluded" and "unreadable NWB file" in bad["reason"] and bad["p_Pvalb"] == ""
 
 
-def test_saved_model_files(baseline):
+def test_saved_model_files(lgbm_baseline):
     from sts.baseline.features import FeatureParams
 
-    _, out, _ = baseline
+    _, out, _ = lgbm_baseline
     meta = json.loads((out / "model" / "model.json").read_text())
     assert meta["format"] == "sts-lightgbm-baseline" and meta["classes"] == CLASSES
     assert meta["fitted_classes"] == sorted(CLASSES[:4])
@@ -129,10 +86,10 @@ def _tampered(out, tmp_path, edit=None, text=None):
     ("class missing", "fitted_classes"),
     ("not ours", "not a LightGBM model written by the sts baseline"),
 ])  # fmt: skip
-def test_tampered_model_is_refused(baseline, tmp_path, case, message):
+def test_tampered_model_is_refused(lgbm_baseline, tmp_path, case, message):
     from sts.baseline.served import ModelFileError, load_model
 
-    files, out, _ = baseline
+    files, out, _ = lgbm_baseline
     edits = {
         "reordered features": lambda m: m["features"].reverse(),
         "foreign feature": lambda m: m["features"].__setitem__(0, "ap_width_published"),
@@ -151,10 +108,10 @@ def test_tampered_model_is_refused(baseline, tmp_path, case, message):
     assert message in str(err.value.code) and not (tmp_path / "o.csv").exists()
 
 
-def test_model_txt_and_non_standard_json_are_refused(baseline, tmp_path):
+def test_model_txt_and_non_standard_json_are_refused(lgbm_baseline, tmp_path):
     from sts.baseline.served import ModelFileError, load_model
 
-    _, out, _ = baseline
+    _, out, _ = lgbm_baseline
     with pytest.raises(ModelFileError, match="give the LightGBM model's folder or its model.json"):
         load_model(out / "model" / "model.txt")
     model = _tampered(out, tmp_path)
@@ -164,7 +121,7 @@ def test_model_txt_and_non_standard_json_are_refused(baseline, tmp_path):
         load_model(model)
 
 
-def test_loading_and_predicting_never_unpickle(baseline, monkeypatch):
+def test_loading_and_predicting_never_unpickle(lgbm_baseline, monkeypatch):
     from sts.baseline.served import load_model
 
     def refuse(*args, **kwargs):
@@ -172,7 +129,7 @@ def test_loading_and_predicting_never_unpickle(baseline, monkeypatch):
 
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
-    _, out, features_csv = baseline
+    _, out, features_csv = lgbm_baseline
     saved = load_model(out / "model" / "model.json")
     X = pd.read_csv(features_csv).loc[:2, saved.features].to_numpy(float)
     proba = saved.predict_proba(X)
@@ -180,8 +137,8 @@ def test_loading_and_predicting_never_unpickle(baseline, monkeypatch):
     assert saved.ood.score(X).shape == (3,)
 
 
-def test_figures_any_square_step_and_nothing_readable(baseline, tmp_path):
-    files, out, _ = baseline
+def test_figures_any_square_step_and_nothing_readable(lgbm_baseline, tmp_path):
+    files, out, _ = lgbm_baseline
     first = next(iter(files.values()))
     figures = tmp_path / "figures"
     assert predict(out / "model", first, out=tmp_path / "o.csv", extra=["--figures", str(figures)]) == 0
