@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,15 +30,48 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snake
 
 
 def smk(workdir: Path, *args: str, config: dict | None = None, check=True) -> subprocess.CompletedProcess:
-    """Run this workflow's Snakefile in ``workdir`` (writing ``config`` to its config.yaml first)."""
+    """Run this workflow's Snakefile in ``workdir`` with ``config`` (default: the folder's config.yaml).
+
+    A given config goes to a file beside the folder, never into it: a dry run with a changed config
+    leaves a finished run exactly as it was, for the other tests that read it.
+    """
     cfg = workdir / "config.yaml"
     if config is not None:
-        cfg.write_text(yaml.safe_dump(config))
+        fd, name = tempfile.mkstemp(prefix=f"{workdir.name}-", suffix=".yaml", dir=workdir.parent)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(config, f)
+        cfg = Path(name)
     cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(cfg), *args]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+def start_run(workdir: Path, config: dict, *args: str) -> Path:
+    """A run of ``config`` (kept as the folder's config.yaml) in ``workdir``, with ``args`` (targets...)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    smk(workdir, "--cores", "2", *args)
+    return workdir
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """A private copy of a finished run folder, for a test that changes it, with every mtime kept
+    (Snakemake sees the same state). The per-cell files, the bulk, are hard links: jobs replace
+    their outputs (Snakemake deletes them first, writers rename a temporary file), never write
+    into them, so the original never changes; a test that touches one must give it its own inode.
+    """
+    bulk = {src / "results" / d for d in ("nwb", "sweeps", "scalograms")}
+
+    def link_or_copy(a: str, b: str) -> None:
+        if Path(a).parent in bulk:
+            os.link(a, b)
+        else:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=link_or_copy)
+    return dst
 
 
 def workflow_rules() -> dict[str, dict]:

@@ -7,8 +7,6 @@ manifest, plus the byte report); 404s and unusable files end as excluded manifes
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -17,22 +15,11 @@ import pytest
 import yaml
 
 from acquire_fixtures import GHOST_ID
-from conftest import REPO
+from conftest import REPO, smk, start_run
 from sts.sweeps import select_sweeps
 
 pytestmark = pytest.mark.slow
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 TARGETS = ["results/manifest.csv", "results/acquire/report.csv"]
-
-
-def smk(workdir, config: dict, *args: str) -> str:
-    cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    cmd = SNAKEMAKE + ["--directory", str(workdir), "--configfile", str(cfg), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc.stdout + proc.stderr
 
 
 def config_for(services, workdir, cohort: str, train: list[str], test: list[str]) -> dict:
@@ -52,10 +39,10 @@ def config_for(services, workdir, cohort: str, train: list[str], test: list[str]
 def run_cohort(services, workdir, cohort, train, test, cells=None):
     cfg = config_for(services, workdir, cohort, train, test)
     cfg["acquire"]["cells"] = cells
-    smk(workdir, cfg, "--cores", "2", *TARGETS, "--resources", "downloads=2")
+    start_run(workdir, cfg, *TARGETS, "--resources", "downloads=2")
     manifest = pd.read_csv(workdir / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
     report = pd.read_csv(workdir / "results" / "acquire" / "report.csv", dtype={"specimen_id": str})
-    return cfg, manifest.set_index("specimen_id"), report.set_index("specimen_id")
+    return manifest.set_index("specimen_id"), report.set_index("specimen_id")
 
 
 def assert_same_sweeps_as_whole_file(services, workdir, sid):
@@ -72,7 +59,7 @@ def test_allen_cohort_end_to_end(acquire_services, tmp_path):
     corrupt = clamp.loc[clamp["defect"] == "corrupt_file", "specimen_id"].item()
     silent = clamp.loc[clamp["defect"] == "no_spiking", "specimen_id"].item()
     svc.server.faults[svc.allen_file_path(good[0])] = ["500"]  # 500 then 200
-    cfg, manifest, report = run_cohort(svc, tmp_path, "allen", [*clamp["specimen_id"], gone], [])
+    manifest, report = run_cohort(svc, tmp_path, "allen", [*clamp["specimen_id"], gone], [])
     assert set(manifest.index) == {*clamp["specimen_id"], gone}
     assert "HTTP 404" in manifest.loc[gone, "reason"] and manifest.loc[gone, "status"] == "excluded"
     assert "unusable NWB file" in manifest.loc[corrupt, "reason"]
@@ -85,7 +72,8 @@ def test_allen_cohort_end_to_end(acquire_services, tmp_path):
         assert report.loc[sid, "bytes_fetched"] == report.loc[sid, "remote_size"] == svc.nwb[sid].stat().st_size
     assert report.loc[silent, "bytes_fetched"] == 0 and report.loc[gone, "bytes_fetched"] == 0
     assert (tmp_path / "results" / "metadata" / "allen_cells.csv").exists()
-    out = smk(tmp_path, cfg, "--dry-run", *TARGETS)  # nothing re-downloads
+    proc = smk(tmp_path, "--dry-run", *TARGETS)  # nothing re-downloads
+    out = proc.stdout + proc.stderr
     assert "Nothing to be done" in out or not re.search(r"^download\s+\d+", out, re.M)
 
 
@@ -97,7 +85,7 @@ def test_dandi_cohort_end_to_end(acquire_services, tmp_path):
     seq = seq[seq["specimen_id"].isin(good + bad)]
     svc.server.faults[svc.blob_path(good[0])] = ["pass"] * 5 + ["500"]  # a 500 mid-read
     svc.server.reset_counters()
-    cfg, manifest, report = run_cohort(svc, tmp_path, "dandi", good[:4] + bad, good[4:], cells=good + bad)
+    manifest, report = run_cohort(svc, tmp_path, "dandi", good[:4] + bad, good[4:], cells=good + bad)
     assert set(manifest.index) == set(seq["specimen_id"])
     assert (manifest.loc[good, "status"] == "ok").all() and set(manifest.loc[good, "split"]) == {"train", "test"}
     assert (manifest.loc[good, "label"] == seq.set_index("specimen_id").loc[good, "label"]).all()  # from T-types

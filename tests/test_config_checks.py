@@ -55,6 +55,27 @@ def test_shipped_configs_validate(names):
     assert config_problems(config) == []
 
 
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda c: c.update(colour="blue"), "colour"),
+        (lambda c: c["scalogram"].update(n_freqs="many"), "many"),
+        (lambda c: c["split"].update(test_fraction=1.5), "1.5"),
+        (lambda c: c.update(cohort="martian"), "martian"),
+        (lambda c: c["cnn"].update(architectures=["resnet18", "vgg16"]), "vgg16"),
+    ],
+)
+def test_schema_rejects_bad_values(edit, message):
+    """The schema that common.smk validates with names what is wrong (in-process: Snakemake's own
+    validate; the wiring is exercised by every workflow run, whose defaults come from the schema)."""
+    from snakemake.exceptions import WorkflowError
+
+    config = merged(".test/config.yaml")
+    edit(config)
+    with pytest.raises(WorkflowError, match=message):
+        validate(config, SCHEMA)
+
+
 def bad(**changes) -> dict:
     config = copy.deepcopy(merged())
     for dotted, value in changes.items():

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from abf_data import FS_HZ, STEP_S, SWEEP_S, simulate_ladder, write_abf1, write_abf1_epochs
-from conftest import REPO, smk
+from conftest import REPO, smk, start_run
 
 pytestmark = pytest.mark.slow
 MODELS = {"FS": "Pvalb", "LTS": "Sst", "RS": "Excitatory"}  # configured class -> synthetic physiology
@@ -97,10 +97,10 @@ def local_config():
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, local_config):
+    """The finished run of the local cohort; tests only read it."""
     workdir = tmp_path_factory.mktemp("local_workflow")
     _, reasons = write_cohort(workdir / "cells")
-    smk(workdir, "--cores", "2", config=local_config)
-    return workdir, reasons
+    return start_run(workdir, local_config), reasons
 
 
 def read(path: Path) -> pd.DataFrame:
@@ -160,4 +160,3 @@ def test_rerun_is_a_no_op_and_a_small_class_stops_the_dag(local_run, local_confi
     cfg["classes"] = CLASSES + ["Chandelier"]
     proc = smk(run, "--dry-run", config=cfg, check=False)
     assert proc.returncode != 0 and "Chandelier: 0" in proc.stdout + proc.stderr
-    smk(run, "--dry-run", config=local_config)  # leave the folder's config as it was

@@ -1,7 +1,9 @@
 """End-to-end: the Snakemake workflow on .test/config.yaml in a temporary directory.
 
-One full run is shared by the tests below; each incremental check is a dry run with a
-changed config and reads which rules Snakemake would run.
+One full run is shared by the tests below, which only read it: each incremental check is a
+dry run with a changed config (written beside the folder) and reads which rules Snakemake
+would run. A test that changes a run (touches, deletes, adds a target) works on its own copy
+(``own_run``), so the tests pass in any order and alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import DEFECT_REASONS, REPO, SNAKEMAKE, smk
+from conftest import DEFECT_REASONS, REPO, SNAKEMAKE, copy_run, smk, start_run
 
 pytestmark = pytest.mark.slow
 
@@ -82,9 +84,14 @@ def base_config():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, base_config):
-    workdir = tmp_path_factory.mktemp("workflow")
-    smk(workdir, "--cores", "2", config=base_config)
-    return workdir
+    """The finished run of .test/config.yaml; tests only read it."""
+    return start_run(tmp_path_factory.mktemp("workflow"), base_config)
+
+
+@pytest.fixture
+def own_run(run, tmp_path):
+    """A private copy of the finished run, for a test that changes it."""
+    return copy_run(run, tmp_path / "run")
 
 
 def test_manifest_and_outputs(run, base_config):
@@ -145,24 +152,18 @@ def test_changing_compression_reruns_scalograms_not_selection(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     assert "compression" not in cfg["scalogram"]  # the schema's default, none
     n_cells = len(list((run / "results" / "sweeps").glob("*.h5")))
-    try:
-        cfg["scalogram"]["compression"] = "none"
-        assert planned_jobs(run, cfg) == {}
-        cfg["scalogram"]["compression"] = "gzip"
-        assert planned_jobs(run, cfg) == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1,
-                                          **cnn_jobs(base_config), **report_jobs(base_config, cells=True)}  # fmt: skip
-    finally:  # later tests run with the run folder's config.yaml
-        (run / "config.yaml").write_text(yaml.safe_dump(base_config))
+    cfg["scalogram"]["compression"] = "none"
+    assert planned_jobs(run, cfg) == {}
+    cfg["scalogram"]["compression"] = "gzip"
+    assert planned_jobs(run, cfg) == {"scalogram": n_cells, "manifest": 1, "baseline": 1, "all": 1,
+                                      **cnn_jobs(base_config), **report_jobs(base_config, cells=True)}  # fmt: skip
 
 
 def test_changing_trials_per_gpu_reruns_nothing(run, base_config):
     """cnn.trials_per_gpu is how a search runs (a resource of cnn_tune), not what it finds."""
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["cnn"]["trials_per_gpu"] = 2
-    try:
-        assert planned_jobs(run, cfg) == {}
-    finally:
-        (run / "config.yaml").write_text(yaml.safe_dump(base_config))
+    assert planned_jobs(run, cfg) == {}
 
 
 def test_changing_split_seed_reruns_only_manifest(run, base_config):
@@ -172,32 +173,29 @@ def test_changing_split_seed_reruns_only_manifest(run, base_config):
                                       **report_jobs(base_config, cells=True)}  # fmt: skip
 
 
-def test_touching_one_nwb_reruns_only_that_cell(run, base_config):
-    nwb = sorted((run / "results" / "nwb").glob("*.nwb"))[3]
-    os.utime(nwb)
-    try:
-        assert planned_jobs(run, base_config) == {
-            "select_sweeps": 1, "scalogram": 1, "manifest": 1, "ep_features": 1, "ep_features_table": 1,
-            "baseline": 1, "all": 1, **cnn_jobs(base_config), **report_jobs(base_config, cells=True),
-        }
-    finally:
-        smk(run, "--cores", "2", config=base_config)
+def test_touching_one_nwb_reruns_only_that_cell(own_run, base_config):
+    nwb = sorted((own_run / "results" / "nwb").glob("*.nwb"))[3]
+    data = nwb.read_bytes()
+    nwb.unlink()  # rewritten rather than touched: a file of its own, not the shared run's (hard link)
+    nwb.write_bytes(data)
+    assert planned_jobs(own_run, base_config) == {
+        "select_sweeps": 1, "scalogram": 1, "manifest": 1, "ep_features": 1, "ep_features_table": 1,
+        "baseline": 1, "all": 1, **cnn_jobs(base_config), **report_jobs(base_config, cells=True),
+    }
 
 
 def test_published_baseline_replaces_computed_features(run, base_config):
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["baseline"].update(features="published", reference_dir=str(REPO / "resources" / "paper"))
-    try:
-        assert planned_jobs(run, cfg) == {"baseline_published": 1, "all": 1, **report_jobs(cfg, baseline=True)}
-        cfg["baseline"]["reference_dir"] = None
-        proc = smk(run, "--dry-run", config=cfg, check=False)
-        assert proc.returncode != 0 and "baseline.reference_dir is not set" in proc.stdout + proc.stderr
-    finally:  # later tests run with the run folder's config.yaml
-        (run / "config.yaml").write_text(yaml.safe_dump(base_config))
+    assert planned_jobs(run, cfg) == {"baseline_published": 1, "all": 1, **report_jobs(cfg, baseline=True)}
+    cfg["baseline"]["reference_dir"] = None
+    proc = smk(run, "--dry-run", config=cfg, check=False)
+    assert proc.returncode != 0 and "baseline.reference_dir is not set" in proc.stdout + proc.stderr
 
 
-def test_kill_9_then_resume_gives_same_results(run, base_config):
-    results = run / "results"
+def test_kill_9_then_resume_gives_same_results(own_run):
+    """Killed while the per-cell jobs run, resumed up to the manifest (the stage the kill hit)."""
+    run, results = own_run, own_run / "results"
     before = (results / "manifest.csv").read_bytes()
     victims = sorted(results.glob("sweeps/*.h5"))[:12]
     reference = {}
@@ -208,7 +206,7 @@ def test_kill_9_then_resume_gives_same_results(run, base_config):
         p.unlink()
     cfg = run / "config.yaml"
     proc = subprocess.Popen(
-        SNAKEMAKE + ["--directory", str(run), "--configfile", str(cfg), "--cores", "2"],
+        SNAKEMAKE + ["--directory", str(run), "--configfile", str(cfg), "--cores", "2", "results/manifest.csv"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 120
@@ -218,7 +216,7 @@ def test_kill_9_then_resume_gives_same_results(run, base_config):
     proc.wait()
     assert sum((results / "sweeps" / p.name).exists() for p in victims) < len(victims), "run finished before kill"
     smk(run, "--unlock")
-    smk(run, "--cores", "2", "--rerun-incomplete")
+    smk(run, "--cores", "2", "--rerun-incomplete", "results/manifest.csv")
     assert (results / "manifest.csv").read_bytes() == before
     for name, arr in reference.items():
         with h5py.File(results / "scalograms" / name) as f:
@@ -232,16 +230,12 @@ def test_kill_9_then_resume_gives_same_results(run, base_config):
 @pytest.mark.parametrize(
     "edit,message",
     [
-        (lambda c: c.update(colour="blue"), "colour"),
-        (lambda c: c["scalogram"].update(n_freqs="many"), "many"),
-        (lambda c: c["split"].update(test_fraction=1.5), "1.5"),
-        (lambda c: c.update(cohort="martian"), "martian"),
-        (lambda c: c["cnn"].update(architectures=["resnet18", "vgg16"]), "vgg16"),
         (lambda c: c["cnn"].update(architectures=["inception_v3"]), "inception_v3 needs inputs of at least 75 px"),
         (lambda c: c["cross_dataset"].update(architectures=["densenet121"]), "are not in cnn.architectures"),
     ],
 )
 def test_bad_config_is_rejected(tmp_path, base_config, edit, message):
+    """What the schema cannot say stops the DAG build (schema rejections: test_config_checks.py)."""
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     edit(cfg)
     proc = smk(tmp_path, "--dry-run", config=cfg, check=False)
@@ -356,10 +350,11 @@ def test_fusion_and_calibration_never_fit_on_holdout_cells(run, base_config):
     assert [m["name"] for m in model["members"]] == [*base_config["cnn"]["architectures"], "lightgbm"]
 
 
-def test_predict_target(run, base_config):
+def test_predict_target(own_run, base_config):
     """config predict: {inputs, model} adds one job writing results/predictions/{arch}.csv and figures."""
     import shutil
 
+    run = own_run
     manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
     ok = manifest.loc[manifest["status"] == "ok", "specimen_id"].iloc[:2].tolist()
     bad = manifest.loc[manifest["reason"].str.contains("no long-square sweeps"), "specimen_id"].iloc[:1].tolist()
@@ -369,32 +364,29 @@ def test_predict_target(run, base_config):
         shutil.copy(run / "results" / "nwb" / f"{sid}.nwb", new / f"{sid}.nwb")
     cfg = yaml.safe_load(yaml.safe_dump(base_config))
     cfg["predict"] = {"inputs": "new_cells", "model": "resnet18"}
-    try:
-        assert planned_jobs(run, cfg) == {"predict": 1, "all": 1}
-        smk(run, "--cores", "2", config=cfg)
-        table = pd.read_csv(run / "results" / "predictions" / "resnet18.csv", dtype={"specimen_id": str})
-        assert table["specimen_id"].tolist() == sorted(ok + bad)
-        assert dict(zip(table["specimen_id"], table["status"])) == {**{s: "ok" for s in ok}, bad[0]: "excluded"}
-        figures = sorted(p.name for p in (run / "results" / "predictions" / "resnet18_figures").glob("*.png"))
-        assert figures == sorted(f"{s}.png" for s in ok)
-        assert (run / "logs" / "predict" / "resnet18.log").exists()
-        cfg["predict"]["model"] = "densenet121"  # an architecture name, but nothing trains it
-        cfg.pop("cnn")
-        proc = smk(run, "--dry-run", config=cfg, check=False)
-        assert proc.returncode != 0 and "no cnn: block" in proc.stdout + proc.stderr
-    finally:  # later tests run with the run folder's config.yaml
-        (run / "config.yaml").write_text(yaml.safe_dump(base_config))
+    assert planned_jobs(run, cfg) == {"predict": 1, "all": 1}
+    smk(run, "--cores", "2", config=cfg)
+    table = pd.read_csv(run / "results" / "predictions" / "resnet18.csv", dtype={"specimen_id": str})
+    assert table["specimen_id"].tolist() == sorted(ok + bad)
+    assert dict(zip(table["specimen_id"], table["status"])) == {**{s: "ok" for s in ok}, bad[0]: "excluded"}
+    figures = sorted(p.name for p in (run / "results" / "predictions" / "resnet18_figures").glob("*.png"))
+    assert figures == sorted(f"{s}.png" for s in ok)
+    assert (run / "logs" / "predict" / "resnet18.log").exists()
+    cfg["predict"]["model"] = "densenet121"  # an architecture name, but nothing trains it
+    cfg.pop("cnn")
+    proc = smk(run, "--dry-run", config=cfg, check=False)
+    assert proc.returncode != 0 and "no cnn: block" in proc.stdout + proc.stderr
 
 
-def test_report_html_has_every_figure_and_the_metrics(run, base_config):
+def test_report_html_has_every_figure_and_the_metrics(run, base_config, tmp_path):
     """`snakemake --report` embeds every category's files; the comparison table is the metrics.json files."""
     import base64
     import json
 
     from sts.baseline.explain import class_filename
 
-    smk(run, "--report", "results/report.html")
-    html = (run / "results" / "report.html").read_text()
+    smk(run, "--report", str(tmp_path / "report.html"))  # beside the run, which stays as it was
+    html = (tmp_path / "report.html").read_text()
     categories = json.loads(re.search(r"var categories = (\{.*?\});\n", html).group(1))
     results = json.loads(re.search(r"var results = (\{.*?\});\n", html).group(1))
     archs = base_config["cnn"]["architectures"]
@@ -469,7 +461,7 @@ def test_cross_dataset_table(run, base_config):
     ok = manifest[manifest["status"] == "ok"]
     usable = {ds: set(ok.loc[ok["dataset"] == ds, "specimen_id"]) for ds in ("clamp", "seq")}
     computed = table[table["reason"].fillna("") == ""]
-    assert set(computed["model"]) >= set(base_config["cnn"]["architectures"]), table
+    assert set(computed["model"]) >= set(archs), table
     for r in table.itertuples(index=False):
         if r.model != "lightgbm":  # CNNs use every usable cell (LightGBM: those with EP features)
             assert (r.n_train, r.n_test) == (len(usable[r.train_dataset]), len(usable[r.test_dataset]))
