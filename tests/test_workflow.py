@@ -73,7 +73,8 @@ def report_jobs(config: dict, cells: bool = False, baseline: bool = False, archs
             jobs["cross_dataset_lgbm"] = 1
         if cross_archs:
             jobs["cross_dataset_cnn"] = len(cross_archs)
-        jobs["cross_dataset_table"] = 1
+        if cells or baseline or cross_archs:
+            jobs["cross_dataset_table"] = 1
     return jobs
 
 
@@ -453,7 +454,8 @@ def test_cross_dataset_table(run, base_config):
     from sts.metrics import read_predictions
 
     table = pd.read_csv(run / "results" / "cross_dataset.csv", keep_default_na=False, na_values=[""])
-    models = ["lightgbm", *base_config["cnn"]["architectures"]]
+    archs = base_config["cross_dataset"].get("architectures") or base_config["cnn"]["architectures"]
+    models = ["lightgbm", *archs]
     assert list(zip(table["model"], table["train_dataset"], table["test_dataset"])) == [
         (m, a, b) for m in models for a, b in (("clamp", "seq"), ("seq", "clamp"))
     ]
