@@ -234,6 +234,7 @@ def test_kill_9_then_resume_gives_same_results(own_run):
         (lambda c: c["cnn"].update(architectures=["inception_v3"]), "inception_v3 needs inputs of at least 75 px"),
         (lambda c: c["cross_dataset"].update(architectures=["densenet121"]), "are not in cnn.architectures"),
     ],
+    ids=["inception_v3_too_small", "cross_dataset_arch_not_trained"],
 )
 def test_bad_config_is_rejected(tmp_path, base_config, edit, message):
     """What the schema cannot say stops the DAG build (schema rejections: test_config_checks.py)."""
