@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-VOLATILE = re.compile(r"(second|_s$|^s$|time|date|elapsed|duration|version|host|path|dir$|file$|sha256|log)", re.I)
+VOLATILE = re.compile(r"(second|_s$|^s$|time|date|elapsed|duration|version|host|path|dir$|file$|sha256|log|object_id)", re.I)  # object_id: a fresh UUID in every NWB written
 PRESENCE_ONLY = {".png", ".html", ".md", ".log", ".txt", ".done", ".svg"}
 
 
