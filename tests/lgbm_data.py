@@ -20,7 +20,8 @@ SPACE = {"min_child_samples": 2, "n_estimators": 20, "num_leaves": 7}  # small t
 
 def write_baseline(root: Path) -> tuple[dict[str, Path], Path, Path]:
     """(raw files of the holdout cells by specimen_id, the baseline's output folder, its features.csv)."""
-    from sts.baseline.computed import train_computed
+    from sts.baseline.computed import load_computed
+    from sts.baseline.flow import BaselineSettings, run_baseline
     from sts.baseline.features_cli import aggregate, features_file
     from sts.synth import make_cohort, write_cell
 
@@ -54,6 +55,6 @@ def write_baseline(root: Path) -> tuple[dict[str, Path], Path, Path]:
     m = pd.DataFrame(manifest, columns=["specimen_id", "dataset", "label", "split"])
     m = m.assign(status="ok", reason="", fold=np.where(m["split"] == "train", np.arange(len(m)) % 3, -1))
     m.to_csv(root / "manifest.csv", index=False)
-    train_computed(root / "features.csv", root / "manifest.csv", root / "out", n_trials=1, n_jobs=1,
-                   classes=CLASSES, space=SPACE)  # fmt: skip
+    run_baseline(load_computed(root / "features.csv", root / "manifest.csv"), root / "out",
+                 BaselineSettings(trials=1, jobs=1, space=SPACE), classes=CLASSES)  # fmt: skip
     return files, root / "out", root / "features.csv"

@@ -28,7 +28,8 @@ def test_two_classes_and_configured_class_order(tmp_path):
 
     import numpy as np
 
-    from sts.baseline.computed import train_computed
+    from sts.baseline.computed import load_computed
+    from sts.baseline.flow import BaselineSettings, run_baseline
     from sts.metrics import read_predictions
 
     rng = np.random.default_rng(0)
@@ -42,8 +43,8 @@ def test_two_classes_and_configured_class_order(tmp_path):
     signal = (label == "Zeta") * 3.0 + rng.normal(size=n)
     pd.DataFrame({"specimen_id": ids, "dataset": "local", "label": label, "status": "ok", "reason": "",
                   "f_good": signal, "f_noise": rng.normal(size=n)}).to_csv(tmp_path / "f.csv", index=False)  # fmt: skip
-    metrics = train_computed(tmp_path / "f.csv", tmp_path / "m.csv", tmp_path / "out", n_trials=2, n_jobs=1,
-                             classes=["Zeta", "Alpha"])  # fmt: skip
+    metrics = run_baseline(load_computed(tmp_path / "f.csv", tmp_path / "m.csv"), tmp_path / "out",
+                           BaselineSettings(trials=2, jobs=1), classes=["Zeta", "Alpha"])  # fmt: skip
     assert metrics["classes"] == ["Zeta", "Alpha"] and metrics["n_test"] == 30
     assert metrics["balanced_accuracy"] >= 0.8  # the feature separates the classes
     preds, classes, proba = read_predictions(tmp_path / "out" / "predictions.csv")

@@ -1,18 +1,13 @@
-"""Snakemake adapter: LightGBM baseline on computed EP features (logic in sts.baseline.computed)."""
+"""Snakemake adapter: LightGBM baseline on computed EP features (logic in sts.baseline.flow)."""
 
 import logging
 from pathlib import Path
 
-from sts.baseline.computed import train_computed
+from sts.baseline.computed import load_computed
+from sts.baseline.flow import BaselineSettings, run_baseline
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-train_computed(
-    snakemake.input.features,
-    snakemake.input.manifest,
-    Path(snakemake.output.metrics).parent,
-    n_trials=snakemake.params.trials,
-    seed=snakemake.params.seed,
-    n_jobs=snakemake.threads,
-    n_folds=snakemake.params.n_folds,
-    classes=snakemake.params.classes,
-)
+settings = BaselineSettings(trials=snakemake.params.trials, seed=snakemake.params.seed, jobs=snakemake.threads,
+                            folds=snakemake.params.n_folds)  # fmt: skip
+run_baseline(load_computed(snakemake.input.features, snakemake.input.manifest),
+             Path(snakemake.output.metrics).parent, settings, classes=snakemake.params.classes)  # fmt: skip

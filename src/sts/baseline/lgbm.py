@@ -229,3 +229,15 @@ def fit_final(X: pd.DataFrame, y, params: dict, seed: int = 0, n_jobs: int = 2):
     model = make_model(params, seed, n_jobs)
     model.fit(X.reset_index(drop=True), np.asarray(y))
     return model
+
+
+def predict_in_order(model, X: pd.DataFrame, classes: list[str]) -> tuple[list[str], np.ndarray]:
+    """(predicted classes, probabilities (n, len(classes))) of a fitted ``model`` on ``X``, the
+    columns in ``classes`` order; a class the model never saw in training gets probability 0."""
+    fitted = [str(c) for c in model.classes_]
+    unknown = sorted(set(fitted) - set(classes))
+    if unknown:
+        raise ValueError(f"training labels {unknown} are not among the classes {classes}")
+    proba = np.zeros((len(X), len(classes)))
+    proba[:, [classes.index(c) for c in fitted]] = model.predict_proba(X.reset_index(drop=True))
+    return [classes[i] for i in proba.argmax(axis=1)], proba

@@ -19,7 +19,6 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -29,7 +28,7 @@ def out_of_fold(features_csv, manifest_csv, best_params_json, out_csv, classes, 
                 n_jobs: int = 1) -> pd.DataFrame:  # fmt: skip
     """Write and return the out-of-fold table of the training cells with EP features."""
     from sts.baseline.computed import join_features
-    from sts.baseline.lgbm import fit_final
+    from sts.baseline.lgbm import fit_final, predict_in_order
     from sts.atomic import write_csv_atomic
     from sts.metrics import predictions_frame
 
@@ -46,11 +45,8 @@ def out_of_fold(features_csv, manifest_csv, best_params_json, out_csv, classes, 
     for k in sorted(train["fold"].unique()):
         fit_rows, valid = train[train["fold"] != k], train[train["fold"] == k]
         model = fit_final(fit_rows[columns], fit_rows["label"], params, seed=seed, n_jobs=n_jobs)
-        fitted = [str(c) for c in model.classes_]
-        proba = np.zeros((len(valid), len(classes)))
-        proba[:, [classes.index(c) for c in fitted]] = model.predict_proba(valid[columns].reset_index(drop=True))
-        frame = predictions_frame(valid["specimen_id"], valid["label"], [classes[i] for i in proba.argmax(axis=1)],
-                                  proba, classes)  # fmt: skip
+        pred, proba = predict_in_order(model, valid[columns], classes)
+        frame = predictions_frame(valid["specimen_id"], valid["label"], pred, proba, classes)
         frame.insert(1, "fold", int(k))
         frames.append(frame)
         log.info("fold %d: fitted on %d cells, predicted %d", k, len(fit_rows), len(valid))

@@ -16,11 +16,12 @@ both splits — are returned in ``excluded`` with a reason, never dropped silent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from sts.baseline.flow import FeatureCells, Split
 
 FILES = {
     "train": "Train_split.csv",
@@ -35,38 +36,6 @@ FEATURE_STEMS = (
     "has_burst", "has_pause", "has_delay", "long_square",
 )  # fmt: skip
 CLASSES = ("Excitatory", "Pvalb", "Sst", "Vip/Lamp5")
-
-
-@dataclass
-class Split:
-    """One side of the split: features, labels and identifiers, row-aligned."""
-
-    X: pd.DataFrame
-    y: pd.Series
-    specimen_id: pd.Series
-    dataset: pd.Series
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-
-@dataclass
-class PublishedData:
-    """Train and test cells, the feature names, and the split cells left out (with reasons)."""
-
-    train: Split
-    test: Split
-    features: list[str]
-    excluded: pd.DataFrame  # specimen_id, dataset, split, label, reason
-
-    def summary(self) -> dict:
-        """Counts per split and class, and exclusions per reason (for logs and JSON)."""
-        return {
-            "n_features": len(self.features),
-            "train": {str(k): int(v) for k, v in self.train.y.value_counts().sort_index().items()},
-            "test": {str(k): int(v) for k, v in self.test.y.value_counts().sort_index().items()},
-            "excluded": {str(k): int(v) for k, v in self.excluded["reason"].value_counts().items()},
-        }
 
 
 def read_split(path: str | Path) -> pd.DataFrame:
@@ -105,8 +74,9 @@ def select_features(columns_a, columns_b, stems=FEATURE_STEMS) -> list[str]:
     return [c for c in columns_a if c in common and any(s in c for s in stems)]
 
 
-def load_published(reference_dir: str | Path, classes=CLASSES, stems=FEATURE_STEMS) -> PublishedData:
-    """Load features, labels and the paper's split from ``reference_dir``."""
+def load_published(reference_dir: str | Path, classes=CLASSES, stems=FEATURE_STEMS) -> FeatureCells:
+    """Load features, labels and the paper's split from ``reference_dir`` (``excluded``: specimen_id,
+    dataset, split, label, reason)."""
     ref = Path(reference_dir)
     missing = [name for name in FILES.values() if not (ref / name).is_file()]
     if missing:
@@ -143,4 +113,4 @@ def load_published(reference_dir: str | Path, classes=CLASSES, stems=FEATURE_STE
         x = values.loc[list(zip(kept["dataset"], kept["specimen_id"]))].reset_index(drop=True)
         splits[name] = Split(x, kept["label"].rename("label"), kept["specimen_id"], kept["dataset"])
     excl = pd.concat(excluded, ignore_index=True)[["specimen_id", "dataset", "split", "label", "reason"]]
-    return PublishedData(splits["train"], splits["test"], features, excl)
+    return FeatureCells(splits["train"], splits["test"], features, excl, "published EP features")
