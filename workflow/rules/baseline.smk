@@ -54,7 +54,7 @@ if config["baseline"]["features"] == "computed":
             "logs/baseline/baseline_oof.log",
         conda:
             "../envs/baseline.yaml"
-        threads: 2
+        threads: 1
         resources:
             mem_mb=4000,
             runtime=30,

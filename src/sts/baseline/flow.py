@@ -70,7 +70,8 @@ class FeatureCells:
 class BaselineSettings:
     """How the baseline is searched, fitted and explained (``sts baseline-published``'s defaults).
 
-    ``jobs``: LightGBM threads; ``folds``: CV folds of the search; ``early_stopping``: rounds
+    ``jobs``: CV folds fitted side by side (one LightGBM thread each), and the final fit's
+    LightGBM threads; ``folds``: CV folds of the search; ``early_stopping``: rounds
     without validation log-loss gain (0: off); ``space``: updates ``sts.baseline.lgbm.DEFAULT_SPACE``;
     ``top_k``: features per SHAP beeswarm.
     """

@@ -14,10 +14,16 @@ the search cannot end below them in CV.
 With ``early_stopping_rounds`` set, ``n_estimators`` is a cap: each fold stops on its
 validation log loss, and the final model uses the mean best iteration of the best trial.
 
-Runs are deterministic for a given seed and n_jobs (LightGBM ``deterministic=True``,
-``force_col_wise``, seeded TPE); results were identical for n_jobs 1 and 2. Keep n_jobs
-at or below the free cores: LightGBM's OpenMP threads spin-wait, and with the cores shared by
-other jobs a 2-thread fit was measured 50-100x slower than a 1-thread one.
+Each CV fit of the search runs on one LightGBM thread; ``n_jobs`` is the number of folds
+fitted side by side (Python threads: LightGBM releases the GIL). On these tables (thousands
+of cells, 16 features) a fit is many tiny OpenMP loops, and a team of threads pays for each:
+with libgomp's default spin-waiting a 2-thread fit was 20x slower than a 1-thread one on busy
+shared cores (the spinners take the cores their partners need); with ``OMP_WAIT_POLICY=PASSIVE``
+(set by ``sts.dl``, hence inside ``sts``) 1.8x slower, with ~10^5 context switches per fit:
+the system time of the search. ``benchmarks/bench_lgbm_search.py`` compares the search with a
+plain one. Runs are deterministic for a given seed, whatever ``n_jobs`` (LightGBM
+``deterministic=True``, ``force_col_wise``, seeded TPE; 1 and 2 LightGBM threads per fit
+give the same trees).
 
 With ``storage`` (a ``.db``/``.sqlite`` file for SQLite, anything else an Optuna journal
 file) a killed search resumes, up to ``n_trials`` finished (a resumed search is not
@@ -76,14 +82,15 @@ class SearchResult:
         }
 
 
-def base_params(seed: int = 0, n_jobs: int = 2) -> dict:
-    """Fixed LightGBM arguments that make a fit reproducible and quiet. No ``objective``: the
-    classifier takes 'multiclass' for more than two classes and 'binary' for two ('multiclass'
-    with two classes fails)."""
+def base_params(seed: int = 0, n_jobs: int = 1) -> dict:
+    """Fixed LightGBM arguments that make a fit reproducible and quiet; ``n_jobs`` LightGBM
+    threads (one is fastest here, see the module docstring). No ``objective``: the classifier
+    takes 'multiclass' for more than two classes and 'binary' for two ('multiclass' with two
+    classes fails)."""
     return {"random_state": seed, "n_jobs": n_jobs, "deterministic": True, "force_col_wise": True, "verbose": -1}
 
 
-def make_model(params: dict, seed: int = 0, n_jobs: int = 2):
+def make_model(params: dict, seed: int = 0, n_jobs: int = 1):
     """An LGBMClassifier with ``params`` over the fixed reproducible arguments."""
     from lightgbm import LGBMClassifier
 
@@ -108,24 +115,32 @@ def suggest(trial, space: dict) -> dict:
 
 
 def cv_score(X, y, params, folds, seed=0, n_jobs=2, early_stopping_rounds=None) -> tuple[float, int]:
-    """Mean balanced accuracy over ``folds`` and mean number of trees used."""
+    """Mean balanced accuracy over ``folds`` and mean number of trees used.
+
+    The folds are fitted side by side, ``n_jobs`` at a time (see the module docstring)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import lightgbm as lgb
     from sklearn.metrics import balanced_accuracy_score
 
     y = pd.Series(pd.factorize(np.asarray(y), sort=True)[0])  # LightGBM 4.7 leaves eval_y unencoded
     metric = "multi_logloss" if y.nunique() > 2 else "binary_logloss"
-    scores, iters = [], []
-    for train_idx, valid_idx in folds:
-        model = make_model(params, seed, n_jobs)
+
+    def fold(indices) -> tuple[float, int]:
+        train_idx, valid_idx = indices
+        model = make_model(params, seed)
         xt, yt, xv, yv = X.iloc[train_idx], y.iloc[train_idx], X.iloc[valid_idx], y.iloc[valid_idx]
         if early_stopping_rounds:
             stop = lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False)
             model.fit(xt, yt, **_eval_kwargs(model, xv, yv), eval_metric=metric, callbacks=[stop])
-            iters.append(model.best_iteration_ or params.get("n_estimators", 100))
+            n_iter = model.best_iteration_ or params.get("n_estimators", 100)
         else:
             model.fit(xt, yt)
-            iters.append(params.get("n_estimators", 100))
-        scores.append(balanced_accuracy_score(yv, model.predict(xv)))
+            n_iter = params.get("n_estimators", 100)
+        return balanced_accuracy_score(yv, model.predict(xv)), n_iter
+
+    with ThreadPoolExecutor(max(1, min(n_jobs, len(folds)))) as pool:  # LightGBM releases the GIL
+        scores, iters = zip(*pool.map(fold, folds))
     return float(np.mean(scores)), int(round(np.mean(iters)))
 
 
@@ -224,8 +239,9 @@ def _allowed(spec: tuple, value) -> bool:
     return spec[1] <= value <= spec[2]
 
 
-def fit_final(X: pd.DataFrame, y, params: dict, seed: int = 0, n_jobs: int = 2):
-    """Refit ``params`` on all training cells."""
+def fit_final(X: pd.DataFrame, y, params: dict, seed: int = 0, n_jobs: int = 1):
+    """Refit ``params`` on all training cells, with ``n_jobs`` LightGBM threads (model.txt records
+    the number; the trees do not depend on it)."""
     model = make_model(params, seed, n_jobs)
     model.fit(X.reset_index(drop=True), np.asarray(y))
     return model

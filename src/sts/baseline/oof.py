@@ -24,9 +24,9 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 
-def out_of_fold(features_csv, manifest_csv, best_params_json, out_csv, classes, seed: int = 0,
-                n_jobs: int = 1) -> pd.DataFrame:  # fmt: skip
-    """Write and return the out-of-fold table of the training cells with EP features."""
+def out_of_fold(features_csv, manifest_csv, best_params_json, out_csv, classes, seed: int = 0) -> pd.DataFrame:
+    """Write and return the out-of-fold table of the training cells with EP features (one
+    LightGBM thread per fit: see ``sts.baseline.lgbm``)."""
     from sts.baseline.computed import join_features
     from sts.baseline.lgbm import fit_final, predict_in_order
     from sts.atomic import write_csv_atomic
@@ -44,7 +44,7 @@ def out_of_fold(features_csv, manifest_csv, best_params_json, out_csv, classes, 
     frames = []
     for k in sorted(train["fold"].unique()):
         fit_rows, valid = train[train["fold"] != k], train[train["fold"] == k]
-        model = fit_final(fit_rows[columns], fit_rows["label"], params, seed=seed, n_jobs=n_jobs)
+        model = fit_final(fit_rows[columns], fit_rows["label"], params, seed=seed)
         pred, proba = predict_in_order(model, valid[columns], classes)
         frame = predictions_frame(valid["specimen_id"], valid["label"], pred, proba, classes)
         frame.insert(1, "fold", int(k))
