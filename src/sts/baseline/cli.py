@@ -30,7 +30,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
     p.add_argument("--trials", type=int, default=d.trials, help=f"Optuna trials in total (default {d.trials})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed of folds, sampler and LightGBM (default {d.seed})")
-    p.add_argument("--jobs", type=int, default=d.jobs, help=f"CV folds fitted at once, one thread each; the final fit's threads (default {d.jobs})")
+    p.add_argument("--jobs", type=int, default=d.jobs,
+                   help=f"CV folds fitted at once (one thread each); the final fit's threads (default {d.jobs})")
     p.add_argument("--folds", type=int, default=d.folds, help=f"CV folds in the search (default {d.folds})")
     p.add_argument(
         "--early-stopping", type=int, default=d.early_stopping, metavar="ROUNDS",

@@ -71,12 +71,14 @@ class SearchResult:
     n_trials: int
     wall_s: float
     trials: list = field(default_factory=list)
+    cpu_s: float = 0.0  # CPU seconds of the process (all threads) during the search
 
     def to_dict(self) -> dict:
         return {
             "best_cv_balanced_accuracy": self.best_score,
             "n_trials": self.n_trials,
             "wall_s": self.wall_s,
+            "cpu_s": self.cpu_s,
             "best_params": self.best_params,
             "trials": self.trials,
         }
@@ -215,11 +217,11 @@ def search(
             study.best_value, study.best_trial.number,
         )  # fmt: skip
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     remaining = max(0, n_trials - len(done))
     if remaining:
         study.optimize(objective, n_trials=remaining, callbacks=[report], gc_after_trial=False)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     best = study.best_trial
     params = {**{k: v for k, v in space.items() if not isinstance(v, tuple)}, **best.params}
     if early_stopping_rounds:
@@ -230,7 +232,7 @@ def search(
         for t in study.trials
     ]  # fmt: skip
     n_done = sum(t["state"] == "COMPLETE" for t in trials)
-    return SearchResult(params, float(best.value), n_done, wall, trials)
+    return SearchResult(params, float(best.value), n_done, wall, trials, cpu)
 
 
 def _allowed(spec: tuple, value) -> bool:
