@@ -31,13 +31,11 @@ def _pack(args) -> int:
 
 
 def _tune_settings(args):
-    """TuneSettings of the options given; the others keep the dataclass's defaults (the schema's)."""
-    from sts.dl.tune import TuneSettings
-
-    given = {"n_trials": args.trials, "max_epochs": args.max_epochs, "seed": args.seed, "pruner": args.pruner}
-    return TuneSettings(arch=args.arch, space=_json_arg(args.space), weights=args.weights, weights_path=args.weights_path,
-                        device=args.device, recalibrate_bn=args.recalibrate_bn,
-                        **{k: v for k, v in given.items() if v is not None})  # fmt: skip
+    """TuneSettings of the options (their defaults are the dataclass's, the schema's)."""
+    return TuneSettings(arch=args.arch, n_trials=args.trials, max_epochs=args.max_epochs, seed=args.seed,
+                        space=_json_arg(args.space), pruner=args.pruner, weights=args.weights,
+                        weights_path=args.weights_path, device=args.device,
+                        recalibrate_bn=args.recalibrate_bn)  # fmt: skip
 
 
 def _tune(args) -> int:

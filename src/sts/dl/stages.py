@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # importing sts.dl.tune imports torch
-    from sts.dl.tune import TuneSettings
+from sts.settings import TuneSettings
 
 
 def pack_stage(manifest_csv, scalogram_dir, out_path, size: int, norm: dict, classes: list[str] | None = None,
