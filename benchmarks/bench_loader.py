@@ -21,11 +21,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-import sts.dl  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 
-from sts.dl.pack import NormParams, load_packed, pack, prepare_images
-from sts.dl.train import batch_tensor
+from sts.cnn.pack import NormParams, load_packed, pack, prepare_images
+from sts.cnn.train import batch_tensor
 
 
 def synthetic_cells(root: Path, n: int) -> Path:

@@ -20,12 +20,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import sts.dl  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 import yaml
 
-from sts.dl.models import build_model
-from sts.dl.pack import NormParams
+from sts.cnn.models import build_model
+from sts.cnn.pack import NormParams
 from sts.predict import Predictor, predict_files
 from sts.synth import CLASSES, make_cohort, write_cell
 

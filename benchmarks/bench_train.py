@@ -3,10 +3,10 @@
     python benchmarks/bench_train.py [--batch 64] [--steps 5] [--size N] [--images 512] [--threads 2] [--arch ...]
 
 Runs on CUDA when present (automatic mixed precision, GradScaler and channels-last, as
-sts.dl.train), else on CPU with --threads torch threads. Sizes: the study's (224 px; 299 px
+sts.cnn.train), else on CPU with --threads torch threads. Sizes: the study's (224 px; 299 px
 for inception_v3, with its auxiliary head) unless --size is given (raised to an architecture's
 minimum, 75 px for inception_v3). The inputs are a float16 array of --images random images, as
-`sts pack` writes them, read the two ways `sts.dl.train.fit` reads them:
+`sts pack` writes them, read the two ways `sts.cnn.train.fit` reads them:
 
 - host: batches gathered from the host array and copied to the device every step
   (`batch_tensor`; the only path on the CPU, and on a GPU when the array does not fit);
@@ -28,11 +28,11 @@ import time
 
 import numpy as np
 
-import sts.dl  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 
-from sts.dl.models import ARCHITECTURES, AUX_WEIGHT, MIN_SIZE, STUDY_SIZE, build_model, uses_aux
-from sts.dl.train import batch_tensor, device_images, select_device
+from sts.cnn.models import ARCHITECTURES, AUX_WEIGHT, MIN_SIZE, STUDY_SIZE, build_model, uses_aux
+from sts.cnn.train import batch_tensor, device_images, select_device
 
 
 class Utilisation:

@@ -22,7 +22,7 @@ def write_baseline(root: Path) -> tuple[dict[str, Path], Path, Path]:
     """(raw files of the holdout cells by specimen_id, the baseline's output folder, its features.csv)."""
     from sts.baseline.computed import load_computed
     from sts.baseline.flow import BaselineSettings, run_baseline
-    from sts.baseline.features_cli import aggregate, features_file
+    from sts.baseline.feature_files import aggregate, features_file
     from sts.synth import make_cohort, write_cell
 
     cohort = make_cohort(12, seed=7, defect_fraction=0.0)

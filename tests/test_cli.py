@@ -1,8 +1,8 @@
 """Every `sts` command run through the command line (``sts.cli.main``) on tiny data.
 
 Commands tested elsewhere through ``main`` or ``python -m sts.cli``: predict (test_predict,
-test_predict_lgbm, test_fusion), tune (test_dl_pipeline, test_dl_tune_parallel), pack, train,
-evaluate, explain (test_dl_pipeline), labels patchseq (test_labels_patchseq), baseline-published
+test_predict_lgbm, test_fusion), tune (test_cnn_pipeline, test_cnn_tune_parallel), pack, train,
+evaluate, explain (test_cnn_pipeline), labels patchseq (test_labels_patchseq), baseline-published
 (test_baseline_published), acquire cell (test_acquire_safety; here too, with its report).
 """
 
@@ -64,7 +64,7 @@ def test_per_cell_commands_and_the_feature_table(synth_dir, tmp_path):
 
 def test_manifest_command(tmp_path):
     """`sts manifest` over a folder of scalogram files: every cell once, split and folds seeded."""
-    from dl_data import CLASSES, write_cohort
+    from cnn_data import CLASSES, write_cohort
 
     from sts.manifest import SplitParams, build_manifest
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from sts.baseline.features import FEATURE_NAMES, compute_features, features_from_arrays
-from sts.baseline.features_cli import aggregate, features_file
+from sts.baseline.feature_files import aggregate, features_file
 
 FS = 50_000.0
 ONSET_S, STEP_S, SWEEP_S = 0.5, 1.0, 2.2  # sts.sweeps.find_step: step < half the sweep
@@ -220,7 +220,7 @@ def test_cli_json_and_aggregate(synth_cells, tmp_path):
     # the argparse wiring, whether or not sts.cli registers the module yet
     import argparse
 
-    from sts.baseline.features_cli import add_parser
+    from sts.baseline.feature_files import add_parser
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dl_data import save_untrained_model
+from cnn_data import save_untrained_model
 from lgbm_data import CLASSES
 from sts.cli import main
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 import fuzz_data as fd
-from dl_data import save_untrained_model
+from cnn_data import save_untrained_model
 
 N_MUTATIONS = 330
 SEED = 15

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import FILE_DEFECT_REASONS
-from dl_data import save_untrained_model
+from cnn_data import save_untrained_model
 from sts.cli import main
 
 CLASSES = ["Pvalb", "Sst", "Vip/Lamp5", "Excitatory"]
@@ -60,7 +60,7 @@ def predict(model, *inputs, out, extra=()):
 
 def pack_one(tmp_path, scalogram_file: Path, size: int = 32) -> np.ndarray:
     """The image ``sts pack`` makes of one per-cell scalogram file."""
-    from sts.dl.pack import load_packed, pack
+    from sts.cnn.pack import load_packed, pack
 
     (tmp_path / "scal").mkdir(parents=True, exist_ok=True)
     (tmp_path / "scal" / "x.h5").write_bytes(scalogram_file.read_bytes())
@@ -140,7 +140,7 @@ def test_ood_flag_from_the_models_detector(cells, tmp_path):
     unlike its training cells' and passes cells like them; the CSV carries both columns."""
     import torch
 
-    from sts.dl.embed import proba_and_embeddings
+    from sts.cnn.embed import proba_and_embeddings
     from sts.ood import EmbeddingNovelty
     from sts.predict import Predictor
 

@@ -212,7 +212,7 @@ def test_unexpected_error_excludes_only_that_cell_and_is_marked(cell, tmp_path, 
     """A reader bug (here an IndexError on one sweep) excludes the cell with file, sweep and
     cause, logs the traceback, and marks the per-cell file for the manifest's count."""
     from sts.recordings.allen_v1 import AllenV1Recording
-    from sts.scalogram_step import ScalogramParams, scalogram_file
+    from sts.scalogram_file import ScalogramParams, scalogram_file
     from sts.sweeps import SelectionParams
 
     path, picked = cell("allen_v1")
@@ -306,7 +306,7 @@ def test_manifest_fails_above_the_share_of_unexpected_errors(tmp_path, n_cells, 
 def test_ep_features_exclude_hostile_cells(cell, monkeypatch, tmp_path):
     """sts ep-features: a read error and an unexpected error each give the cell's excluded
     record (file, sweep, cause; the unexpected one marked), never an exception."""
-    from sts.baseline.features_cli import features_file
+    from sts.baseline.feature_files import features_file
     from sts.recordings.allen_v1 import AllenV1Recording
 
     path, picked = cell("allen_v1")
@@ -330,7 +330,7 @@ def test_ep_features_exclude_hostile_cells(cell, monkeypatch, tmp_path):
 
 
 def test_ep_features_table_stops_above_the_share(tmp_path):
-    from sts.baseline.features_cli import aggregate
+    from sts.baseline.feature_files import aggregate
     from sts.manifest import UnexpectedErrors
 
     paths = []

@@ -194,9 +194,9 @@ def test_lgbm_cross_both_directions_and_a_reason(tmp_path):
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")  # clamp has no Sst cell to test
 def test_cnn_cross_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
     import torch
-    from dl_data import write_cohort
+    from cnn_data import write_cohort
 
-    from sts.dl.pack import load_packed, pack
+    from sts.cnn.pack import load_packed, pack
 
     manifest, scal_dir = write_cohort(tmp_path, per_class=6)
     m = pd.read_csv(manifest, keep_default_na=False)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sts.cli import main
-from sts.dl.safe_torch import UnsafeModelError, plain, safe_load
+from sts.cnn.safe_torch import UnsafeModelError, plain, safe_load
 
 
 class _Payload:
@@ -42,12 +42,12 @@ def test_crafted_file_is_refused_and_not_executed(tmp_path, loader):
     marker = tmp_path / "ran"
     path = _crafted_model(tmp_path / "model.pt", marker)
     if loader == "load_model":
-        from sts.dl.final import load_model
+        from sts.cnn.final import load_model
 
         with pytest.raises(UnsafeModelError, match="refused to load"):
             load_model(path)
     else:  # a training checkpoint found in the run folder
-        from sts.dl.train import TrainParams, fit
+        from sts.cnn.train import TrainParams, fit
 
         images = np.zeros((4, 3, 32, 32), np.float16)
         with pytest.raises(UnsafeModelError, match="refused to load"):

@@ -10,7 +10,7 @@ import pytest
 
 from sts.cli import main
 from sts.h5io import read_attrs
-from sts.scalogram_step import ScalogramParams, as_stored, scalogram_file, scalogram_of
+from sts.scalogram_file import ScalogramParams, as_stored, scalogram_file, scalogram_of
 
 FS_HZ = 4000.0
 PARAMS = ScalogramParams(fmin_hz=20, fmax_hz=200, n_freqs=48)
@@ -117,7 +117,7 @@ def cohort(root, dtype_of=lambda i: np.float16, n=4):
 def test_pack_reads_float16_and_old_float32_files(tmp_path, dtype):
     """Each file's values as stored go through the same transform (float32 files as before)."""
     pytest.importorskip("torch")
-    from sts.dl.pack import NormParams, load_packed, pack, prepare_images
+    from sts.cnn.pack import NormParams, load_packed, pack, prepare_images
 
     manifest, scal_dir = cohort(tmp_path, lambda i: dtype)
     norm = NormParams(log=True)
@@ -134,7 +134,7 @@ def test_pack_reads_float16_and_old_float32_files(tmp_path, dtype):
 
 def test_pack_refuses_mixed_storage_types(tmp_path):
     pytest.importorskip("torch")
-    from sts.dl.pack import pack
+    from sts.cnn.pack import pack
 
     manifest, scal_dir = cohort(tmp_path, lambda i: np.float32 if i == 2 else np.float16)
     with pytest.raises(ValueError, match="cell c2: scalogram stored as float32.*re-run the scalogram step"):
@@ -143,7 +143,7 @@ def test_pack_refuses_mixed_storage_types(tmp_path):
 
 def test_packed_without_scalogram_dtype_reads_as_float32(tmp_path):
     pytest.importorskip("torch")
-    from sts.dl.pack import load_packed, pack
+    from sts.cnn.pack import load_packed, pack
 
     manifest, scal_dir = cohort(tmp_path, lambda i: np.float32)
     pack(manifest, scal_dir, tmp_path / "p.h5", 24, classes=["Pvalb", "Sst"])

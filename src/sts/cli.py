@@ -18,7 +18,7 @@ from sts.threads import single_threaded
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from sts.synth_cli import run
+    from sts.synth.cli import run
 
     return run(args)
 
@@ -93,7 +93,7 @@ def selection_params(args: argparse.Namespace):
 
 def _scalogram(args: argparse.Namespace) -> int:
     single_threaded()
-    from sts.scalogram_step import scalogram_file
+    from sts.scalogram_file import scalogram_file
 
     scalogram_file(args.sweeps, args.out, settings_from_args(args, ScalogramParams, SCALOGRAM_FLAGS))
     return 0
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from sts.synth_cli import add_arguments as add_synth_arguments
+    from sts.synth.cli import add_arguments as add_synth_arguments
 
     p = sub.add_parser("synth", help="write the synthetic cohort (metadata table or one cell's NWB)")
     add_synth_arguments(p)
@@ -162,8 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", default=None, help="classes kept (default: the study's four)")
     p.set_defaults(func=_manifest)
 
-    for module in ("sts.baseline.cli", "sts.baseline.features_cli", "sts.acquire.cli", "sts.acquire.labels_cli",
-                   "sts.dl.cli"):
+    for module in ("sts.baseline.cli", "sts.baseline.feature_files", "sts.acquire.cli", "sts.acquire.labels_cli",
+                   "sts.cnn.cli"):
         __import__(module, fromlist=["add_parser"]).add_parser(sub)  # handlers import lazily
     return parser
 

@@ -8,8 +8,8 @@ the holdout split) and scored on every usable cell of the other, with the same c
 tuned parameters as the within-dataset models:
 
 * LightGBM: ``sts.baseline.lgbm.fit_final`` with the baseline's ``best_params.json``;
-* each CNN: ``sts.dl.final.train_final`` with the architecture's tuned ``best_params.json``
-  (as many epochs as its final fit), then ``sts.dl.evaluate.evaluate_model``.
+* each CNN: ``sts.cnn.final.train_final`` with the architecture's tuned ``best_params.json``
+  (as many epochs as its final fit), then ``sts.cnn.evaluate.evaluate_model``.
 
 A direction that cannot be run (no cells in a dataset, or a class with fewer than
 ``min_cells_per_class`` training cells) gets a row with its ``reason`` and no scores.
@@ -152,8 +152,8 @@ def cnn_cross(packed, manifest_csv, arch: str, best_params: dict, out_dir, min_c
     """Both directions for one CNN architecture; ``train_kwargs`` go to ``train_final``."""
     import shutil
 
-    from sts.dl.evaluate import evaluate_model
-    from sts.dl.final import train_final
+    from sts.cnn.evaluate import evaluate_model
+    from sts.cnn.final import train_final
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

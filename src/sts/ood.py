@@ -13,7 +13,7 @@ Two spaces share that rule (``knn_scores``, ``loo_threshold``):
   hides missingness (a cell whose spike-train features are all undefined scores on its other
   features only, pulled towards typical values).
 * ``EmbeddingNovelty`` — a CNN's penultimate embedding (the global-pooled features its head
-  reads, ``sts.dl.embed``), L2-normalised; the score is the mean Euclidean distance to the
+  reads, ``sts.cnn.embed``), L2-normalised; the score is the mean Euclidean distance to the
   ``k`` nearest training embeddings (0..2 on the unit sphere). It sees what the network sees
   (the scalogram image), where EP features would judge another representation. Normalised,
   not standardised: the direction of a pooled ReLU feature vector carries the class

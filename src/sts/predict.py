@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-import sts.dl  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -103,17 +103,17 @@ class Predictor:
         (``tolerance_pa``, ``any_square_step``, ``long_square_names``), never how they are prepared."""
         import torch
 
-        from sts.dl.final import load_model
-        from sts.dl.pack import NormParams
-        from sts.dl.train import select_device
-        from sts.scalogram_step import ScalogramParams
+        from sts.cnn.final import load_model
+        from sts.cnn.pack import NormParams
+        from sts.cnn.train import select_device
+        from sts.scalogram_file import ScalogramParams
         from sts.sweeps import SelectionParams
 
         if threads:
             torch.set_num_threads(threads)
         self.model_path = Path(model_path)
         self.device = select_device(device)
-        from sts.dl.safe_torch import UnsafeModelError
+        from sts.cnn.safe_torch import UnsafeModelError
 
         try:
             self.model, self.meta = load_model(model_path, self.device)
@@ -143,7 +143,7 @@ class Predictor:
         self.image_dtype = np.dtype(self.meta.get("image_dtype", DEFAULT_IMAGE_DTYPE))
         self.scalogram_dtype = np.dtype(self.meta.get("scalogram_dtype", LEGACY_SCALOGRAM_DTYPE))
         self.classes = [str(c) for c in self.meta["classes"]]
-        from sts.dl.evaluate import read_ood
+        from sts.cnn.evaluate import read_ood
 
         self.ood = read_ood(self.meta, model_path, self.model)  # None (logged) for an older model.pt
         axes = self.meta.get("scalogram_axes")
@@ -153,9 +153,9 @@ class Predictor:
     def prepare(self, path: str | Path, protocol=None, specimen_id: str | None = None) -> Prepared:
         """Select the sweeps, compute the scalogram and the network image of one file; never raises
         for a bad recording (excluded, with the reason)."""
-        from sts.dl.pack import prepare_images
+        from sts.cnn.pack import prepare_images
         from sts.recordings import NwbReadError, open_recording
-        from sts.scalogram_step import as_stored, scalogram_of
+        from sts.scalogram_file import as_stored, scalogram_of
         from sts.sweeps import select_from_recording
 
         path = Path(path)
@@ -185,13 +185,13 @@ class Predictor:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(B, n_classes) softmax of (B, 3, H, W) prepared images, as ``sts evaluate`` computes them."""
-        from sts.dl.train import predict_proba
+        from sts.cnn.train import predict_proba
 
         return predict_proba(self.model, images, np.arange(len(images)), self.device)
 
     def classify(self, prepared: Prepared) -> tuple[np.ndarray, dict]:
         """Class probabilities of one prepared cell and its OOD columns (one forward pass)."""
-        from sts.dl.embed import proba_and_embeddings
+        from sts.cnn.embed import proba_and_embeddings
 
         proba, emb = proba_and_embeddings(self.model, prepared.image[None], np.arange(1), self.device)
         if self.ood is None:
@@ -209,8 +209,8 @@ class Predictor:
 
     def saliency(self, prepared: Prepared, target: int, method: str = "gradient") -> np.ndarray:
         """(2, n_freqs, n_times) |attribution| of class ``target`` on the scalogram's axes."""
-        from sts.dl.saliency import attribute, to_scalogram_axes
-        from sts.dl.train import batch_tensor
+        from sts.cnn.saliency import attribute, to_scalogram_axes
+        from sts.cnn.train import batch_tensor
 
         x = batch_tensor(prepared.image[None], np.arange(1), self.device).requires_grad_(True)
         maps = attribute(self.model, x, target, method)[0].float().cpu().numpy()

@@ -103,7 +103,7 @@ COMPRESSIONS = ("none", "gzip", "lzf")
 
 @dataclass(frozen=True)
 class ScalogramParams:
-    """Config ``scalogram:`` (sts.scalogram_step)."""
+    """Config ``scalogram:`` (sts.scalogram_file)."""
 
     wavelet: str = "mexh"
     fmin_hz: float = 20.0
@@ -175,7 +175,7 @@ CNN_SPACE: dict = {
 
 @dataclass(frozen=True)
 class TuneSettings:
-    """Config ``cnn:``, per architecture: everything that defines its search (sts.dl.tune; its
+    """Config ``cnn:``, per architecture: everything that defines its search (sts.cnn.tune; its
     hash, with the data's, names the study)."""
 
     arch: str
@@ -192,7 +192,7 @@ class TuneSettings:
     recalibrate_bn: bool = False
 
     def __post_init__(self):
-        from sts.dl.models import check_arch
+        from sts.cnn.models import check_arch
 
         check_arch(self.arch)
         unknown = set(self.space) - set(CNN_SPACE)

@@ -18,9 +18,9 @@ from pathlib import Path
 from sts.warm import ACK, INT, NAK, RLIMITS, Unavailable, minimal_env, open_private, peer_uid, per_cell, socket_path
 
 PRELOAD = (
-    "sts.sweeps", "sts.scalogram_step", "sts.baseline.features_cli", "sts.baseline.features",
+    "sts.sweeps", "sts.scalogram_file", "sts.baseline.feature_files", "sts.baseline.features",
     "ipfx.spike_train_features", "ipfx.feature_extractor", "ipfx.stimulus_protocol_analysis", "ipfx.sweep",
-    "sts.synth_cli", "sts.synth", "sts.synth.write_allen_v1", "sts.synth.write_mies_nwb2",
+    "sts.synth.cli", "sts.synth", "sts.synth.write_allen_v1", "sts.synth.write_mies_nwb2",
 )  # fmt: skip
 IDLE_S = float(os.environ.get("STS_WARM_IDLE_S", "120"))
 REQUEST_S = 30.0  # a connection must have sent its whole request by then

@@ -112,7 +112,7 @@ def cnn_arch(arch):
 
 
 def cnn_input_size(arch):
-    from sts.dl.models import check_arch
+    from sts.cnn.models import check_arch
 
     size = cnn_arch(arch)["input_size"]
     # Fails the DAG build with a clear message (e.g. inception_v3 below 75 px).
@@ -192,7 +192,7 @@ def predict_model():
     """An architecture name means the workflow's own model (trained if needed), `lightgbm` the
     baseline's saved fit (on computed features), `fusion` the fusion of the workflow's models,
     else a path."""
-    from sts.dl.models import ARCHITECTURES
+    from sts.cnn.models import ARCHITECTURES
 
     model = PREDICT["model"]
     if model == "fusion":

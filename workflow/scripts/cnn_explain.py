@@ -1,9 +1,9 @@
-"""Snakemake adapter: per-class saliency maps of one saved CNN (sts.dl.stages.explain_stage)."""
+"""Snakemake adapter: per-class saliency maps of one saved CNN (sts.cnn.stages.explain_stage)."""
 
 import logging
 from pathlib import Path
 
-from sts.dl.stages import explain_stage
+from sts.cnn.stages import explain_stage
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 explain_stage(snakemake.input.model, snakemake.input.packed, Path(snakemake.output.saliency).parent,

@@ -1,9 +1,9 @@
-"""Snakemake adapter: pack all usable cells' scalograms at one input size (sts.dl.stages.pack_stage)."""
+"""Snakemake adapter: pack all usable cells' scalograms at one input size (sts.cnn.stages.pack_stage)."""
 
 import logging
 from pathlib import Path
 
-from sts.dl.stages import pack_stage
+from sts.cnn.stages import pack_stage
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 scalogram_dir = Path(snakemake.input.scalograms[0]).parent if snakemake.input.scalograms else Path("results/scalograms")

@@ -1,10 +1,10 @@
-"""Snakemake adapter: one tuning job of an architecture's shared Optuna search (sts.dl.stages.tune_stage)."""
+"""Snakemake adapter: one tuning job of an architecture's shared Optuna search (sts.cnn.stages.tune_stage)."""
 
 import logging
 from pathlib import Path
 
-from sts.dl.stages import tune_stage
-from sts.dl.tune import TuneSettings
+from sts.cnn.stages import tune_stage
+from sts.cnn.tune import TuneSettings
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 tune_stage(snakemake.input.packed, Path(snakemake.output.done).parent, TuneSettings(**snakemake.params.settings),

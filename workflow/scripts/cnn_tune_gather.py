@@ -1,11 +1,11 @@
 """Snakemake adapter: outputs of an architecture's search once its workers are done
-(sts.dl.stages.tune_gather_stage)."""
+(sts.cnn.stages.tune_gather_stage)."""
 
 import logging
 from pathlib import Path
 
-from sts.dl.stages import tune_gather_stage
-from sts.dl.tune import TuneSettings
+from sts.cnn.stages import tune_gather_stage
+from sts.cnn.tune import TuneSettings
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 tune_gather_stage(snakemake.input.packed, Path(snakemake.output.best).parent, TuneSettings(**snakemake.params.settings),

@@ -3,7 +3,7 @@
 import logging
 
 from sts.cross_dataset import cnn_cross, read_best_params
-from sts.dl.pack import load_packed
+from sts.cnn.pack import load_packed
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 cnn_cross(load_packed(snakemake.input.packed), snakemake.input.manifest, snakemake.wildcards.arch,

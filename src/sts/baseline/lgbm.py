@@ -19,7 +19,7 @@ fitted side by side (Python threads: LightGBM releases the GIL). On these tables
 of cells, 16 features) a fit is many tiny OpenMP loops, and a team of threads pays for each:
 with libgomp's default spin-waiting a 2-thread fit was 20x slower than a 1-thread one on busy
 shared cores (the spinners take the cores their partners need); with ``OMP_WAIT_POLICY=PASSIVE``
-(set by ``sts.dl``, hence inside ``sts``) 1.8x slower, with ~10^5 context switches per fit:
+(set by ``sts.cnn``, hence inside ``sts``) 1.8x slower, with ~10^5 context switches per fit:
 the system time of the search. ``benchmarks/bench_lgbm_search.py`` compares the search with a
 plain one. Runs are deterministic for a given seed, whatever ``n_jobs`` (LightGBM
 ``deterministic=True``, ``force_col_wise``, seeded TPE; 1 and 2 LightGBM threads per fit

@@ -125,7 +125,7 @@ def read_calibration(path: str | Path | None) -> dict | None:
 # --- model types ----------------------------------------------------------------------------
 def cnn_card(arch: str, model_pt: str | Path, **kwargs) -> CardInputs:
     """A CNN's card from its model.pt (read without unpickling code) and the shared inputs."""
-    from sts.dl.safe_torch import safe_load
+    from sts.cnn.safe_torch import safe_load
 
     meta = safe_load(model_pt)
     prep = meta.get("preparation") or {}

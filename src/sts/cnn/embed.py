@@ -1,6 +1,6 @@
 """A CNN's penultimate embedding: the global-pooled features its classification head reads.
 
-Taken by a forward hook on the head (``Dropout + Linear``, ``sts.dl.models``) during the same
+Taken by a forward hook on the head (``Dropout + Linear``, ``sts.cnn.models``) during the same
 forward pass that gives the class probabilities, so probabilities stay exactly those of
 ``predict_proba`` and no architecture's forward is re-implemented here. Sizes: MobileNetV2
 1280, ResNet18 512, DenseNet121 1024, InceptionV3 2048.
@@ -28,7 +28,7 @@ def embedding_dim(model) -> int:
 def proba_and_embeddings(model, images: np.ndarray, idx: np.ndarray, device, batch_size: int = 128):
     """(softmax probabilities (len(idx), n_classes), embeddings (len(idx), d) float32) in eval
     mode, rows in ``idx`` order, from one forward pass per batch."""
-    from sts.dl.train import predict_proba
+    from sts.cnn.train import predict_proba
 
     captured = []
     hook = head(model).register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0].detach().float().cpu()))

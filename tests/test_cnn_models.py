@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sts.dl.models import ARCHITECTURES, STUDY_SIZE, build_model, check_arch
+from sts.cnn.models import ARCHITECTURES, STUDY_SIZE, build_model, check_arch
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

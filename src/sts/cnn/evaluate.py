@@ -21,7 +21,7 @@ OOD_HOLDOUT = "ood_holdout.csv"
 
 def read_ood(meta: dict, model_path, model):
     """The model.pt's ``EmbeddingNovelty``, or None (logged) for a model saved without one."""
-    from sts.dl.embed import embedding_dim
+    from sts.cnn.embed import embedding_dim
     from sts.ood import EmbeddingNovelty
 
     if meta.get("ood") is None:
@@ -40,9 +40,9 @@ def evaluate_model(
     """Predict every holdout cell once; write metrics.json, predictions.csv, confusion_matrix.png."""
     import torch
 
-    from sts.dl.final import load_model
-    from sts.dl.embed import proba_and_embeddings
-    from sts.dl.train import select_device
+    from sts.cnn.final import load_model
+    from sts.cnn.embed import proba_and_embeddings
+    from sts.cnn.train import select_device
     from sts.atomic import write_csv_atomic
     from sts.metrics import write_evaluation
 

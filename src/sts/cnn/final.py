@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sts.dl.safe_torch import plain
-from sts.dl.train import TrainParams, fit
+from sts.cnn.safe_torch import plain
+from sts.cnn.train import TrainParams, fit
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,8 @@ def train_final(
 
 def fit_ood(arch, state_dict, n_classes, dropout, packed, train_idx, weights, device) -> dict:
     """``EmbeddingNovelty.to_state()`` of the trained network's embeddings of the training cells."""
-    from sts.dl.embed import proba_and_embeddings
-    from sts.dl.train import select_device
+    from sts.cnn.embed import proba_and_embeddings
+    from sts.cnn.train import select_device
     from sts.ood import EmbeddingNovelty
 
     dev = select_device(device)
@@ -125,7 +125,7 @@ def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict)
 def load_model(path: str | Path, device="cpu"):
     """(model in eval mode, metadata dict) from a model.pt, loaded without unpickling code
     (``UnsafeModelError`` for a file that would need it)."""
-    from sts.dl.safe_torch import safe_load
+    from sts.cnn.safe_torch import safe_load
 
     meta = safe_load(path)
     return model_from_meta(meta, device), meta
@@ -133,7 +133,7 @@ def load_model(path: str | Path, device="cpu"):
 
 def model_from_meta(meta: dict, device="cpu"):
     """The network of a model.pt's contents, in eval mode on ``device``."""
-    from sts.dl.models import build_model
+    from sts.cnn.models import build_model
 
     model = build_model(meta["arch"], len(meta["classes"]), meta["dropout"], int(meta["input_size"][0]))
     model.load_state_dict(meta["state_dict"])

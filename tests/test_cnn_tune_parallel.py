@@ -19,11 +19,11 @@ import yaml
 from optuna.storages.journal._storage import JournalOperation  # (the journal's entry kinds)
 
 from conftest import REPO
-from dl_data import CLASSES, write_cohort
+from cnn_data import CLASSES, write_cohort
 from sts.cli import main
-from sts.dl.pack import load_packed, pack
-from sts.dl.study import RETRY_OF, SURPLUS, WORKER, claim, data_key, finished, open_study, recover_orphans
-from sts.dl.tune import TuneSettings, oof_path, tune, tune_gather, tune_worker
+from sts.cnn.pack import load_packed, pack
+from sts.cnn.study import RETRY_OF, SURPLUS, WORKER, claim, data_key, finished, open_study, recover_orphans
+from sts.cnn.tune import TuneSettings, oof_path, tune, tune_gather, tune_worker
 from sts.metrics import read_predictions
 
 S = optuna.trial.TrialState
@@ -177,8 +177,8 @@ def test_a_killed_worker_resumes_and_retries_its_orphan(packed_file, tmp_path):
 def test_one_worker_is_the_sequential_search(packed_file, tmp_path):
     """tune() (worker 0 + gather) draws and scores exactly the trials of a plain study.optimize with
     the same seed: the search before parallel workers, written out here as it was."""
-    from sts.dl.train import TrainParams, fit
-    from sts.dl.tune import cv_folds, suggest
+    from sts.cnn.train import TrainParams, fit
+    from sts.cnn.tune import cv_folds, suggest
 
     packed = load_packed(packed_file)
     s = SETTINGS
@@ -254,7 +254,7 @@ def test_a_job_runs_trials_per_gpu_workers_at_once(packed_file, tmp_path):
     """cnn.trials_per_gpu: job 1 with 2 slots runs study workers 2 and 3 in their own processes
     (threads split between them); together they finish exactly the budget, and only the job's
     done file is written, listing both."""
-    from sts.dl.tune import tune_job
+    from sts.cnn.tune import tune_job
 
     settings = TuneSettings(**{**SETTINGS.__dict__, "n_trials": 4})
     report = tune_job(packed_file, tmp_path, settings, job=1, per_gpu=2, threads=2)

@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from dl_data import CLASSES, write_cohort  # noqa: E402
-from sts.dl.pack import load_packed, pack  # noqa: E402
-from sts.dl.train import TrainParams, fit  # noqa: E402
+from cnn_data import CLASSES, write_cohort  # noqa: E402
+from sts.cnn.pack import load_packed, pack  # noqa: E402
+from sts.cnn.train import TrainParams, fit  # noqa: E402
 
 PARAMS = TrainParams(batch_size=8, learning_rate=1e-3, max_epochs=3, patience=5, dropout=0.3, seed=3, device="cpu")
 
@@ -75,7 +75,7 @@ def test_batches_indexed_on_the_device_give_the_same_fit(packed, monkeypatch):
     """The CUDA path's data handling (the packed array as one tensor on the device, the epoch's
     order sent once, validation and BN recalibration reading the same tensor) trains exactly as
     batches read from the memory map: checked on the CPU, where it can run."""
-    import sts.dl.train as train
+    import sts.cnn.train as train
 
     params = TrainParams(**{**PARAMS.__dict__, "recalibrate_bn": True})
     assert train.device_images(packed.images, torch.device("cpu")) is None  # the CPU reads the memory map
@@ -93,9 +93,9 @@ def test_batches_indexed_on_the_device_give_the_same_fit(packed, monkeypatch):
 def test_cuda_fit_keeps_the_packed_array_on_the_gpu(packed, caplog):
     import logging
 
-    from sts.dl.train import device_images
+    from sts.cnn.train import device_images
 
-    caplog.set_level(logging.INFO, logger="sts.dl.train")
+    caplog.set_level(logging.INFO, logger="sts.cnn.train")
     result = run(packed, TrainParams(**{**PARAMS.__dict__, "device": "cuda", "recalibrate_bn": True}))
     assert "for the fit" in caplog.text  # the array went to the GPU
     assert len(result.history) == PARAMS.max_epochs and all(np.isfinite(h["train_loss"]) for h in result.history)

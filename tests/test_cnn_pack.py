@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort
-from sts.dl.pack import IMAGENET_MEAN, IMAGENET_STD, NormParams, load_packed, pack, prepare_images
+from cnn_data import CLASSES, N_FREQS, N_TIMES, write_cohort
+from sts.cnn.pack import IMAGENET_MEAN, IMAGENET_STD, NormParams, load_packed, pack, prepare_images
 
 
 @pytest.fixture(scope="module")

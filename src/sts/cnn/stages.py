@@ -1,7 +1,7 @@
 """The deep-learning stages, one entry function each, from files to files.
 
 The workflow's scripts (``workflow/scripts/cnn_*.py``) map a rule's input, output, params and
-threads onto these functions, and ``sts pack | tune | train | evaluate | explain`` (``sts.dl.cli``)
+threads onto these functions, and ``sts pack | tune | train | evaluate | explain`` (``sts.cnn.cli``)
 map their arguments onto the same ones: a stage cannot be assembled two ways.
 """
 
@@ -17,7 +17,7 @@ def pack_stage(manifest_csv, scalogram_dir, out_path, size: int, norm: dict, cla
                dtype: str = "float16") -> int:  # fmt: skip
     """Rule ``cnn_pack``, ``sts pack``: the manifest's usable cells as one image array; returns their number.
     ``norm``: ``NormParams`` fields; ``classes`` None: the sorted labels."""
-    from sts.dl.pack import NormParams, pack
+    from sts.cnn.pack import NormParams, pack
 
     return pack(manifest_csv, scalogram_dir, out_path, size, NormParams(**norm), classes=classes, dtype=dtype)
 
@@ -25,8 +25,8 @@ def pack_stage(manifest_csv, scalogram_dir, out_path, size: int, norm: dict, cla
 def tune_stage(packed_path, out_dir, settings: TuneSettings, worker: int = 0, per_gpu: int = 1,
                storage: str | None = None, threads: int | None = None) -> dict:  # fmt: skip
     """Rule ``cnn_tune``, ``sts tune --worker K``: one job of the architecture's shared search
-    (``sts.dl.tune.tune_job``); writes ``OUT_DIR/worker_{worker}.done``."""
-    from sts.dl.tune import tune_job
+    (``sts.cnn.tune.tune_job``); writes ``OUT_DIR/worker_{worker}.done``."""
+    from sts.cnn.tune import tune_job
 
     return tune_job(packed_path, out_dir, settings, worker, per_gpu, storage, threads)
 
@@ -35,8 +35,8 @@ def tune_gather_stage(packed_path, out_dir, settings: TuneSettings, storage: str
                       reports: list | None = None) -> dict:  # fmt: skip
     """Rule ``cnn_tune_gather``, ``sts tune --gather``: the search's outputs once its workers are
     done (``reports``: their .done files; None: every one in OUT_DIR); returns best_params."""
-    from sts.dl.pack import load_packed
-    from sts.dl.tune import tune_gather
+    from sts.cnn.pack import load_packed
+    from sts.cnn.tune import tune_gather
 
     return tune_gather(load_packed(packed_path), out_dir, settings, storage, reports=reports)
 
@@ -46,8 +46,8 @@ def train_stage(packed_path, best_params_path, out_dir, arch: str, seed: int = 0
                 preparation: dict | None = None, threads: int | None = None) -> Path:  # fmt: skip
     """Rule ``cnn_train``, ``sts train``: the final fit of ``arch`` with its tuned parameters
     (best_params.json of ``arch``'s search, checked by ``train_final``); returns model.pt's path."""
-    from sts.dl.final import train_final
-    from sts.dl.pack import load_packed
+    from sts.cnn.final import train_final
+    from sts.cnn.pack import load_packed
 
     best = json.loads(Path(best_params_path).read_text())
     return train_final(load_packed(packed_path), arch, best, out_dir, seed=seed, weights=weights,
@@ -57,8 +57,8 @@ def train_stage(packed_path, best_params_path, out_dir, arch: str, seed: int = 0
 
 def evaluate_stage(model_path, packed_path, out_dir, device: str = "auto", threads: int | None = None) -> dict:
     """Rule ``cnn_evaluate``, ``sts evaluate``: holdout metrics of a model.pt; returns them."""
-    from sts.dl.evaluate import evaluate_model
-    from sts.dl.pack import load_packed
+    from sts.cnn.evaluate import evaluate_model
+    from sts.cnn.pack import load_packed
 
     return evaluate_model(model_path, load_packed(packed_path), out_dir, device=device, threads=threads)
 
@@ -66,8 +66,8 @@ def evaluate_stage(model_path, packed_path, out_dir, device: str = "auto", threa
 def explain_stage(model_path, packed_path, out_dir, method: str = "gradient", ig_steps: int = 32,
                   device: str = "auto", threads: int | None = None) -> Path:  # fmt: skip
     """Rule ``cnn_explain``, ``sts explain``: per-class saliency maps of a model.pt; returns saliency.h5's path."""
-    from sts.dl.pack import load_packed
-    from sts.dl.saliency import explain
+    from sts.cnn.pack import load_packed
+    from sts.cnn.saliency import explain
 
     return explain(model_path, load_packed(packed_path), out_dir, method=method, device=device, ig_steps=ig_steps,
                    threads=threads)  # fmt: skip

@@ -13,7 +13,7 @@ The search space is a dict (``sts.settings.CNN_SPACE``, overridable from config)
 categorical choice; ``{low, high}`` is a range (``learning_rate`` log-uniform, ``decay_period`` and
 ``patience`` integers).
 
-Parallel search (see ``sts.dl.study``): ``tune_worker`` takes trials of the architecture's
+Parallel search (see ``sts.cnn.study``): ``tune_worker`` takes trials of the architecture's
 shared study until it has ``n_trials`` finished ones and writes ``worker_{k}.done``; any number
 of workers can run at once and a killed one resumes. ``tune_gather`` then writes
 ``best_params.json``, ``trials.csv``, ``search.json`` and ``oof_best.csv`` (the best trial's
@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sts.dl.study import WORKER, claim, data_key, finished, open_study, recover_orphans
-from sts.dl.train import TrainParams, fit
+from sts.cnn.study import WORKER, claim, data_key, finished, open_study, recover_orphans
+from sts.cnn.train import TrainParams, fit
 from sts.settings import TuneSettings
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def oof_path(out_dir: str | Path, study_name: str, number: int) -> Path:
 def tune_worker(packed, out_dir: str | Path, settings: TuneSettings, worker: int = 0, storage_url: str | None = None,
                 threads: int | None = None, write_report: bool = True) -> dict:  # fmt: skip
     """Worker ``worker`` of the shared search: recover its orphans, then take trials until the
-    study has ``n_trials`` finished ones (see ``sts.dl.study``). Writes (unless ``write_report``
+    study has ``n_trials`` finished ones (see ``sts.cnn.study``). Writes (unless ``write_report``
     is false: a slot of ``tune_job``) and returns its report, ``OUT_DIR/worker_{worker}.done``
     (JSON: study, worker, the trials it ran, wall_s)."""
     import optuna
@@ -177,7 +177,7 @@ def tune_job(packed_path: str | Path, out_dir: str | Path, settings: TuneSetting
     float16), and each copy is checked against the memory still free when its fit starts.
     A killed job is resumed with the same ``per_gpu`` (its slots then retry their orphans).
     Writes ``OUT_DIR/worker_{job}.done`` (with ``slots``: the worker ids) once all are done."""
-    from sts.dl.pack import load_packed
+    from sts.cnn.pack import load_packed
     from sts.atomic import write_json_atomic
 
     if per_gpu < 1:
@@ -201,7 +201,7 @@ def tune_job(packed_path: str | Path, out_dir: str | Path, settings: TuneSetting
 
 def _slot(packed_path, out_dir, settings, worker, storage_url, threads, log_file) -> dict:
     """One spawned worker of ``tune_job`` (its report goes back to the job, not to a file)."""
-    from sts.dl.pack import load_packed
+    from sts.cnn.pack import load_packed
 
     if log_file:
         logging.basicConfig(filename=log_file, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -33,8 +33,8 @@ from typing import Callable
 import numpy as np
 
 from sts.atomic import save_torch_atomic
-from sts.dl.models import AUX_WEIGHT, build_model, uses_aux
-from sts.dl.safe_torch import plain, safe_load
+from sts.cnn.models import AUX_WEIGHT, build_model, uses_aux
+from sts.cnn.safe_torch import plain, safe_load
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def class_saliency(model, packed, device, method: str = "gradient", batch_size: 
     """(saliency (K, 2, n_freqs, n_times), cells per class) over correctly classified holdout cells."""
     from tqdm import tqdm
 
-    from sts.dl.train import batch_tensor, predict_proba
+    from sts.cnn.train import batch_tensor, predict_proba
 
     idx = packed.indices("test")
     y = packed.y[idx]
@@ -85,8 +85,8 @@ def explain(
     """Write saliency.h5 and saliency.png for a saved model (see the module docstring)."""
     import torch
 
-    from sts.dl.final import load_model
-    from sts.dl.train import select_device
+    from sts.cnn.final import load_model
+    from sts.cnn.train import select_device
     from sts.atomic import atomic_h5
 
     if method not in METHODS:

@@ -1,6 +1,6 @@
 """``sts pack | tune | train | evaluate | explain | predict | fetch-weights``: the deep-learning stage.
 
-The stage commands map their arguments onto ``sts.dl.stages``, the functions the workflow's
+The stage commands map their arguments onto ``sts.cnn.stages``, the functions the workflow's
 rules run. Handlers import torch lazily, so ``sts --help`` and the per-cell commands stay fast.
 """
 
@@ -23,7 +23,7 @@ def _json_arg(text: str | None) -> dict:
 
 
 def _pack(args) -> int:
-    from sts.dl.stages import pack_stage
+    from sts.cnn.stages import pack_stage
 
     pack_stage(args.manifest, args.scalograms, args.out, args.size, _json_arg(args.norm), classes=args.classes,
                dtype=args.dtype)  # fmt: skip
@@ -39,7 +39,7 @@ def _tune_settings(args):
 
 
 def _tune(args) -> int:
-    from sts.dl.stages import tune_gather_stage, tune_stage
+    from sts.cnn.stages import tune_gather_stage, tune_stage
 
     settings = _tune_settings(args)
     if args.worker is not None:
@@ -47,15 +47,15 @@ def _tune(args) -> int:
     elif args.gather:
         tune_gather_stage(args.packed, args.out_dir, settings, args.storage)
     else:  # the whole search in this process (no rule runs it this way): worker 0, then the gather
-        from sts.dl.pack import load_packed
-        from sts.dl.tune import tune
+        from sts.cnn.pack import load_packed
+        from sts.cnn.tune import tune
 
         tune(load_packed(args.packed), args.out_dir, settings, threads=args.threads, storage_url=args.storage)
     return 0
 
 
 def _train(args) -> int:
-    from sts.dl.stages import train_stage
+    from sts.cnn.stages import train_stage
 
     train_stage(args.packed, args.best_params, args.out_dir, args.arch, seed=args.seed, weights=args.weights,
                 weights_path=args.weights_path, device=args.device, recalibrate_bn=args.recalibrate_bn,
@@ -64,14 +64,14 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from sts.dl.stages import evaluate_stage
+    from sts.cnn.stages import evaluate_stage
 
     evaluate_stage(args.model, args.packed, args.out_dir, device=args.device, threads=args.threads)
     return 0
 
 
 def _explain(args) -> int:
-    from sts.dl.stages import explain_stage
+    from sts.cnn.stages import explain_stage
 
     explain_stage(args.model, args.packed, args.out_dir, method=args.method, ig_steps=args.ig_steps,
                   device=args.device, threads=args.threads)  # fmt: skip
@@ -92,7 +92,7 @@ def _predict(args) -> int:
 
 
 def _fetch_weights(args) -> int:
-    from sts.dl.models import fetch_weights
+    from sts.cnn.models import fetch_weights
 
     for arch in args.arch:
         print(fetch_weights(arch, Path(args.out_dir) / f"{arch}.pth"))

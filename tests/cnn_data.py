@@ -56,8 +56,8 @@ def save_untrained_model(path: Path, preparation: dict, classes=("Pvalb", "Sst",
     saved before it was recorded."""
     import torch
 
-    from sts.dl.models import build_model
-    from sts.dl.pack import NormParams
+    from sts.cnn.models import build_model
+    from sts.cnn.pack import NormParams
 
     torch.manual_seed(0)
     model = build_model(arch, len(classes), 0.0, size)

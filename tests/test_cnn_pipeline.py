@@ -1,5 +1,5 @@
 """Tiny end-to-end deep-learning stage through the command line (`sts pack | tune | train | evaluate |
-explain`, the functions of sts.dl.stages that the rules run): tuning (killed, then resumed), final fit,
+explain`, the functions of sts.cnn.stages that the rules run): tuning (killed, then resumed), final fit,
 holdout evaluation checked against scikit-learn, saliency maps on the scalogram's shape."""
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from dl_data import CLASSES, N_FREQS, N_TIMES, write_cohort
+from cnn_data import CLASSES, N_FREQS, N_TIMES, write_cohort
 from sts.cli import main
-from sts.dl.pack import load_packed
-from sts.dl.study import data_key
-from sts.dl.tune import TuneSettings, finished, open_study, tune
+from sts.cnn.pack import load_packed
+from sts.cnn.study import data_key
+from sts.cnn.tune import TuneSettings, finished, open_study, tune
 
 SPACE = {"batch_size": [8], "learning_rate": {"low": 5e-4, "high": 3e-3}, "patience": {"low": 2, "high": 3}}
 SETTINGS = TuneSettings(arch="resnet18", n_trials=2, max_epochs=2, seed=0, space=SPACE, pruner_startup_trials=1,
