@@ -114,7 +114,8 @@ def test_search_resumes(run_dir, tmp_path):
 
     data = load_published(REFERENCE)
     shutil.copy(run_dir / "optuna_journal.log", tmp_path / "journal.log")
+    name = json.loads((run_dir / "search.json").read_text())["study"]
     result = search(data.train.X, data.train.y, n_trials=30, seed=0, storage=tmp_path / "journal.log",
-                    study_name="lgbm-seed0")  # fmt: skip
+                    study_name=name)  # fmt: skip
     assert result.n_trials == 30
     assert result.best_params == json.loads((run_dir / "best_params.json").read_text())

@@ -11,11 +11,16 @@ from ``sts ep-features``' table and the manifest's split (the workflow's ``basel
 best_params.json, search.json (trials, best CV score, wall time, features, settings),
 features.json (feature list and cell counts), excluded.csv and, for computed features,
 model/ (model.txt + model.json, sts.baseline.served). The Optuna study is kept in
-OUT_DIR/optuna_journal.log, so a killed run resumes its search.
+OUT_DIR/optuna_journal.log, so a killed run resumes its search. The study is named after a hash
+of the training cells (ids, labels, feature names and values) and of the search settings
+(``study_name``): changed features, cells or settings start a new study instead of reusing the
+old one's trials, and asking for more trials extends the same one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -85,6 +90,21 @@ class BaselineSettings:
     top_k: int = 5
 
 
+def study_name(train: Split, settings: BaselineSettings) -> str:
+    """``lgbm-seed<seed>-<hash>`` of the training cells and of what defines the search (not
+    ``trials``: more trials extend the study; not ``jobs`` or ``top_k``: they do not change it)."""
+    import pandas as pd
+
+    h = hashlib.sha1()
+    h.update(json.dumps([list(map(str, train.X.columns)), list(map(str, train.specimen_id)),
+                         list(map(str, train.y))]).encode())  # fmt: skip
+    h.update(pd.util.hash_pandas_object(train.X, index=False).to_numpy().tobytes())
+    s = settings
+    h.update(json.dumps({"seed": s.seed, "folds": s.folds, "early_stopping": s.early_stopping, "space": s.space},
+                        sort_keys=True, default=str).encode())  # fmt: skip
+    return f"lgbm-seed{s.seed}-{h.hexdigest()[:10]}"
+
+
 def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = BaselineSettings(),
                  classes=None, resume: bool = True) -> dict:  # fmt: skip
     """Tune, fit, evaluate on the holdout and explain (and save the fit); returns the holdout metrics.
@@ -114,13 +134,15 @@ def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = Base
     if not resume:
         journal.unlink(missing_ok=True)
     train, test = cells.train, cells.test
+    name = study_name(train, s)
     result = search(train.X, train.y, n_trials=s.trials, seed=s.seed, n_jobs=s.jobs, n_folds=s.folds,
-                    space=s.space, storage=journal, study_name=f"lgbm-seed{s.seed}",
+                    space=s.space, storage=journal, study_name=name,
                     early_stopping_rounds=s.early_stopping or None)  # fmt: skip
     log.info("search: %d trials in %.1f s, best CV balanced accuracy %.4f", result.n_trials, result.wall_s,
              result.best_score)  # fmt: skip
     write_json_atomic(out / "best_params.json", result.best_params)
-    write_json_atomic(out / "search.json", {**result.to_dict(), "features": cells.features, "settings": asdict(s)})
+    write_json_atomic(out / "search.json", {**result.to_dict(), "study": name, "features": cells.features,
+                                            "settings": asdict(s)})  # fmt: skip
 
     model = fit_final(train.X, train.y, result.best_params, seed=s.seed, n_jobs=s.jobs)
     fitted = [str(c) for c in model.classes_]
