@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+from sts.prepared import Prepared, with_protocol_hint
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,23 +56,6 @@ class NoReadableInput(RuntimeError):
 
 
 @dataclass
-class Prepared:
-    """One recording on its way to the network."""
-
-    path: Path
-    specimen_id: str
-    status: str  # 'ok' or 'excluded'
-    reason: str = ""
-    readable: bool = True  # the file opened (an excluded cell may still be readable)
-    traces_mv: np.ndarray | None = None  # (2, n_times)
-    scalogram: np.ndarray | None = None  # (2, n_freqs, n_times) float32 (before the storage rounding)
-    image: np.ndarray | None = None  # (3, H, W) in the packed storage type
-    attrs: dict = field(default_factory=dict)
-    features: np.ndarray | None = None  # (n_features,) EP features (LightGBM baseline)
-    members: dict | None = None  # member name -> its Prepared (fusion)
-
-
-@dataclass
 class Item:
     """One input: its file, id (the file's stem unless a --table gives one), ABF ladder, and the
     reason it cannot be used when its --table row says so."""
@@ -80,16 +64,6 @@ class Item:
     specimen_id: str
     protocol: object = None
     excluded: str = ""
-
-
-def with_protocol_hint(reason: str) -> str:
-    """An ABF file without its ladder: name the options that give one (sts predict has no CSV row)."""
-    from sts.recordings.abf import NO_PROTOCOL
-
-    if NO_PROTOCOL in reason:
-        reason += ("; give the file's ladder in a --table CSV (first_amplitude_pa, step_pa, onset_s, "
-                   "duration_s) or with --first-amplitude-pa/--step-pa/--onset-s/--duration-s")  # fmt: skip
-    return reason
 
 
 class Predictor:
@@ -292,7 +266,7 @@ def load_predictor(model_path, device: str = "auto", threads: int | None = None,
     from sts.fusion.served import FusionPredictor
 
     if is_fusion_model(model_path):
-        predictor = FusionPredictor(model_path, device, threads, selection_overrides)
+        predictor = FusionPredictor(model_path, load_predictor, device, threads, selection_overrides)
     elif is_lightgbm_model(model_path):
         if device not in ("auto", "cpu"):
             log.info("--device %s: the LightGBM baseline runs on the CPU", device)

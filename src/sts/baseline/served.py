@@ -260,7 +260,7 @@ class LgbmPredictor:
     def prepare(self, path, protocol=None, specimen_id: str | None = None):
         """EP features of one file in the model's order; never raises for a bad recording."""
         from sts.baseline.features import compute_features
-        from sts.predict import Prepared, with_protocol_hint
+        from sts.prepared import Prepared, with_protocol_hint
 
         path = Path(path)
         sid = specimen_id or path.stem

@@ -45,10 +45,10 @@ def member_kind(path) -> str:
     return "lightgbm" if is_lightgbm_model(path) else "cnn"
 
 
-def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_balanced_accuracy: float) -> Path:
+def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_balanced_accuracy: float,
+                floor: float) -> Path:
     """Write model.json atomically (members' paths relative to its folder)."""
     from sts.calibration import file_sha256
-    from sts.fusion.stack import FEATURE_FLOOR
     from sts.atomic import write_json_atomic
 
     path = Path(path)
@@ -58,7 +58,7 @@ def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_
         "members": [{"name": m.name, "kind": member_kind(m.model),
                      "path": os.path.relpath(Path(m.model).resolve(), folder), "sha256": file_sha256(m.model)}
                     for m in members],
-        "features": {"kind": "log_probability", "floor": FEATURE_FLOOR, "order": "member-major, classes in order"},
+        "features": {"kind": "log_probability", "floor": floor, "order": "member-major, classes in order"},
         "stacker": {"kind": "multinomial logistic regression (scikit-learn LogisticRegression, L2)", **stacker},
         "params": asdict(params), "n_train": int(n_train), "cv_balanced_accuracy": float(cv_balanced_accuracy),
         "fitted_on": "out-of-fold predictions of the training cells (manifest folds); no holdout cell",

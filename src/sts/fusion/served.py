@@ -21,10 +21,12 @@ log = logging.getLogger(__name__)
 
 
 class FusionPredictor:
-    def __init__(self, model_path, device: str = "auto", threads: int | None = None,
+    """``load_member(path, device, threads, selection_overrides, calibrate=False)`` loads each
+    member's predictor (``sts.predict.load_predictor``)."""
+
+    def __init__(self, model_path, load_member, device: str = "auto", threads: int | None = None,
                  selection_overrides: dict | None = None):  # fmt: skip
         from sts.fusion.model import load_fusion
-        from sts.predict import load_predictor
 
         self.saved = load_fusion(model_path)
         self.model_path = Path(model_path)
@@ -33,7 +35,7 @@ class FusionPredictor:
         # Raw members: the stacker was fitted on their uncalibrated probabilities.
         self.members = {}
         for m in self.saved.members:
-            predictor = load_predictor(m["path"], device, threads, selection_overrides, calibrate=False)
+            predictor = load_member(m["path"], device, threads, selection_overrides, calibrate=False)
             if [str(c) for c in predictor.classes] != self.classes:
                 raise ValueError(f"{model_path}: member {m['name']} has classes {predictor.classes}, "
                                  f"the fusion {self.classes}")  # fmt: skip
@@ -48,7 +50,7 @@ class FusionPredictor:
 
     def prepare(self, path, protocol=None, specimen_id: str | None = None):
         """Every member's preparation of the file; excluded as soon as one member excludes it."""
-        from sts.predict import Prepared
+        from sts.prepared import Prepared
 
         path = Path(path)
         sid = specimen_id or path.stem

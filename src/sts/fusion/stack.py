@@ -173,7 +173,8 @@ def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: Fu
     from sklearn.metrics import balanced_accuracy_score
 
     cv = float(balanced_accuracy_score(y, oof_frame["predicted"]))
-    save_fusion(out / "model.json", members, classes, stacker, params, n_train=len(y), cv_balanced_accuracy=cv)
+    save_fusion(out / "model.json", members, classes, stacker, params, n_train=len(y), cv_balanced_accuracy=cv,
+                floor=FEATURE_FLOOR)
     log.info("fusion: out-of-fold balanced accuracy %.4f; holdout %.4f (%d cells); %d cells excluded", cv,
              metrics["balanced_accuracy"], len(test), len(excluded))  # fmt: skip
     return metrics

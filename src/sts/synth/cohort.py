@@ -13,7 +13,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from sts.synth import models, protocol as pr
+import sts.synth.models as models
+import sts.synth.protocol as pr
 from sts.synth.models import CLASSES
 
 DEFECTS = ("corrupt_file", "no_long_square", "no_spiking", "no_plus40", "nan_trace", "duplicate_id", "unsure_label")
