@@ -103,3 +103,25 @@ def test_cuda_fit_keeps_the_packed_array_on_the_gpu(packed, caplog):
     gpu = torch.device("cuda")
     assert device_images(packed.images, gpu).dtype == torch.float16  # storage type kept
     assert device_images(packed.images, gpu, share=0.0) is None  # too large: host batches
+
+
+def test_batch_norm_recalibration_leaves_out_a_last_batch_of_one():
+    """5 training images in batches of 2: torch's update_bn over the two full batches, not a crash
+    on the lone fifth (ResNet18 at 32 px ends in 1x1 maps)."""
+    import torch
+    from torch.optim.swa_utils import update_bn
+
+    from sts.cnn.models import build_model
+    from sts.cnn.train import recalibrate_bn
+
+    torch.manual_seed(0)
+    images = np.random.default_rng(0).normal(size=(5, 3, 32, 32)).astype(np.float16)
+    ours, reference = build_model("resnet18", 3, 0.0, 32), build_model("resnet18", 3, 0.0, 32)
+    reference.load_state_dict(ours.state_dict())
+    recalibrate_bn(ours, images, np.arange(5), 2, torch.device("cpu"))
+    update_bn([torch.from_numpy(images[i : i + 2].astype(np.float32)) for i in (0, 2)], reference)
+    for name, value in reference.state_dict().items():
+        if "running_" in name:
+            assert torch.equal(ours.state_dict()[name], value), name
+    with pytest.raises(ValueError, match="more than 1 value per channel"):  # what the lone image would do
+        update_bn([torch.from_numpy(images[4:].astype(np.float32))], reference)

@@ -154,9 +154,11 @@ def recalibrate_bn(model, images: np.ndarray, idx: np.ndarray, batch_size: int, 
     import torch
     from torch.optim.swa_utils import update_bn
 
+    # As in training, a last batch of one image is left out: batch norm cannot take it in train mode
+    # (one value per channel where the maps are 1x1), and update_bn weights every batch alike.
+    batches = [idx[s : s + batch_size] for s in range(0, len(idx), batch_size)]
     with torch.autocast(device.type, enabled=device.type == "cuda"):
-        update_bn((batch_tensor(images, idx[s : s + batch_size], device) for s in range(0, len(idx), batch_size)),
-                  model)  # fmt: skip
+        update_bn((batch_tensor(images, b, device) for b in batches if len(b) > 1), model)
 
 
 def fit(
