@@ -31,10 +31,12 @@ from pathlib import Path
 STS = [sys.executable, "-c", "import sys; from sts.cli import main; sys.exit(main())"]
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-parser.add_argument("--rounds", type=int, default=20)
+parser.add_argument("--rounds", type=int, default=20, help="timed runs per mode (at least 2, for the quartiles)")
 parser.add_argument("--src", action="append", default=[], help="a src/ folder to time (repeatable)")
 parser.add_argument("--fresh", action="store_true", help="also time a new server for every command")
 args = parser.parse_args()
+if args.rounds < 2:
+    parser.error("--rounds: at least 2 (the quartiles need two runs)")
 
 work = Path(tempfile.mkdtemp(prefix="sts-bench-warm-"))
 variants = args.src or [""]
