@@ -35,8 +35,12 @@ if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm munge
 fi
 "$PYTHON" -c "import snakemake_executor_plugin_slurm" 2>/dev/null || {
-    log "installing the SLURM executor plugin (the [cluster] extra)"
-    "$PYTHON" -m pip install -q -e "$REPO[cluster]"
+    # The plugin alone, pinned as the [cluster] extra pins it: never `pip install -e` here, which
+    # would repoint a shared environment's editable sts install at this checkout.
+    spec=$(sed -n 's/^cluster = \["\(.*\)"\]$/\1/p' "$REPO/pyproject.toml")
+    [[ -n "$spec" ]] || { echo "pyproject.toml: no cluster = [\"...\"] extra found"; exit 1; }
+    log "installing the SLURM executor plugin ($spec, the [cluster] extra)"
+    "$PYTHON" -m pip install -q "$spec"
 }
 
 # --- a one-node cluster: this host, partitions "main" (default) and "gpu" ---
