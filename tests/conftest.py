@@ -74,6 +74,23 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
+def rename_long_squares(src: Path, dst: Path, name: str = "IV steps") -> int:
+    """A copy of an Allen NWB v1 file whose long squares carry a lab's own protocol name
+    (``aibs_stimulus_name``); returns how many sweeps were renamed."""
+    import h5py
+    import numpy as np
+
+    shutil.copyfile(src, dst)
+    with h5py.File(dst, "r+") as f:
+        found = []
+        f.visititems(lambda key, obj: found.append(key) if key.endswith("aibs_stimulus_name") else None)
+        renamed = [key for key in found if f[key][()] == b"Long Square"]
+        for key in renamed:
+            del f[key]
+            f.create_dataset(key, data=np.bytes_(name))
+    return len(renamed)
+
+
 def workflow_rules() -> dict[str, dict]:
     """Rule name -> {file, directive: source text} for every rule/checkpoint of the workflow.
 

@@ -229,3 +229,53 @@ def test_cli_json_and_aggregate(synth_cells, tmp_path):
     args = parser.parse_args(["ep-features-aggregate", "o.csv", "a.json", "b.json"])
     assert args.jsons == ["a.json", "b.json"] and callable(args.func)
     build_parser()  # the main parser still builds
+
+
+def test_protocol_names_of_the_lab_follow_the_sweeps_settings(tmp_path):
+    """A cell whose long squares carry the lab's own protocol name ("IV steps"): excluded with the
+    default names, and the very features of the original file with sweeps.any_square_step or
+    that name in sweeps.long_square_names, as the workflow passes them (`sts ep-features --params`)."""
+    from conftest import rename_long_squares
+    from sts.baseline.features import FeatureParams
+    from sts.cli import main
+    from sts.settings import feature_params, from_dict
+    from sts.synth import write_cell
+
+    row = {"specimen_id": "1", "dataset": "clamp", "label": "Pvalb", "fs_hz": 20000.0, "defect": "", "cell_seed": 11,
+           "model_class": "Pvalb"}  # fmt: skip
+    write_cell(row, tmp_path / "named.nwb")
+    # the whole ladder; ramps, short squares and test pulses keep their names
+    assert rename_long_squares(tmp_path / "named.nwb", tmp_path / "lab.nwb") >= 8
+
+    reference = compute_features(tmp_path / "named.nwb")
+    assert reference.status == "ok"
+    assert "no long-square sweeps" in compute_features(tmp_path / "lab.nwb").reason
+    for sweeps in ({"any_square_step": True}, {"long_square_names": ["IV steps"]}):
+        params = feature_params(sweeps)
+        got = compute_features(tmp_path / "lab.nwb", from_dict(FeatureParams, params, "features"))
+        assert got.status == "ok", sweeps
+        np.testing.assert_array_equal(np.array(list(got.features.values()), float),
+                                      np.array(list(reference.features.values()), float))  # fmt: skip
+        out = tmp_path / "f.json"
+        assert main(["ep-features", str(tmp_path / "lab.nwb"), str(out), "--specimen-id", "1",
+                     "--params", json.dumps(params)]) == 0  # fmt: skip
+        assert json.loads(out.read_text())["status"] == "ok"
+    with pytest.raises(SystemExit, match="unknown settings"):
+        main(["ep-features", str(tmp_path / "lab.nwb"), str(out), "--specimen-id", "1", "--params", '{"window_s": 1}'])
+
+
+def test_feature_params_follow_the_sweeps_block():
+    from dataclasses import asdict, fields
+
+    from sts.baseline.features import FeatureParams
+    from sts.settings import SWEEPS_TO_FEATURES, SelectionParams, feature_params
+
+    assert feature_params({"window_s": 1.2, "tolerance_pa": 20}) == {}  # selection-only keys stay there
+    sweeps = {"dvdt_cutoff_mv_ms": 15, "long_square_names": ["IV"], "min_step_s": 0.2, "any_square_step": True}
+    assert feature_params(sweeps) == {"dv_cutoff_mv_ms": 15, "long_square_names": ["IV"], "min_step_s": 0.2,
+                                      "any_square_step": True}  # fmt: skip
+    names = {f.name for f in fields(FeatureParams)}
+    for key, field in SWEEPS_TO_FEATURES.items():  # same defaults on both sides
+        assert field in names and getattr(FeatureParams(), field) == getattr(SelectionParams(), key), key
+    old = {k: v for k, v in asdict(FeatureParams()).items() if k != "any_square_step"}
+    assert FeatureParams.from_dict(old) == FeatureParams()  # a model saved before any_square_step existed

@@ -10,12 +10,19 @@ import json
 import pickle
 import shutil
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import rename_long_squares
 from lgbm_data import CLASSES
 from sts.cli import main
+
+
+def is_allen_v1(path) -> bool:
+    with h5py.File(path, "r") as f:
+        return "acquisition/timeseries" in f
 
 
 def predict(model, *inputs, out, extra=()):
@@ -143,9 +150,18 @@ def test_figures_any_square_step_and_nothing_readable(lgbm_baseline, tmp_path):
     figures = tmp_path / "figures"
     assert predict(out / "model", first, out=tmp_path / "o.csv", extra=["--figures", str(figures)]) == 0
     assert [p.name for p in figures.iterdir()] == [f"{first.stem}.png"]
-    with pytest.raises(SystemExit) as err:
-        predict(out / "model", first, out=tmp_path / "o.csv", extra=["--any-square-step"])
-    assert "--long-square-names" in str(err.value.code)
+    # A lab's protocol name on an Allen cell's ladder: excluded as saved; --any-square-step or the
+    # name serve the very row of the original file.
+    allen = next(f for f in files.values() if is_allen_v1(f))
+    assert rename_long_squares(allen, tmp_path / allen.name) >= 8
+    assert predict(out / "model", allen, out=tmp_path / "ref.csv") == 0
+    reference = pd.read_csv(tmp_path / "ref.csv").drop(columns="file")
+    assert reference["status"].tolist() == ["ok"]
+    assert predict(out / "model", tmp_path / allen.name, out=tmp_path / "o.csv") == 0
+    assert "no long-square sweeps" in pd.read_csv(tmp_path / "o.csv")["reason"][0]
+    for extra in (["--any-square-step"], ["--long-square-names", "IV steps"]):
+        assert predict(out / "model", tmp_path / allen.name, out=tmp_path / "o.csv", extra=extra) == 0
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "o.csv").drop(columns="file"), reference)
     (tmp_path / "bad.nwb").write_bytes(b"\x89HDF\r\n")
     with pytest.raises(SystemExit) as err:  # nothing readable: an error, the reasons still written
         predict(out / "model", tmp_path / "bad.nwb", out=tmp_path / "o.csv")

@@ -206,6 +206,22 @@ class TuneSettings:
         return {**CNN_SPACE, **self.space}
 
 
+# The EP features (sts.baseline.features.FeatureParams) read the ladder as sweep selection does:
+# sweeps: key -> FeatureParams field.
+SWEEPS_TO_FEATURES = {
+    "dvdt_cutoff_mv_ms": "dv_cutoff_mv_ms",
+    "long_square_names": "long_square_names",
+    "min_step_s": "min_step_s",
+    "any_square_step": "any_square_step",
+}
+
+
+def feature_params(sweeps: Mapping) -> dict:
+    """The ``FeatureParams`` keys that a config's ``sweeps:`` block sets (absent: the defaults,
+    which are sweep selection's)."""
+    return {field: sweeps[key] for key, field in SWEEPS_TO_FEATURES.items() if key in sweeps}
+
+
 ACQUIRE_DEFAULTS = asdict(AcquireSettings())
 NESTED = {"QcParams": QcParams}
 
@@ -216,13 +232,15 @@ def rule_params(config: Mapping) -> dict[str, dict]:
 
     ``sweeps`` and ``scalogram`` (per-cell rules, ``--params`` JSON): the validated block as
     written, absent keys meaning the code's defaults (model.pt stores the same dicts, less the
-    compression, as its preparation); ``split`` and ``synthetic``: every field.
+    compression, as its preparation); ``features``: the EP features' keys that ``sweeps`` sets
+    (``feature_params``); ``split`` and ``synthetic``: every field.
     """
     sweeps, scalogram = dict(config["sweeps"]), dict(config["scalogram"])
     SelectionParams.from_dict(sweeps)
     ScalogramParams.from_dict(scalogram)
     out = {
         "sweeps": sweeps,
+        "features": feature_params(sweeps),
         "scalogram": scalogram,
         "split": asdict(from_dict(SplitParams, config["split"], "split")),
     }

@@ -38,6 +38,7 @@ if config["baseline"]["features"] == "computed":
             seed=config["baseline"]["seed"],
             n_folds=config["split"]["n_folds"],
             classes=config["classes"],
+            features=PARAMS["features"],
         script:
             "../scripts/baseline.py"
 

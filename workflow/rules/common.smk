@@ -80,6 +80,8 @@ def synth_cell_args(wildcards):
 # compression (the file changes): changing a key re-runs the select_sweeps / scalogram jobs.
 SELECTION_ARGS = json_arg(PARAMS["sweeps"])
 SCALOGRAM_ARGS = json_arg(PARAMS["scalogram"])
+# The EP features read the ladder as sweep selection does (the sweeps: keys they share).
+FEATURE_ARGS = json_arg(PARAMS["features"])
 
 
 def published_reference_files():

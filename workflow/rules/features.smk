@@ -15,11 +15,12 @@ rule ep_features:
         mem_mb=1500,
         runtime=5,
     params:
+        args=FEATURE_ARGS,
         meta=cell_meta_args,
         protocol=CELL_PROTOCOL,
     shell:
         "sts ep-features {input.nwb:q} {output.features} --specimen-id {wildcards.specimen_id} "
-        "{params.meta} {params.protocol} 2> {log}"
+        "{params.meta} {params.args} {params.protocol} 2> {log}"
 
 
 rule ep_features_table:

@@ -1,6 +1,6 @@
 """Command line of the per-cell EP features: ``sts ep-features`` and ``sts ep-features-aggregate``.
 
-``sts ep-features NWB OUT.json --specimen-id ID [--dataset D] [--label L] [ABF protocol]`` writes
+``sts ep-features NWB OUT.json --specimen-id ID [--dataset D] [--label L] [--params JSON] [ABF protocol]`` writes
 ``{specimen_id, dataset, label, status, reason, source_file, features: {...}, info: {...}, unexpected_error}``
 (NaN features as JSON null) atomically, also for an excluded cell.
 ``sts ep-features-aggregate OUT.csv JSON...`` writes one row per cell: specimen_id, dataset,
@@ -38,14 +38,16 @@ def _json_safe(value):
     return value
 
 
-def features_file(nwb, out, specimen_id: str, dataset: str = "", label: str = "", protocol=None) -> dict:
+def features_file(nwb, out, specimen_id: str, dataset: str = "", label: str = "", protocol=None,
+                  params=None) -> dict:  # fmt: skip
     """Compute one cell's features and write its JSON record (atomically); returns the record.
 
-    ``protocol``: the step ladder of an ABF file without a command waveform (``sts.recordings.abf.Protocol``).
+    ``protocol``: the step ladder of an ABF file without a command waveform (``sts.recordings.abf.Protocol``);
+    ``params``: ``FeatureParams`` (default: its defaults).
     """
     from sts.baseline.features import FeatureParams, compute_features
 
-    result = compute_features(nwb, FeatureParams(), protocol)
+    result = compute_features(nwb, params or FeatureParams(), protocol)
     if result.status != "ok":
         log.warning("%s excluded: %s", specimen_id, result.reason)
     record = {
@@ -83,10 +85,22 @@ def aggregate(json_paths, out_csv) -> int:
     return len(records)
 
 
+def feature_params_from_json(text: str | None):
+    """``FeatureParams`` from --params (absent keys: the defaults); a bad key or value exits naming it."""
+    from sts.baseline.features import FeatureParams
+    from sts.settings import from_dict
+
+    try:
+        return from_dict(FeatureParams, json.loads(text or "{}"), "sts ep-features --params")
+    except (ValueError, TypeError) as err:
+        raise SystemExit(str(err)) from err
+
+
 def _run_features(args: argparse.Namespace) -> int:
     from sts.protocol_args import protocol_from_args
 
-    rec = features_file(args.nwb, args.out, args.specimen_id, args.dataset, args.label, protocol_from_args(args))
+    rec = features_file(args.nwb, args.out, args.specimen_id, args.dataset, args.label, protocol_from_args(args),
+                        feature_params_from_json(args.params))  # fmt: skip
     log.info("%s: %s %s", args.specimen_id, rec["status"], rec["reason"])
     return 0
 
@@ -111,6 +125,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--specimen-id", required=True)
     p.add_argument("--dataset", default="", help="dataset tag stored in the record (clamp, seq, ...)")
     p.add_argument("--label", default="", help="cell class stored in the record")
+    p.add_argument("--params", default=None, metavar="JSON",
+                   help="feature settings as JSON, e.g. {\"any_square_step\": true} (the workflow passes the keys "
+                        "its sweeps: block sets: dv_cutoff_mv_ms, long_square_names, min_step_s, any_square_step)")  # fmt: skip
     from sts.protocol_args import add_protocol_options
 
     add_protocol_options(p)

@@ -100,7 +100,11 @@ MIN_STEP_S = SelectionParams.min_step_s  # the ladder's step is found as sweep s
 
 @dataclass(frozen=True)
 class FeatureParams:
-    dv_cutoff_mv_ms: float = 20.0  # ipfx default for long squares
+    """How a cell's EP features are computed. The spike threshold and which sweeps make the ladder
+    follow the config's ``sweeps:`` block (``sts.settings.feature_params``), so the baseline reads
+    the same steps as sweep selection; the rest are ipfx's long-square choices."""
+
+    dv_cutoff_mv_ms: float = SelectionParams.dvdt_cutoff_mv_ms  # 20: ipfx's default for long squares
     filter_khz: float = 10.0  # ipfx Bessel low-pass before dV/dt
     subthresh_min_amp_pa: float = -100.0  # ipfx's choice for 20 pA coarse steps
     pre_s: float = 0.3  # data kept before the step onset (ipfx baseline needs 0.1 s)
@@ -109,19 +113,24 @@ class FeatureParams:
     long_square_names: tuple[str, ...] = SelectionParams().long_square_names
     min_step_s: float = MIN_STEP_S  # shortest step that counts as the ladder's
     delay_ratio_min: float = DELAY_RATIO_MIN  # has_delay threshold
+    any_square_step: bool = False  # NWB sweeps of any protocol name count (the step is found in the stimulus)
 
     @classmethod
     def from_dict(cls, values: dict) -> "FeatureParams":
-        """As saved with ``dataclasses.asdict``; every field required, no unknown key (they shape features)."""
+        """As saved with ``dataclasses.asdict``; every field required, no unknown key (they shape features).
+        A model saved before ``any_square_step`` existed read named long squares only (False)."""
+        values = {"any_square_step": False, **values}
         names = [f.name for f in fields(cls)]
         unknown, missing = sorted(set(values) - set(names)), [n for n in names if n not in values]
         if unknown or missing:
             raise ValueError(f"feature parameters: unknown keys {unknown}, missing keys {missing}")
-        out = {k: float(values[k]) for k in names if k != "long_square_names"}
+        if not isinstance(values["any_square_step"], bool):
+            raise ValueError(f"feature parameters: any_square_step must be true or false, not {values['any_square_step']!r}")
+        out = {k: float(values[k]) for k in names if k not in ("long_square_names", "any_square_step")}
         lsn = values["long_square_names"]
         if not isinstance(lsn, (list, tuple)) or not all(isinstance(n, str) for n in lsn):
             raise ValueError(f"feature parameters: long_square_names must be a list of names, not {lsn!r}")
-        return cls(**out, long_square_names=tuple(lsn))
+        return cls(**out, long_square_names=tuple(lsn), any_square_step=values["any_square_step"])
 
 
 @dataclass
@@ -152,8 +161,9 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
         return _failed(err, nwb_path)
     try:
         with rec:
+            by_name = rec.named_protocols and not params.any_square_step
             numbers = [n for n in rec.sweep_numbers
-                       if not rec.named_protocols or is_long_square(rec.stimulus_name(n), params.long_square_names)]
+                       if not by_name or is_long_square(rec.stimulus_name(n), params.long_square_names)]  # fmt: skip
             loaded = {n: (*rec.load(n), rec.fs_hz(n)) for n in numbers}
             # The ladder's step as sweep selection finds it (pre-pulses and test steps are not it).
             steps = ladder_steps({n: (stim, fs, rec.epochs(n)) for n, (stim, _, fs) in loaded.items()}, params.min_step_s)

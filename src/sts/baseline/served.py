@@ -232,9 +232,9 @@ class LgbmPredictor:
     ``compute_features`` with the saved parameters, then the saved booster."""
 
     def __init__(self, model_path, threads: int | None = None, selection_overrides: dict | None = None):
-        """``selection_overrides`` as for CNNs: ``long_square_names`` changes which NWB sweeps count
-        as the ladder; ``tolerance_pa`` does not apply (every long square is used); ``any_square_step``
-        is refused (the features were computed from named long squares only)."""
+        """``selection_overrides`` as for CNNs: ``long_square_names`` and ``any_square_step`` change
+        which NWB sweeps count as the ladder (the step itself is found in the stimulus either way);
+        ``tolerance_pa`` does not apply (every long square is used)."""
         self.saved = load_model(model_path)
         self.model_path = Path(model_path)
         self.threads = threads
@@ -246,8 +246,7 @@ class LgbmPredictor:
                         "empty", model_path)  # fmt: skip
         overrides = {k: v for k, v in (selection_overrides or {}).items() if v is not None}
         if overrides.get("any_square_step"):
-            raise ValueError("--any-square-step: the LightGBM baseline's features read sweeps named as long squares "
-                             "only; give your protocol names with --long-square-names")  # fmt: skip
+            self.params = replace(self.params, any_square_step=True)
         if "tolerance_pa" in overrides:
             log.info("--tolerance-pa does not apply to the LightGBM baseline (its features use every long square)")
         if overrides.get("long_square_names"):
