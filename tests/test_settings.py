@@ -15,8 +15,9 @@ from sts.acquire.cell import Sources
 from sts.acquire.labels import PatchseqColumns
 from sts.cli import SCALOGRAM_FLAGS, build_parser, selection_params, settings_from_args
 from sts.settings import (
-    ACQUIRE_DEFAULTS, QcParams, ScalogramParams, SelectionParams, SplitParams, SynthParams, TuneSettings, default,
-    rule_params,
+    ACQUIRE_DEFAULTS, DEFAULT_DEVICE, TRAIN_KEYS, CrossDatasetSettings, NormParams, PackSettings, QcParams,
+    SaliencySettings, ScalogramParams, SelectionParams, SplitParams, SynthParams, TuneSettings, cnn_params,
+    cnn_settings, default, rule_params,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,3 +120,111 @@ def test_schema_defaults_agree_with_the_dataclasses():
     assert (columns.specimen_id, columns.ttype, columns.dendrite) == (
         ACQUIRE_DEFAULTS["patchseq_id_column"], ACQUIRE_DEFAULTS["patchseq_ttype_column"],
         ACQUIRE_DEFAULTS["patchseq_dendrite_column"])
+
+
+def nested_defaults(*path: str) -> dict:
+    props = SCHEMA["properties"]
+    for key in path[:-1]:
+        props = props[key]["properties"]
+    return {k: v["default"] for k, v in props[path[-1]]["properties"].items() if "default" in v}
+
+
+def test_schema_cnn_defaults_agree_with_the_dataclasses():
+    cnn = schema_defaults("cnn")
+    assert {"input_size": cnn["input_size"], "dtype": cnn["dtype"]} == {
+        k: default(PackSettings, k) for k in ("input_size", "dtype")}
+    assert nested_defaults("cnn", "normalisation") == asdict(NormParams()) == asdict(PackSettings().normalisation)
+    assert nested_defaults("cnn", "saliency") == asdict(SaliencySettings())
+    assert schema_defaults("cross_dataset") == asdict(CrossDatasetSettings())
+    # choices: the schema's enums are the dataclasses' checks
+    props = SCHEMA["properties"]["cnn"]["properties"]
+    for value in props["dtype"]["enum"]:
+        PackSettings(dtype=value)
+    for value in props["normalisation"]["properties"]["scaling"]["enum"]:
+        NormParams(scaling=value)
+    for value in props["saliency"]["properties"]["method"]["enum"]:
+        SaliencySettings(method=value)
+    with pytest.raises(ValueError, match="expected one of"):
+        PackSettings(dtype="int8")
+    with pytest.raises(ValueError, match="expected one of"):
+        SaliencySettings(method="occlusion")
+
+
+def test_cnn_command_line_defaults_are_the_dataclass_defaults():
+    args = parse("pack", "m.csv", "dir", "out.h5")
+    assert (args.size, args.dtype, args.norm) == (default(PackSettings, "input_size"), PackSettings().dtype, None)
+    args = parse("train", "p.h5", "best.json", "out", "--arch", "resnet18")
+    assert {k: getattr(args, k) for k in TRAIN_KEYS} == {k: default(TuneSettings, k) for k in TRAIN_KEYS}
+    args = parse("explain", "model.pt", "p.h5", "out")
+    assert SaliencySettings(args.method, args.ig_steps) == SaliencySettings()
+    assert args.device == parse("evaluate", "m", "p", "o").device == DEFAULT_DEVICE == default(TuneSettings, "device")
+
+
+def test_train_params_take_the_architecture_defaults():
+    from sts.cnn.train import TrainParams
+
+    with pytest.raises(TypeError, match="max_epochs"):
+        TrainParams()  # a search fit gets cnn.max_epochs, the refit final_epochs: never a default
+    fit = TrainParams(max_epochs=7)
+    assert {k: getattr(fit, k) for k in TRAIN_KEYS} == {k: default(TuneSettings, k) for k in TRAIN_KEYS}
+
+
+@pytest.mark.parametrize("names", [(), (".test/config.yaml",), ("config/paper.yaml",)], ids=str)
+def test_cnn_config_values_reach_the_dataclasses(names):
+    """Each config as a run sees it: laid over config/config.yaml, validated (defaults filled in)."""
+    from test_config_checks import merged
+
+    config = merged(*names)
+    validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    cnn = config["cnn"]
+    for arch in cnn["architectures"]:
+        got = cnn_settings(config, arch, f"w/{arch}.pth")
+        tune = TuneSettings(**got["tune"])
+        over = cnn["overrides"].get(arch, {})
+        assert (tune.arch, tune.n_trials, tune.max_epochs, tune.seed) == (
+            arch, over.get("trials", cnn["trials"]), over.get("max_epochs", cnn["max_epochs"]),
+            over.get("seed", cnn["seed"]))
+        assert tune.space == over.get("search_space", cnn.get("search_space", {}))
+        assert (tune.pruner, tune.pruner_startup_trials, tune.pruner_warmup_epochs) == (
+            cnn["pruner"]["kind"], cnn["pruner"]["startup_trials"], cnn["pruner"]["warmup_epochs"])
+        assert (tune.weights, tune.weights_path, tune.device, tune.recalibrate_bn) == (
+            cnn["weights"], f"w/{arch}.pth", cnn["device"], cnn["recalibrate_bn"])
+        assert got["train"] == {k: getattr(tune, k) for k in TRAIN_KEYS}
+        assert got["input_size"] == over.get("input_size", cnn["input_size"])
+    shared = cnn_params(config)
+    assert NormParams.from_dict(shared["pack"]["norm"]) == NormParams(**cnn["normalisation"])
+    assert shared["pack"]["dtype"] == cnn["dtype"]
+    assert SaliencySettings(**shared["saliency"]) == SaliencySettings(**cnn["saliency"])
+
+
+def test_cnn_settings_apply_overrides_and_defaults():
+    config = {"cnn": {"architectures": ["resnet18", "inception_v3"], "trials": 9, "input_size": 128,
+                      "overrides": {"resnet18": {"seed": 4, "input_size": 96, "search_space": {"dropout": [0.5]}}}}}
+    got = cnn_settings(config, "resnet18")
+    assert got["input_size"] == 96
+    tune = TuneSettings(**got["tune"])
+    assert (tune.n_trials, tune.seed, tune.space, tune.weights_path) == (9, 4, {"dropout": [0.5]}, None)
+    # absent keys: the dataclasses' defaults (the schema's)
+    assert tune.max_epochs == default(TuneSettings, "max_epochs") and tune.pruner == default(TuneSettings, "pruner")
+    assert cnn_settings({"cnn": {}}, "densenet121")["input_size"] == default(PackSettings, "input_size")
+    other = cnn_settings(config, "inception_v3")
+    assert (other["input_size"], other["tune"]["seed"]) == (128, default(TuneSettings, "seed"))
+    with pytest.raises(ValueError, match="inception_v3"):
+        cnn_settings({"cnn": {"input_size": 64}}, "inception_v3")
+    with pytest.raises(ValueError, match="pruner"):
+        cnn_settings({"cnn": {"pruner": {"kind": "hyperband"}}}, "resnet18")
+    assert cnn_params({"cnn": {}}) == {"pack": {"norm": {}, "dtype": default(PackSettings, "dtype")},
+                                       "saliency": asdict(SaliencySettings())}
+    with pytest.raises(ValueError, match=r"cnn.normalisation: unknown settings \['gamma'\]"):
+        cnn_params({"cnn": {"normalisation": {"gamma": 2}}})
+
+
+def test_rule_params_keep_the_block_as_written():
+    """The pack rule passes the normalisation as written (Snakemake compares params by repr, so a
+    reordered or re-typed dict would re-run every finished pack job)."""
+    config = validated("config/config.yaml")
+    norm = {"log": True}
+    config["cnn"]["normalisation"] = dict(norm)
+    assert list(cnn_params(config)["pack"]["norm"]) == list(norm)
+    tune = cnn_settings(config, "resnet18")["tune"]
+    assert list(tune) == list(asdict(TuneSettings(arch="resnet18")))

@@ -30,6 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sts.settings import DEFAULT_DEVICE, CrossDatasetSettings, default
+
+MIN_CELLS_PER_CLASS = default(CrossDatasetSettings, "min_cells_per_class")
+
 log = logging.getLogger(__name__)
 
 DIRECTIONS = (("clamp", "seq"), ("seq", "clamp"))
@@ -103,7 +107,7 @@ def published_feature_cells(reference_dir, classes) -> tuple[pd.DataFrame, list[
 
 def lgbm_cross(
     cells: pd.DataFrame, features: list[str], params: dict, classes: Sequence[str], out_dir, seed: int = 0,
-    n_jobs: int = 2, min_cells_per_class: int = 2, model: str = "lightgbm",
+    n_jobs: int = 2, min_cells_per_class: int = MIN_CELLS_PER_CLASS, model: str = "lightgbm",
 ) -> pd.DataFrame:
     """Both directions for LightGBM with fixed (tuned) ``params``; returns and writes the rows."""
     import shutil
@@ -147,8 +151,9 @@ def packed_datasets(packed, manifest_csv) -> np.ndarray:
     return np.array([of[s] for s in packed.specimen_id], dtype=object)
 
 
-def cnn_cross(packed, manifest_csv, arch: str, best_params: dict, out_dir, min_cells_per_class: int = 2,
-              device: str = "auto", threads: int | None = None, **train_kwargs) -> pd.DataFrame:  # fmt: skip
+def cnn_cross(packed, manifest_csv, arch: str, best_params: dict, out_dir,
+              min_cells_per_class: int = MIN_CELLS_PER_CLASS, device: str = DEFAULT_DEVICE,
+              threads: int | None = None, **train_kwargs) -> pd.DataFrame:  # fmt: skip
     """Both directions for one CNN architecture; ``train_kwargs`` go to ``train_final``."""
     import shutil
 

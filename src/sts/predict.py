@@ -35,6 +35,7 @@ import numpy as np
 
 import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 from sts.prepared import Prepared, with_protocol_hint
+from sts.settings import DEFAULT_DEVICE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,16 +72,16 @@ class Predictor:
 
     extra_columns: tuple[str, ...] = ("ood_score", "in_distribution")  # columns after SWEEP_COLUMNS
 
-    def __init__(self, model_path: str | Path, device: str = "auto", threads: int | None = None,
+    def __init__(self, model_path: str | Path, device: str = DEFAULT_DEVICE, threads: int | None = None,
                  selection_overrides: dict | None = None):
         """``selection_overrides``: sweep settings that only decide which sweeps qualify
         (``tolerance_pa``, ``any_square_step``, ``long_square_names``), never how they are prepared."""
         import torch
 
         from sts.cnn.final import load_model
-        from sts.cnn.pack import NormParams
         from sts.cnn.train import select_device
         from sts.scalogram_file import ScalogramParams
+        from sts.settings import NormParams
         from sts.sweeps import SelectionParams
 
         if threads:
@@ -254,7 +255,7 @@ def figure_names(items: list[Item]) -> list[str]:
     return names
 
 
-def load_predictor(model_path, device: str = "auto", threads: int | None = None,
+def load_predictor(model_path, device: str = DEFAULT_DEVICE, threads: int | None = None,
                    selection_overrides: dict | None = None, calibrate: bool = True):
     """A ``Predictor`` for a CNN model.pt, an ``LgbmPredictor`` for the LightGBM baseline's model
     folder (or its model.json), a ``FusionPredictor`` for a fusion model.json; each raises
@@ -324,7 +325,7 @@ def predict_files(
     return table
 
 
-def run(model_path, inputs, out_csv, figures_dir=None, device="auto", protocol=None, threads=None,
+def run(model_path, inputs, out_csv, figures_dir=None, device=DEFAULT_DEVICE, protocol=None, threads=None,
         table=None, selection_overrides=None, calibrate=True) -> int:
     """The ``sts predict`` command: 0 when at least one file could be read."""
     files: list = find_recordings(inputs or [])

@@ -4,7 +4,10 @@ A setting has one home: the schema (``workflow/schemas/config.schema.yaml``) say
 may hold, these dataclasses give the code's defaults (``tests/test_settings.py`` checks that the
 schema's defaults agree), and the command line takes its flag defaults from them. The workflow
 passes each per-cell rule the dict its dataclass is built from (``rule_params``): exactly the
-keys that change the rule's outputs, so Snakemake's params trigger re-runs exactly what changed.
+keys that change the rule's outputs, so Snakemake's params trigger re-runs exactly what changed;
+the ``cnn:`` rules get theirs from ``cnn_settings`` (per architecture) and ``cnn_params``. The
+trigger compares each value's repr: a dict must keep its keys' order and types for an unchanged
+config, or every finished job would re-run.
 
 Standard library only: ``sts.cli`` reads these defaults while building its parser, before a
 per-cell command may import numpy (``sts.cli.single_threaded``).
@@ -12,6 +15,7 @@ per-cell command may import numpy (``sts.cli.single_threaded``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Mapping
 
@@ -173,6 +177,58 @@ CNN_SPACE: dict = {
 }
 
 
+SCALINGS = ("image", "channel", "none")
+DTYPES = ("float16", "float32")
+SALIENCY_METHODS = ("gradient", "integrated_gradients")
+
+
+@dataclass(frozen=True)
+class NormParams:
+    """Config ``cnn.normalisation``: how a scalogram becomes a network input (sts.cnn.pack); the
+    packed file and model.pt keep it as ``to_json``."""
+
+    magnitude: bool = True  # |coefficients| (the Mexican-hat CWT is signed)
+    log: bool = False  # log1p after the magnitude
+    scaling: str = "image"  # min-max to [0, 1] over the image, per channel, or none
+    imagenet: bool = True  # then (x - ImageNet mean) / ImageNet std per channel
+
+    def __post_init__(self):
+        if self.scaling not in SCALINGS:
+            raise ValueError(f"normalisation scaling {self.scaling!r}: expected one of {SCALINGS}")
+
+    @classmethod
+    def from_dict(cls, values: Mapping, what: str = "cnn.normalisation") -> "NormParams":
+        return from_dict(cls, values, what)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class PackSettings:
+    """Config ``cnn:`` ``input_size``, ``dtype``, ``normalisation``: the packed images (sts.cnn.pack)."""
+
+    input_size: int = 224  # image side (px); per architecture: cnn.overrides
+    dtype: str = "float16"  # storage type of the packed images
+    normalisation: NormParams = NormParams()
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"packed image dtype {self.dtype!r}: expected one of {DTYPES}")
+
+
+@dataclass(frozen=True)
+class SaliencySettings:
+    """Config ``cnn.saliency`` (sts.cnn.saliency)."""
+
+    method: str = "gradient"  # mean |input gradient|, or captum's Integrated Gradients
+    ig_steps: int = 32  # integration steps of Integrated Gradients
+
+    def __post_init__(self):
+        if self.method not in SALIENCY_METHODS:
+            raise ValueError(f"saliency method {self.method!r}: expected one of {SALIENCY_METHODS}")
+
+
 @dataclass(frozen=True)
 class TuneSettings:
     """Config ``cnn:``, per architecture: everything that defines its search (sts.cnn.tune; its
@@ -206,6 +262,15 @@ class TuneSettings:
         return {**CNN_SPACE, **self.space}
 
 
+@dataclass(frozen=True)
+class CrossDatasetSettings:
+    """Config ``cross_dataset:`` (sts.cross_dataset)."""
+
+    enabled: bool = False
+    architectures: list | None = None  # None: every one of cnn.architectures
+    min_cells_per_class: int = 2  # a direction runs only with this many training cells of every class
+
+
 # The EP features (sts.baseline.features.FeatureParams) read the ladder as sweep selection does:
 # sweeps: key -> FeatureParams field.
 SWEEPS_TO_FEATURES = {
@@ -223,7 +288,10 @@ def feature_params(sweeps: Mapping) -> dict:
 
 
 ACQUIRE_DEFAULTS = asdict(AcquireSettings())
-NESTED = {"QcParams": QcParams}
+DEFAULT_DEVICE = default(TuneSettings, "device")  # of every function that runs a network
+NESTED = {"QcParams": QcParams, "NormParams": NormParams}
+# The final fit takes these of its architecture's TuneSettings (sts.cnn.final.train_final).
+TRAIN_KEYS = ("seed", "weights", "weights_path", "device", "recalibrate_bn")
 
 
 def rule_params(config: Mapping) -> dict[str, dict]:
@@ -253,3 +321,45 @@ def acquire_settings(config: Mapping) -> dict:
     """The ``acquire`` block with every default filled in (values as written: they reach the
     download commands' flags)."""
     return {**ACQUIRE_DEFAULTS, **(config.get("acquire") or {})}
+
+
+# cnn: keys that cnn.overrides may replace per architecture -> TuneSettings fields.
+CNN_ARCH_KEYS = {"trials": "n_trials", "max_epochs": "max_epochs", "seed": "seed", "search_space": "space"}
+PRUNER_KEYS = {"kind": "pruner", "startup_trials": "pruner_startup_trials", "warmup_epochs": "pruner_warmup_epochs"}
+
+
+def cnn_settings(config: Mapping, arch: str, weights_path: str | None = None) -> dict:
+    """One architecture's ``cnn:`` settings, its ``cnn.overrides`` applied: ``tune``, the
+    TuneSettings fields (its search); ``train``, the TRAIN_KEYS of them (its final fit);
+    ``input_size``, the side of the packed images it reads (checked against ``arch``).
+    ``weights_path``: the pre-staged ImageNet weights file the workflow gives it, if any.
+    Absent keys take the dataclass's defaults; a bad value stops the DAG build."""
+    from sts.cnn.models import check_arch
+
+    cnn = config["cnn"]
+    over = (cnn.get("overrides") or {}).get(arch, {})
+    values = {"arch": arch, "weights_path": weights_path}
+    for key, name in CNN_ARCH_KEYS.items():
+        if key in over or key in cnn:
+            values[name] = over.get(key, cnn.get(key))
+    for key, name in PRUNER_KEYS.items():
+        if key in (cnn.get("pruner") or {}):
+            values[name] = cnn["pruner"][key]
+    for key in ("weights", "device", "recalibrate_bn"):
+        if key in cnn:
+            values[key] = cnn[key]
+    tune = asdict(from_dict(TuneSettings, values, f"cnn ({arch})"))
+    size = int(over.get("input_size", cnn.get("input_size", default(PackSettings, "input_size"))))
+    check_arch(arch, size)  # e.g. inception_v3 below 75 px
+    return {"tune": tune, "train": {k: tune[k] for k in TRAIN_KEYS}, "input_size": size}
+
+
+def cnn_params(config: Mapping) -> dict:
+    """The ``cnn:`` settings every architecture shares, as the pack and explain rules pass them:
+    ``pack``: ``norm``, the normalisation block as written (model.pt and the packed file store
+    NormParams' JSON), and ``dtype``; ``saliency``: every SaliencySettings field."""
+    cnn = config["cnn"]
+    norm = dict(cnn.get("normalisation") or {})
+    pack = from_dict(PackSettings, {"normalisation": norm, **{k: cnn[k] for k in ("dtype",) if k in cnn}}, "cnn")
+    saliency = asdict(from_dict(SaliencySettings, cnn.get("saliency") or {}, "cnn.saliency"))
+    return {"pack": {"norm": norm, "dtype": pack.dtype}, "saliency": saliency}

@@ -7,9 +7,12 @@ rules run. Handlers import torch lazily, so ``sts --help`` and the per-cell comm
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
-from sts.settings import TuneSettings, default
+from sts.settings import (
+    DTYPES, SALIENCY_METHODS, NormParams, PackSettings, SaliencySettings, TuneSettings, default,
+)
 
 
 def _json_arg(text: str | None) -> dict:
@@ -120,11 +123,12 @@ def add_parser(sub) -> None:
     p.add_argument("manifest", help="manifest CSV")
     p.add_argument("scalograms", help="folder of {specimen_id}.h5 scalogram files")
     p.add_argument("out", help="packed HDF5 file")
-    p.add_argument("--size", type=int, default=224, help="image side in px (study: 224; 299 for inception_v3)")
-    p.add_argument("--norm", default=None, help='JSON: {"magnitude": true, "log": false, "scaling": "image", '
-                   '"imagenet": true}')  # fmt: skip
+    p.add_argument("--size", type=int, default=default(PackSettings, "input_size"),
+                   help="image side in px (default %(default)s; the study: 224, 299 for inception_v3)")
+    p.add_argument("--norm", default=None, help="JSON of the normalisation, absent keys at their defaults: "
+                   f"{json.dumps(asdict(NormParams()))}".replace("%", "%%"))  # fmt: skip
     p.add_argument("--classes", nargs="+", default=None, help="class order (default: sorted labels)")
-    p.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    p.add_argument("--dtype", choices=DTYPES, default=default(PackSettings, "dtype"))
     p.set_defaults(func=_pack)
 
     p = sub.add_parser("tune", help="Optuna TPE search of one CNN over the CV folds (resumable, parallel)",
@@ -162,7 +166,7 @@ def add_parser(sub) -> None:
     p.add_argument("best_params", help="best_params.json from sts tune")
     p.add_argument("out_dir")
     p.add_argument("--arch", required=True, help="the architecture tuned in BEST_PARAMS (checked)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=default(TuneSettings, "seed"))
     p.add_argument("--preparation", default=None, help="JSON of the sweep/scalogram parameters stored in model.pt")
     _weights(p)
     _common(p)
@@ -179,8 +183,8 @@ def add_parser(sub) -> None:
     p.add_argument("model")
     p.add_argument("packed")
     p.add_argument("out_dir")
-    p.add_argument("--method", choices=["gradient", "integrated_gradients"], default="gradient")
-    p.add_argument("--ig-steps", type=int, default=32)
+    p.add_argument("--method", choices=SALIENCY_METHODS, default=default(SaliencySettings, "method"))
+    p.add_argument("--ig-steps", type=int, default=default(SaliencySettings, "ig_steps"))
     _common(p)
     p.set_defaults(func=_explain)
 

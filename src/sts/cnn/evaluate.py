@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sts.settings import DEFAULT_DEVICE
+
 log = logging.getLogger(__name__)
 
 OOD_HOLDOUT = "ood_holdout.csv"
@@ -35,7 +37,7 @@ def read_ood(meta: dict, model_path, model):
 
 
 def evaluate_model(
-    model_path: str | Path, packed, out_dir: str | Path, device: str = "auto", threads: int | None = None
+    model_path: str | Path, packed, out_dir: str | Path, device: str = DEFAULT_DEVICE, threads: int | None = None
 ) -> dict:
     """Predict every holdout cell once; write metrics.json, predictions.csv, confusion_matrix.png."""
     import torch

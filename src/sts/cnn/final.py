@@ -20,6 +20,7 @@ import pandas as pd
 
 from sts.cnn.safe_torch import plain
 from sts.cnn.train import TrainParams, fit
+from sts.settings import DEFAULT_DEVICE, TuneSettings, default
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +33,13 @@ def train_final(
     arch: str,
     best_params: dict,
     out_dir: str | Path,
-    seed: int = 0,
-    weights: str = "none",
+    seed: int = default(TuneSettings, "seed"),
+    weights: str = default(TuneSettings, "weights"),
     weights_path: str | None = None,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     preparation: dict | None = None,
     threads: int | None = None,
-    recalibrate_bn: bool = False,
+    recalibrate_bn: bool = default(TuneSettings, "recalibrate_bn"),
 ) -> Path:
     """Refit and write model.pt, history.csv and training_curves.png to ``out_dir``.
     ``best_params``: best_params.json of ``arch``'s search (its ``arch`` must be ``arch``)."""

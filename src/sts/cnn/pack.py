@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -25,30 +25,13 @@ import numpy as np
 import pandas as pd
 
 from sts.atomic import atomic_h5
+from sts.settings import NormParams, PackSettings, default
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CHANNELS = (0, 1, 0)  # scalogram channel behind each image channel
-SCALINGS = ("image", "channel", "none")
-
-
-@dataclass(frozen=True)
-class NormParams:
-    """How a scalogram becomes a network input."""
-
-    magnitude: bool = True  # |coefficients| (the Mexican-hat CWT is signed)
-    log: bool = False  # log1p after the magnitude
-    scaling: str = "image"  # min-max to [0, 1] over the image, per channel, or none
-    imagenet: bool = True  # then (x - ImageNet mean) / ImageNet std per channel
-
-    def __post_init__(self):
-        if self.scaling not in SCALINGS:
-            raise ValueError(f"normalisation scaling {self.scaling!r}: expected one of {SCALINGS}")
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
 
 
 def prepare_images(scalograms, size: tuple[int, int], norm: NormParams):
@@ -94,7 +77,7 @@ def pack(
     size: int | tuple[int, int],
     norm: NormParams = NormParams(),
     classes: list[str] | None = None,
-    dtype: str = "float16",
+    dtype: str = default(PackSettings, "dtype"),
 ) -> int:
     """Write the packed file for one input size; return the number of cells."""
     from tqdm import tqdm

@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from sts.settings import DEFAULT_DEVICE, SALIENCY_METHODS, SaliencySettings, default
+
 log = logging.getLogger(__name__)
 
-METHODS = ("gradient", "integrated_gradients")
+METHOD, IG_STEPS = default(SaliencySettings, "method"), default(SaliencySettings, "ig_steps")
 CHANNEL_NAMES = ("rheobase", "rheobase+40pA")
 
 
-def attribute(model, x, target: int, method: str = "gradient", ig_steps: int = 32):
+def attribute(model, x, target: int, method: str = METHOD, ig_steps: int = IG_STEPS):
     """Absolute attributions (B, 3, H, W) of ``target``'s logit."""
     import torch
 
@@ -38,7 +40,7 @@ def attribute(model, x, target: int, method: str = "gradient", ig_steps: int = 3
 
         ig = IntegratedGradients(model)
         return ig.attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=ig_steps).abs().detach()
-    raise ValueError(f"saliency method {method!r}: expected one of {METHODS}")
+    raise ValueError(f"saliency method {method!r}: expected one of {SALIENCY_METHODS}")
 
 
 def to_scalogram_axes(maps: np.ndarray, n_freqs: int, n_times: int) -> np.ndarray:
@@ -51,7 +53,7 @@ def to_scalogram_axes(maps: np.ndarray, n_freqs: int, n_times: int) -> np.ndarra
                          align_corners=False)[0].numpy()  # fmt: skip
 
 
-def class_saliency(model, packed, device, method: str = "gradient", batch_size: int = 32, ig_steps: int = 32):
+def class_saliency(model, packed, device, method: str = METHOD, batch_size: int = 32, ig_steps: int = IG_STEPS):
     """(saliency (K, 2, n_freqs, n_times), cells per class) over correctly classified holdout cells."""
     from tqdm import tqdm
 
@@ -79,8 +81,8 @@ def class_saliency(model, packed, device, method: str = "gradient", batch_size: 
 
 
 def explain(
-    model_path, packed, out_dir, method: str = "gradient", device: str = "auto", ig_steps: int = 32,
-    threads: int | None = None,
+    model_path, packed, out_dir, method: str = METHOD, device: str = DEFAULT_DEVICE,
+    ig_steps: int = IG_STEPS, threads: int | None = None,
 ) -> Path:
     """Write saliency.h5 and saliency.png for a saved model (see the module docstring)."""
     import torch
@@ -89,8 +91,8 @@ def explain(
     from sts.cnn.train import select_device
     from sts.atomic import atomic_h5
 
-    if method not in METHODS:
-        raise ValueError(f"saliency method {method!r}: expected one of {METHODS}")
+    if method not in SALIENCY_METHODS:
+        raise ValueError(f"saliency method {method!r}: expected one of {SALIENCY_METHODS}")
     if threads:
         torch.set_num_threads(threads)
     dev = select_device(device)

@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sts.settings import TuneSettings
+from sts.settings import DEFAULT_DEVICE, NormParams, PackSettings, SaliencySettings, TuneSettings, default
 
 
 def pack_stage(manifest_csv, scalogram_dir, out_path, size: int, norm: dict, classes: list[str] | None = None,
-               dtype: str = "float16") -> int:  # fmt: skip
+               dtype: str = default(PackSettings, "dtype")) -> int:  # fmt: skip
     """Rule ``cnn_pack``, ``sts pack``: the manifest's usable cells as one image array; returns their number.
-    ``norm``: ``NormParams`` fields; ``classes`` None: the sorted labels."""
-    from sts.cnn.pack import NormParams, pack
+    ``norm``: ``NormParams`` fields (absent: its defaults); ``classes`` None: the sorted labels."""
+    from sts.cnn.pack import pack
 
-    return pack(manifest_csv, scalogram_dir, out_path, size, NormParams(**norm), classes=classes, dtype=dtype)
+    return pack(manifest_csv, scalogram_dir, out_path, size, NormParams.from_dict(norm), classes=classes, dtype=dtype)
 
 
 def tune_stage(packed_path, out_dir, settings: TuneSettings, worker: int = 0, per_gpu: int = 1,
@@ -41,8 +41,9 @@ def tune_gather_stage(packed_path, out_dir, settings: TuneSettings, storage: str
     return tune_gather(load_packed(packed_path), out_dir, settings, storage, reports=reports)
 
 
-def train_stage(packed_path, best_params_path, out_dir, arch: str, seed: int = 0, weights: str = "none",
-                weights_path: str | None = None, device: str = "auto", recalibrate_bn: bool = False,
+def train_stage(packed_path, best_params_path, out_dir, arch: str, seed: int = default(TuneSettings, "seed"),
+                weights: str = default(TuneSettings, "weights"), weights_path: str | None = None,
+                device: str = DEFAULT_DEVICE, recalibrate_bn: bool = default(TuneSettings, "recalibrate_bn"),
                 preparation: dict | None = None, threads: int | None = None) -> Path:  # fmt: skip
     """Rule ``cnn_train``, ``sts train``: the final fit of ``arch`` with its tuned parameters
     (best_params.json of ``arch``'s search, checked by ``train_final``); returns model.pt's path."""
@@ -55,7 +56,7 @@ def train_stage(packed_path, best_params_path, out_dir, arch: str, seed: int = 0
                        recalibrate_bn=recalibrate_bn)  # fmt: skip
 
 
-def evaluate_stage(model_path, packed_path, out_dir, device: str = "auto", threads: int | None = None) -> dict:
+def evaluate_stage(model_path, packed_path, out_dir, device: str = DEFAULT_DEVICE, threads: int | None = None) -> dict:
     """Rule ``cnn_evaluate``, ``sts evaluate``: holdout metrics of a model.pt; returns them."""
     from sts.cnn.evaluate import evaluate_model
     from sts.cnn.pack import load_packed
@@ -63,8 +64,9 @@ def evaluate_stage(model_path, packed_path, out_dir, device: str = "auto", threa
     return evaluate_model(model_path, load_packed(packed_path), out_dir, device=device, threads=threads)
 
 
-def explain_stage(model_path, packed_path, out_dir, method: str = "gradient", ig_steps: int = 32,
-                  device: str = "auto", threads: int | None = None) -> Path:  # fmt: skip
+def explain_stage(model_path, packed_path, out_dir, method: str = default(SaliencySettings, "method"),
+                  ig_steps: int = default(SaliencySettings, "ig_steps"), device: str = DEFAULT_DEVICE,
+                  threads: int | None = None) -> Path:  # fmt: skip
     """Rule ``cnn_explain``, ``sts explain``: per-class saliency maps of a model.pt; returns saliency.h5's path."""
     from sts.cnn.pack import load_packed
     from sts.cnn.saliency import explain

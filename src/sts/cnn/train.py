@@ -35,13 +35,16 @@ import numpy as np
 from sts.atomic import save_torch_atomic
 from sts.cnn.models import AUX_WEIGHT, build_model, uses_aux
 from sts.cnn.safe_torch import plain, safe_load
+from sts.settings import DEFAULT_DEVICE, TuneSettings, default
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class TrainParams:
-    """Hyper-parameters of one fit (the tuned ones first)."""
+    """Hyper-parameters of one fit (the tuned ones first). ``max_epochs`` has no default: a search
+    fit gets its TuneSettings' (cnn.max_epochs), the final refit best_params.json's final_epochs;
+    the rest of the architecture's settings default to TuneSettings'."""
 
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -49,12 +52,13 @@ class TrainParams:
     decay_period: int = 10
     patience: int = 10
     dropout: float = 0.0
-    max_epochs: int = 30
-    seed: int = 0
-    weights: str = "none"
+    max_epochs: int = field(kw_only=True)
+    seed: int = default(TuneSettings, "seed")
+    weights: str = default(TuneSettings, "weights")
     weights_path: str | None = None
-    device: str = "auto"
-    recalibrate_bn: bool = False  # re-estimate batch-norm statistics on the training cells each epoch
+    device: str = DEFAULT_DEVICE
+    # re-estimate batch-norm statistics on the training cells each epoch
+    recalibrate_bn: bool = default(TuneSettings, "recalibrate_bn")
 
 
 @dataclass
@@ -71,7 +75,7 @@ class FitResult:
         return len(self.history)
 
 
-def select_device(preference: str = "auto"):
+def select_device(preference: str = DEFAULT_DEVICE):
     """``auto``: CUDA when available, else CPU; or an explicit torch device string."""
     import torch
 

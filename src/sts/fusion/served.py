@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sts.settings import DEFAULT_DEVICE
+
 log = logging.getLogger(__name__)
 
 
@@ -24,7 +26,7 @@ class FusionPredictor:
     """``load_member(path, device, threads, selection_overrides, calibrate=False)`` loads each
     member's predictor (``sts.predict.load_predictor``)."""
 
-    def __init__(self, model_path, load_member, device: str = "auto", threads: int | None = None,
+    def __init__(self, model_path, load_member, device: str = DEFAULT_DEVICE, threads: int | None = None,
                  selection_overrides: dict | None = None):  # fmt: skip
         from sts.fusion.model import load_fusion
 
