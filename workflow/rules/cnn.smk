@@ -37,8 +37,8 @@ rule cnn_pack:
         mem_mb=2000,
         runtime=120,
     params:
-        norm=CNN["normalisation"],
-        dtype=CNN["dtype"],
+        norm=CNN_PARAMS["pack"]["norm"],
+        dtype=CNN_PARAMS["pack"]["dtype"],
         classes=config["classes"],
     script:
         "../scripts/cnn_pack.py"
@@ -196,8 +196,8 @@ rule cnn_explain:
         mem_mb=CNN["mem_mb"],
         runtime=60,
     params:
-        method=CNN["saliency"]["method"],
-        ig_steps=CNN["saliency"]["ig_steps"],
+        method=CNN_PARAMS["saliency"]["method"],
+        ig_steps=CNN_PARAMS["saliency"]["ig_steps"],
         device=CNN["device"],
     script:
         "../scripts/cnn_explain.py"

@@ -10,7 +10,7 @@ from sts.config_checks import check_config
 # What the schema cannot say: keys that must agree with each other (messages name them).
 check_config(config)
 
-from sts.settings import rule_params
+from sts.settings import TuneSettings, cnn_params, cnn_settings, default, rule_params
 
 # Each block's settings as the dict its dataclass (sts.settings) is built from, computed once:
 # param functions run for every job of the DAG. Per-cell shell rules pass theirs as one
@@ -104,52 +104,32 @@ CNN = config.get("cnn")
 CNN_ARCHS = CNN["architectures"] if CNN else []
 
 
-def cnn_arch(arch):
-    """One architecture's settings: the global ones with its overrides applied."""
-    over = CNN["overrides"].get(arch, {})
-    keys = ("input_size", "trials", "max_epochs", "seed")
-    settings = {k: over.get(k, CNN[k]) for k in keys}
-    settings["search_space"] = over.get("search_space", CNN.get("search_space", {}))
-    return settings
+def cnn_weights_path(arch):
+    """A pre-staged (or fetched) ImageNet state dict, when weights are imagenet from a folder."""
+    if CNN["weights"] == "imagenet" and CNN["weights_dir"]:
+        return os.path.join(CNN["weights_dir"], f"{arch}.pth")
+    return None
 
 
-def cnn_input_size(arch):
-    from sts.cnn.models import check_arch
-
-    size = cnn_arch(arch)["input_size"]
-    # Fails the DAG build with a clear message (e.g. inception_v3 below 75 px).
-    check_arch(arch, size)
-    return size
+# Per architecture, its settings (cnn.overrides applied) as the dicts of sts.settings.cnn_settings:
+# tune (TuneSettings), train (the final fit's share of them), input_size. Checked here, so a bad
+# value stops the DAG build; each architecture's jobs get only its own.
+CNN_SETTINGS = {a: cnn_settings(config, a, cnn_weights_path(a)) for a in CNN_ARCHS}
+# What every architecture shares: the pack rule's norm and dtype, the explain rule's saliency.
+CNN_PARAMS = cnn_params(config) if CNN else {}
 
 
 def cnn_packed(wildcards):
-    return f"results/cnn/packed_{cnn_input_size(wildcards.arch)}px.h5"
+    return f"results/cnn/packed_{CNN_SETTINGS[wildcards.arch]['input_size']}px.h5"
 
 
 def cnn_weights_file(wildcards):
-    """A pre-staged (or fetched) ImageNet state dict, when weights are imagenet from a folder."""
-    if CNN["weights"] == "imagenet" and CNN["weights_dir"]:
-        return os.path.join(CNN["weights_dir"], f"{wildcards.arch}.pth")
-    return []
+    return cnn_weights_path(wildcards.arch) or []
 
 
 def cnn_tune_settings(wildcards):
     """Everything that defines one architecture's search (only its own settings)."""
-    a, p = cnn_arch(wildcards.arch), CNN["pruner"]
-    return {
-        "arch": wildcards.arch,
-        "n_trials": a["trials"],
-        "max_epochs": a["max_epochs"],
-        "seed": a["seed"],
-        "space": a["search_space"],
-        "pruner": p["kind"],
-        "pruner_startup_trials": p["startup_trials"],
-        "pruner_warmup_epochs": p["warmup_epochs"],
-        "weights": CNN["weights"],
-        "weights_path": cnn_weights_file(wildcards) or None,
-        "device": CNN["device"],
-        "recalibrate_bn": CNN["recalibrate_bn"],
-    }
+    return dict(CNN_SETTINGS[wildcards.arch]["tune"])
 
 
 def cnn_tune_workers(wildcards):
@@ -162,13 +142,7 @@ def cnn_tune_workers(wildcards):
 
 
 def cnn_train_settings(wildcards):
-    return {
-        "seed": cnn_arch(wildcards.arch)["seed"],
-        "weights": CNN["weights"],
-        "weights_path": cnn_weights_file(wildcards) or None,
-        "device": CNN["device"],
-        "recalibrate_bn": CNN["recalibrate_bn"],
-    }
+    return dict(CNN_SETTINGS[wildcards.arch]["train"])
 
 
 def cnn_preparation():

@@ -27,7 +27,7 @@ rule predict:
         figures=lambda wildcards, output: (
             f"--figures '{output.figures}'" if PREDICT["figures"] else ""
         ),
-        device=CNN["device"] if CNN else "auto",
+        device=CNN["device"] if CNN else default(TuneSettings, "device"),
     shell:
         "sts predict --model {input.model:q} --out {output.csv:q} {params.figures} "
         "--device {params.device} --threads {threads} {input.recordings:q} 2> {log}"
