@@ -6,7 +6,9 @@ Run the same config on two commits (e.g. `snakemake --cores all -d RUN_A` with e
 Snakefile), then compare: every CSV (values; NaN equal to NaN), JSON (recursively), HDF5
 (every dataset's values and dtype, every attribute) and torch file (tensors; weights-only
 loading) under SUBDIR, keys and columns that hold timings, dates, versions or absolute paths
-aside. Figures (.png/.html/.md), logs and Snakemake's bookkeeping are only checked for
+aside, and each run folder's own absolute path read as <RUN> wherever text holds it (exclusion
+reasons of cells whose files sit inside the run folder). Figures (.png/.html/.md), logs and
+Snakemake's bookkeeping are only checked for
 presence. Prints one line per differing or missing file and a summary; exit status 1 when
 anything differs.
 """
@@ -23,8 +25,16 @@ import h5py
 import numpy as np
 import pandas as pd
 
-VOLATILE = re.compile(r"(second|_s$|^s$|time|date|elapsed|duration|version|host|path|dir$|file$|sha256|log|object_id)", re.I)  # object_id: a fresh UUID in every NWB written
+VOLATILE = re.compile(r"(second|_s$|_s_|^s$|time|date|elapsed|duration|version|host|path|dir$|file$|sha256|log|object_id)", re.I)  # object_id: a fresh UUID in every NWB written
 PRESENCE_ONLY = {".png", ".html", ".md", ".log", ".txt", ".done", ".svg"}
+RUNS = {"A": "", "B": ""}  # each run folder's absolute path: read as <RUN> in text (exclusion reasons)
+
+
+def unrun(value, side: str):
+    """``value`` with its run folder's absolute path replaced by <RUN> (strings only)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value.replace(RUNS[side], "<RUN>") if isinstance(value, str) and RUNS[side] else value
 
 
 def same_values(a, b) -> bool:
@@ -56,11 +66,14 @@ def diff_json(a, b, where: str = "") -> str | None:
         return None
     if isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b):
         return None
+    a, b = unrun(a, "A"), unrun(b, "B")
     return None if a == b else f"{where}: {a!r} vs {b!r}"
 
 
 def diff_csv(a: Path, b: Path) -> str | None:
     x, y = pd.read_csv(a), pd.read_csv(b)
+    x, y = (t.apply(lambda col: col.map(lambda v: unrun(v, side)) if col.dtype == object else col)
+            for t, side in ((x, "A"), (y, "B")))  # fmt: skip
     cols = [c for c in x.columns if not VOLATILE.search(c)]
     if [c for c in y.columns if not VOLATILE.search(c)] != cols:
         return f"columns {list(x.columns)} vs {list(y.columns)}"
@@ -85,7 +98,8 @@ def diff_h5(a: Path, b: Path) -> str | None:
             for k in set(oa.attrs) | set(ob.attrs):
                 if VOLATILE.search(k):
                     continue
-                if k not in oa.attrs or k not in ob.attrs or not same_values(oa.attrs[k], ob.attrs[k]):
+                if k not in oa.attrs or k not in ob.attrs or not same_values(unrun(oa.attrs[k], "A"),
+                                                                             unrun(ob.attrs[k], "B")):
                     return f"{name} attribute {k!r} differs"
             if isinstance(oa, h5py.Dataset) and (oa.dtype != ob.dtype or not same_values(oa[()], ob[()])):
                 return f"{name} differs ({oa.dtype} {oa.shape} vs {ob.dtype} {ob.shape})"
@@ -143,6 +157,7 @@ def main() -> int:
     ap.add_argument("--subdir", default="results")
     args = ap.parse_args()
     root_a, root_b = args.run_a / args.subdir, args.run_b / args.subdir
+    RUNS.update(A=str(args.run_a.resolve()), B=str(args.run_b.resolve()))
     files = lambda root: {p.relative_to(root) for p in root.rglob("*") if p.is_file() and ".snakemake" not in p.parts}  # noqa: E731
     fa, fb = files(root_a), files(root_b)
     problems = [f"only in A: {p}" for p in sorted(fa - fb)] + [f"only in B: {p}" for p in sorted(fb - fa)]
