@@ -48,10 +48,6 @@ def write_baseline(root: Path) -> tuple[dict[str, Path], Path, Path]:
             jsons.append(root / "feats" / f"t{sid}_{k}.json")
             manifest.append((f"t{sid}_{k}", row["dataset"], label, "train"))
     aggregate(jsons, root / "features.csv")
-    # ipfx's pre-spike double-exponential fit (delay_ratio, and delay from it) is not reproducible from one call to
-    # the next on some cells (2.23 vs 3.47 on one of these): parity of the serving path is tested without them.
-    table = pd.read_csv(root / "features.csv", dtype={"specimen_id": str})
-    table.drop(columns=[c for c in ("delay_ratio", "delay") if c in table]).to_csv(root / "features.csv", index=False)
     m = pd.DataFrame(manifest, columns=["specimen_id", "dataset", "label", "split"])
     m = m.assign(status="ok", reason="", fold=np.where(m["split"] == "train", np.arange(len(m)) % 3, -1))
     m.to_csv(root / "manifest.csv", index=False)

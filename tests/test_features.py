@@ -279,3 +279,35 @@ def test_feature_params_follow_the_sweeps_block():
         assert field in names and getattr(FeatureParams(), field) == getattr(SelectionParams(), key), key
     old = {k: v for k, v in asdict(FeatureParams()).items() if k != "any_square_step"}
     assert FeatureParams.from_dict(old) == FeatureParams()  # a model saved before any_square_step existed
+
+
+def _bits(features: dict) -> dict:
+    """Feature values as exact bit patterns (NaN equal to NaN)."""
+    return {k: float(v).hex() for k, v in features.items()}
+
+
+def test_features_are_reproducible(synth_features, synth_cells):
+    """The same file gives bit-identical features on a second call in this process (other cells
+    computed in between, in another order) and in a fresh process: delay_ratio included."""
+    import subprocess
+    import sys
+
+    _, paths = synth_cells
+    first = {r["specimen_id"]: _bits(res.features) for r, res in synth_features if res.status == "ok"}
+    again = {sid: _bits(compute_features(paths[sid]).features) for sid in reversed(list(first))}
+    moved = {sid: [k for k in first[sid] if again[sid][k] != first[sid][k]] for sid in first}
+    assert not any(moved.values()), {sid: names for sid, names in moved.items() if names}
+    some = list(first)[:8]
+    code = ("import json, sys\nfrom sts.baseline.features import compute_features\n"
+            "print(json.dumps({p: {k: float(v).hex() for k, v in compute_features(p).features.items()}"
+            " for p in sys.argv[1:]}))")
+    out = subprocess.run([sys.executable, "-c", code, *(str(paths[s]) for s in some)],
+                         capture_output=True, text=True, check=True).stdout
+    fresh = json.loads(out.strip().splitlines()[-1])
+    assert {s: fresh[str(paths[s])] for s in some} == {s: first[s] for s in some}
+
+
+def test_delay_ratio_is_latency_over_the_rc_time_constant(hand):
+    """The hand cell's hero sweep rises as a passive RC membrane (TAU_S) until its first spike."""
+    f = hand.features
+    assert f["delay_ratio"] == pytest.approx(TRAINS[100.0][0] / TAU_S, rel=0.02)

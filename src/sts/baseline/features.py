@@ -17,12 +17,14 @@ names and units are those of the Allen cell-feature table and of the patch-seq E
   amplitude). Voltages in mV, ``width_long_square`` in ms, ``*_t_long_square`` in s **from
   the step onset** (the published tables count from the sweep or epoch start, which differs by
   dataset: ~1.02 s Allen, ~0.5 s patch-seq; subtract that to compare).
-* ``has_burst``, ``has_pause``, ``has_delay`` (0/1) — ipfx's burst, pause and delay analyses
-  of the hero sweep (ipfx 2.1.2's ``pause``/``burst`` wrappers are broken, so its detectors
-  are called directly). has_burst: at least one burst detected; has_pause: at least one
-  pause; has_delay: ipfx's delay ratio (latency / fitted pre-spike rise time constant, also
-  output as ``delay_ratio``) above ``FeatureParams.delay_ratio_min``. The published Allen table has these three
-  columns constant False and the patch-seq table lacks them.
+* ``has_burst``, ``has_pause``, ``has_delay`` (0/1) — ipfx's burst and pause analyses and the
+  delay ratio of the hero sweep (ipfx 2.1.2's ``pause``/``burst`` wrappers are broken, so its
+  detectors are called directly). has_burst: at least one burst detected; has_pause: at least one
+  pause; has_delay: ``delay_ratio`` above ``FeatureParams.delay_ratio_min``. ``delay_ratio`` is
+  ipfx's quantity, latency / dominant time constant of the rise from step onset to the first
+  spike, with that time constant fitted by ``sts.baseline.prespike`` (ipfx's own fit is not
+  reproducible). The published Allen table has the three has_* columns constant False and the
+  patch-seq table lacks them.
 * ``first_isi`` (ms), ``isi_cv``, ``avg_rate`` (Hz) of the hero sweep: extra, not in the
   published tables.
 
@@ -49,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sts.baseline.prespike import dominant_tau_s
 from sts.recordings import NwbReadError, open_recording
 from sts.steps import ladder_steps
 from sts.sweeps import SelectionParams, find_step, is_long_square
@@ -58,7 +61,7 @@ log = logging.getLogger(__name__)
 # Output feature name -> (where ipfx has it, ipfx key, scale to the output unit).
 #   cell: LongSquareAnalysis.analyze() result; hero: hero-sweep spike-train features;
 #   rheo_spike: first spike of the rheobase sweep; hero_extra: computed here with ipfx's
-#   burst / pause / delay functions on the hero sweep (value -> 0/1 by the rule in the docstring).
+#   burst / pause functions and sts.baseline.prespike on the hero sweep (value -> 0/1 by the rule in the docstring).
 FEATURE_MAP: dict[str, tuple[str, str, float]] = {
     "f_i_curve_slope": ("cell", "fi_fit_slope", 1.0),  # Hz/pA
     "threshold_i_long_square": ("cell", "rheobase_i", 1.0),  # pA (rheobase)
@@ -91,9 +94,9 @@ FEATURE_MAP: dict[str, tuple[str, str, float]] = {
     "width_long_square": ("rheo_spike", "width", 1e3),  # s -> ms
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_MAP)
-# has_delay: ipfx's delay ratio (latency / pre-spike rise time constant) above this. Prompt
-# first spikes give 2-7 on the synthetic cohort, delayed (late-spiking) cells ~30; the
-# published tables give no positive example to calibrate on (Allen: all False).
+# has_delay: delay ratio (latency / pre-spike rise time constant) above this. Prompt first
+# spikes give 0.2-7 on the synthetic cohort and real recordings, delayed (late-spiking) cells
+# 16-57; the published tables give no positive example to calibrate on (Allen: all False).
 DELAY_RATIO_MIN = 10.0
 MIN_STEP_S = SelectionParams.min_step_s  # the ladder's step is found as sweep selection finds it
 
@@ -284,7 +287,7 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -
         rheo_spikes = cell["spikes_set"][rheo.name]
         hero_spikes = cell["spikes_set"][hero.name]
         hero_sweep = sweep_set.sweeps[hero.name]
-        extra = _hero_extra(strf, hero_sweep, hero_spikes, duration, params.delay_ratio_min)
+        extra = _hero_extra(strf, hero_sweep, hero_spikes, params.delay_ratio_min)
 
     sources = {"cell": cell, "hero": hero, "rheo_spike": rheo_spikes.iloc[0], "hero_extra": extra}
     features = {}
@@ -298,11 +301,12 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -
     return FeatureResult("ok", "", features, info)
 
 
-def _hero_extra(strf, sweep, spikes, duration: float, delay_ratio_min: float = DELAY_RATIO_MIN) -> dict[str, float]:
-    """has_burst / has_pause / has_delay (0/1) by ipfx's detectors on the hero sweep.
+def _hero_extra(strf, sweep, spikes, delay_ratio_min: float = DELAY_RATIO_MIN) -> dict[str, float]:
+    """has_burst / has_pause (0/1) by ipfx's detectors, delay_ratio and has_delay, on the hero sweep.
 
     ipfx 2.1.2's wrappers ``strf.pause`` / ``strf.burst`` call ``spike_features.detect_*``,
     which moved to ``spike_train_features``, so the wrappers' few lines are repeated here.
+    ipfx's ``strf.delay`` is not used: its fit differs from call to call (``sts.baseline.prespike``).
     """
     out = {"burst": 0.0, "pause": 0.0}
     if len(spikes) >= 3:  # a burst or a pause needs ISIs to compare
@@ -314,7 +318,11 @@ def _hero_extra(strf, sweep, spikes, duration: float, delay_ratio_min: float = D
             spikes["slow_trough_v"].values, spikes["slow_trough_t"].values,
             spikes["threshold_v"].values, tol=0.5, pause_cost=1.0)
         out = {"burst": float(len(bursts) > 0), "pause": float(len(pauses) > 0)}
-    ratio = _num(strf.delay(sweep.t, sweep.v, spikes, 0.0, duration)[0]) if len(spikes) else math.nan
+    ratio = math.nan
+    if len(spikes):  # latency / dominant time constant of the rise from step onset to the first spike
+        latency = float(spikes["threshold_t"].values[0])
+        rise = (sweep.t >= 0.0) & (sweep.t < latency)
+        ratio = latency / dominant_tau_s(sweep.t[rise], sweep.v[rise])
     out["delay_ratio"] = ratio
     out["delay"] = float(ratio > delay_ratio_min) if np.isfinite(ratio) else math.nan
     return out
