@@ -277,8 +277,22 @@ def test_feature_params_follow_the_sweeps_block():
     names = {f.name for f in fields(FeatureParams)}
     for key, field in SWEEPS_TO_FEATURES.items():  # same defaults on both sides
         assert field in names and getattr(FeatureParams(), field) == getattr(SelectionParams(), key), key
-    old = {k: v for k, v in asdict(FeatureParams()).items() if k != "any_square_step"}
-    assert FeatureParams.from_dict(old) == FeatureParams()  # a model saved before any_square_step existed
+    old = {k: v for k, v in asdict(FeatureParams()).items() if k not in ("any_square_step", "delay_fit")}
+    # a model saved before these existed: named long squares only, ipfx's delay fit
+    assert FeatureParams.from_dict(old) == FeatureParams(delay_fit="ipfx")
+    with pytest.raises(ValueError, match="delay_fit"):
+        FeatureParams(delay_fit="scipy")
+
+
+def test_models_trained_on_ipfx_delay_fit_get_it(hand):
+    """delay_fit="ipfx" (models saved before the reproducible fit) changes delay_ratio alone, to
+    ipfx's own estimate of the same rise (the hand cell is an RC membrane: latency / TAU_S)."""
+    from sts.baseline.features import FeatureParams
+
+    ours, theirs = hand, features_from_arrays(hand_cell(), FeatureParams(delay_fit="ipfx"), source="hand")
+    assert theirs.status == "ok"
+    assert {k for k in FEATURE_NAMES if _bits({k: ours.features[k]}) != _bits({k: theirs.features[k]})} <= {"delay_ratio"}
+    assert theirs.features["delay_ratio"] == pytest.approx(TRAINS[100.0][0] / TAU_S, rel=0.1)
 
 
 def _bits(features: dict) -> dict:

@@ -117,23 +117,37 @@ class FeatureParams:
     min_step_s: float = MIN_STEP_S  # shortest step that counts as the ladder's
     delay_ratio_min: float = DELAY_RATIO_MIN  # has_delay threshold
     any_square_step: bool = False  # NWB sweeps of any protocol name count (the step is found in the stimulus)
+    # delay_ratio's time constant: "sts" (sts.baseline.prespike, reproducible) or "ipfx" (ipfx's own
+    # fit, which differs from call to call: only to serve LightGBM models trained on it)
+    delay_fit: str = "sts"
+
+    def __post_init__(self):
+        if self.delay_fit not in DELAY_FITS:
+            raise ValueError(f"feature parameters: delay_fit {self.delay_fit!r}: expected one of {DELAY_FITS}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "FeatureParams":
         """As saved with ``dataclasses.asdict``; every field required, no unknown key (they shape features).
-        A model saved before ``any_square_step`` existed read named long squares only (False)."""
-        values = {"any_square_step": False, **values}
+        A model saved before a field existed gets what the code did then (``LEGACY``)."""
+        values = {**LEGACY, **values}
         names = [f.name for f in fields(cls)]
         unknown, missing = sorted(set(values) - set(names)), [n for n in names if n not in values]
         if unknown or missing:
             raise ValueError(f"feature parameters: unknown keys {unknown}, missing keys {missing}")
         if not isinstance(values["any_square_step"], bool):
             raise ValueError(f"feature parameters: any_square_step must be true or false, not {values['any_square_step']!r}")
-        out = {k: float(values[k]) for k in names if k not in ("long_square_names", "any_square_step")}
+        kept = ("long_square_names", "any_square_step", "delay_fit")
+        out = {k: float(values[k]) for k in names if k not in kept}
         lsn = values["long_square_names"]
         if not isinstance(lsn, (list, tuple)) or not all(isinstance(n, str) for n in lsn):
             raise ValueError(f"feature parameters: long_square_names must be a list of names, not {lsn!r}")
-        return cls(**out, long_square_names=tuple(lsn), any_square_step=values["any_square_step"])
+        return cls(**out, long_square_names=tuple(lsn), any_square_step=values["any_square_step"],
+                   delay_fit=str(values["delay_fit"]))  # fmt: skip
+
+
+DELAY_FITS = ("sts", "ipfx")
+# Fields added after models were first saved, at the value that reproduces those models' features.
+LEGACY = {"any_square_step": False, "delay_fit": "ipfx"}
 
 
 @dataclass
@@ -287,7 +301,7 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -
         rheo_spikes = cell["spikes_set"][rheo.name]
         hero_spikes = cell["spikes_set"][hero.name]
         hero_sweep = sweep_set.sweeps[hero.name]
-        extra = _hero_extra(strf, hero_sweep, hero_spikes, params.delay_ratio_min)
+        extra = _hero_extra(strf, hero_sweep, hero_spikes, params, duration)
 
     sources = {"cell": cell, "hero": hero, "rheo_spike": rheo_spikes.iloc[0], "hero_extra": extra}
     features = {}
@@ -301,12 +315,13 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -
     return FeatureResult("ok", "", features, info)
 
 
-def _hero_extra(strf, sweep, spikes, delay_ratio_min: float = DELAY_RATIO_MIN) -> dict[str, float]:
+def _hero_extra(strf, sweep, spikes, params: FeatureParams, duration: float) -> dict[str, float]:
     """has_burst / has_pause (0/1) by ipfx's detectors, delay_ratio and has_delay, on the hero sweep.
 
     ipfx 2.1.2's wrappers ``strf.pause`` / ``strf.burst`` call ``spike_features.detect_*``,
     which moved to ``spike_train_features``, so the wrappers' few lines are repeated here.
-    ipfx's ``strf.delay`` is not used: its fit differs from call to call (``sts.baseline.prespike``).
+    ipfx's ``strf.delay`` serves only ``delay_fit="ipfx"``: its fit differs from call to call
+    (``sts.baseline.prespike``).
     """
     out = {"burst": 0.0, "pause": 0.0}
     if len(spikes) >= 3:  # a burst or a pause needs ISIs to compare
@@ -319,12 +334,14 @@ def _hero_extra(strf, sweep, spikes, delay_ratio_min: float = DELAY_RATIO_MIN) -
             spikes["threshold_v"].values, tol=0.5, pause_cost=1.0)
         out = {"burst": float(len(bursts) > 0), "pause": float(len(pauses) > 0)}
     ratio = math.nan
-    if len(spikes):  # latency / dominant time constant of the rise from step onset to the first spike
+    if len(spikes) and params.delay_fit == "ipfx":
+        ratio = _num(strf.delay(sweep.t, sweep.v, spikes, 0.0, duration)[0])
+    elif len(spikes):  # latency / dominant time constant of the rise from step onset to the first spike
         latency = float(spikes["threshold_t"].values[0])
         rise = (sweep.t >= 0.0) & (sweep.t < latency)
         ratio = latency / dominant_tau_s(sweep.t[rise], sweep.v[rise])
     out["delay_ratio"] = ratio
-    out["delay"] = float(ratio > delay_ratio_min) if np.isfinite(ratio) else math.nan
+    out["delay"] = float(ratio > params.delay_ratio_min) if np.isfinite(ratio) else math.nan
     return out
 
 

@@ -240,6 +240,9 @@ class LgbmPredictor:
         self.threads = threads
         self.classes = self.saved.classes
         self.params = self.saved.feature_params
+        if self.params.delay_fit == "ipfx":
+            log.warning("%s: saved before delay_ratio had a reproducible fit: served with ipfx's, which may differ "
+                        "from call to call (retrain for reproducible predictions)", model_path)  # fmt: skip
         self.extra_columns = ("ood_score", "in_distribution")  # empty for a model saved without ood
         if self.saved.ood is None:
             log.warning("%s: saved without out-of-distribution statistics: ood_score and in_distribution stay "
