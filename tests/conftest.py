@@ -91,6 +91,17 @@ def rename_long_squares(src: Path, dst: Path, name: str = "IV steps") -> int:
     return len(renamed)
 
 
+def pytest_collection_finish(session):
+    """The pip resolutions of test_envs.py wait on the network for ~20 s: started as soon as a test
+    that needs them is collected, they overlap with the tests that run before it."""
+    if session.config.option.collectonly:
+        return
+    for item in session.items:
+        if "pip_resolutions" in getattr(item, "fixturenames", ()):
+            item.module.start_pip_resolutions()
+            return
+
+
 def workflow_rules() -> dict[str, dict]:
     """Rule name -> {file, directive: source text} for every rule/checkpoint of the workflow.
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import ast
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -371,7 +373,8 @@ def pypi_reachable() -> bool:
 
 
 def start_pip_resolution(path: Path, workdir: Path) -> subprocess.Popen | None:
-    """Start `pip install --dry-run` of an env's PyPI packages under its conda pins."""
+    """Start `pip install --dry-run` of an env's PyPI packages under its conda pins (stderr to a
+    file in ``workdir``, named after the env)."""
     spec = env_spec(path)
     if not spec["pip"]:
         return None
@@ -388,21 +391,33 @@ def start_pip_resolution(path: Path, workdir: Path) -> subprocess.Popen | None:
     # --isolated: PyPI as a user's conda env sees it, not this machine's pip config.
     cmd = [sys.executable, "-m", "pip", "install", "--isolated", "--dry-run", "--ignore-installed", "--quiet",
            *python, "-c", str(constraints), *(f"{n}=={v}" for n, v in spec["pip"].items())]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    with open(workdir / f"{path.stem}.err", "w") as err:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+
+
+_RESOLUTIONS: dict = {}
+
+
+def start_pip_resolutions() -> dict[Path, subprocess.Popen | None] | None:
+    """All envs' resolutions at once (they wait on the network, not on the CPU), started once per
+    session; None if PyPI is not reachable. conftest.py calls this as soon as a test that needs them
+    is collected, so that the waiting overlaps with the tests that run first."""
+    if "procs" not in _RESOLUTIONS:
+        _RESOLUTIONS["workdir"] = workdir = Path(tempfile.mkdtemp(prefix="sts-pip-"))
+        _RESOLUTIONS["procs"] = {p: start_pip_resolution(p, workdir) for p in env_files()} if pypi_reachable() else None
+    return _RESOLUTIONS["procs"]
 
 
 @pytest.fixture(scope="module")
-def pip_resolutions(tmp_path_factory):
-    """All envs' resolutions at once: they wait on the network, not on the CPU."""
-    if not pypi_reachable():
-        yield None
-        return
-    workdir = tmp_path_factory.mktemp("pip")
-    procs = {path: start_pip_resolution(path, workdir) for path in env_files()}
+def pip_resolutions():
+    procs = start_pip_resolutions()
     yield procs
-    for proc in procs.values():
+    for proc in (procs or {}).values():
         if proc is not None and proc.poll() is None:
             proc.kill()
+            proc.wait()
+    shutil.rmtree(_RESOLUTIONS.pop("workdir"), ignore_errors=True)
+    _RESOLUTIONS.clear()
 
 
 @pytest.mark.parametrize("path", [p for p in env_files() if env_spec(p)["pip"]], ids=lambda p: p.name)
@@ -415,5 +430,7 @@ def test_env_pip_section_resolves(path, pip_resolutions):
     """
     if pip_resolutions is None:
         pytest.skip("PyPI is not reachable: pip section not resolved (pins checked offline above)")
-    _, err = pip_resolutions[path].communicate(timeout=600)
-    assert pip_resolutions[path].returncode == 0, f"{path.name}: pip cannot resolve its packages:\n{err[-3000:]}"
+    proc = pip_resolutions[path]
+    proc.wait(timeout=600)
+    err = (Path(_RESOLUTIONS["workdir"]) / f"{path.stem}.err").read_text()
+    assert proc.returncode == 0, f"{path.name}: pip cannot resolve its packages:\n{err[-3000:]}"

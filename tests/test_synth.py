@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import h5py
@@ -88,10 +87,8 @@ def read_any(row, path):
 
 # --- the table -------------------------------------------------------------------------------
 
-def test_cohort_table_is_fast_deterministic_and_proportioned():
-    t = time.perf_counter()
-    df = make_cohort(5590, seed=7)
-    assert time.perf_counter() - t < 0.5  # ~15 ms; generous for loaded CI machines
+def test_cohort_table_is_deterministic_and_proportioned():
+    df = make_cohort(5590, seed=7)  # its speed (Snakemake builds it at parse time): benchmarks/bench_synth.py
     assert df.equals(make_cohort(5590, seed=7))
     assert not df.equals(make_cohort(5590, seed=8))
     assert {"specimen_id", "dataset", "label", "fs_hz", "defect", "cell_seed"} <= set(df.columns)
