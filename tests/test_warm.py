@@ -195,7 +195,21 @@ def start_blocked(tmp_path: Path, warm_dir: Path, env=None, **kw) -> tuple[subpr
     _spawned.append(client.pid)
     command = wait_for(lambda: (pid := server_pid(warm_dir)) and _children(pid), what="the command")[0]
     _spawned.append(command)
+    wait_for(lambda: acknowledged(command, err), what="the command to acknowledge")
     return client, command, err
+
+
+def acknowledged(pid: int, stderr: Path) -> bool:
+    """The forked command writes to the client's stderr and has closed its connection: it has sent
+    its acknowledgement (sts.warm_server._become_command). Before that, a server killed under it is a
+    command that never started, which the client rightly retries on a fresh server."""
+    try:
+        fds = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+        return os.readlink(f"/proc/{pid}/fd/2") == os.path.realpath(stderr) and not any(
+            f.startswith("socket:") for f in fds
+        )
+    except OSError:
+        return False
 
 
 def test_killing_the_client_kills_its_command(tmp_path, warm_dir):
