@@ -91,10 +91,22 @@ def rename_long_squares(src: Path, dst: Path, name: str = "IV steps") -> int:
     return len(renamed)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The end-to-end modules (marked slow) first, the one with most tests first; the order within a
+    module and of the others is kept. With pytest-xdist (`-n 2 --dist loadfile`, as CI runs) the
+    longest runs then start at once instead of last, beside the short tests."""
+    slow: dict = {}
+    for item in items:
+        if item.get_closest_marker("slow"):
+            slow[item.path] = slow.get(item.path, 0) + 1
+    items.sort(key=lambda item: -slow.get(item.path, 0))
+
+
 def pytest_collection_finish(session):
     """The pip resolutions of test_envs.py wait on the network for ~20 s: started as soon as a test
-    that needs them is collected, they overlap with the tests that run before it."""
-    if session.config.option.collectonly:
+    that needs them is collected, they overlap with the tests that run before it. Not in a
+    pytest-xdist worker: every worker collects every test, and the other worker is the overlap."""
+    if session.config.option.collectonly or hasattr(session.config, "workerinput"):
         return
     for item in session.items:
         if "pip_resolutions" in getattr(item, "fixturenames", ()):

@@ -28,7 +28,9 @@ import pytest
 STS = [sys.executable, "-c", "import sys; from sts.cli import main; sys.exit(main())"]
 OTHER_UID = 54321  # a throwaway uid for two-user tests (nobody has it here)
 NOT_WARM = "warm server not used"
-_spawned: list[int] = []  # pids of commands a test may leave behind (e.g. on a broken server)
+# Clients (Popen) and commands (pidfds: a pid can be reused once its process is gone, and the suite
+# spawns enough processes to wrap pid_max) that a test may leave behind, e.g. on a broken server.
+_spawned: list = []
 
 
 def warm_env(warm_dir: Path, warm: bool | None = True, **extra: str) -> dict[str, str]:
@@ -85,15 +87,35 @@ def warm_dir(tmp_path):
     d.mkdir(mode=0o700)
     yield d
     for pid in server_pids(d):  # stop the test's servers (they kill their commands)
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        stop_server(pid, d)
     while _spawned:
+        left = _spawned.pop()
+        if isinstance(left, subprocess.Popen):
+            if left.poll() is None:
+                left.kill()
+                left.wait()
+            continue
         try:
-            os.kill(_spawned.pop(), signal.SIGKILL)
+            signal.pidfd_send_signal(left, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        finally:
+            os.close(left)
+
+
+def stop_server(pid: int, warm_dir: Path) -> None:
+    """SIGTERM to the server of ``warm_dir`` with this pid, if that is still what the pid is."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        if str(warm_dir) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def good_cells(synth_cells, n):
@@ -192,11 +214,37 @@ def start_blocked(tmp_path: Path, warm_dir: Path, env=None, **kw) -> tuple[subpr
     with open(err, "w") as stderr:
         client = subprocess.Popen([*STS, "select-sweeps", str(fifo), str(tmp_path / "o.h5"), "--specimen-id", "x"],
                                   env=env or warm_env(warm_dir), stderr=stderr, **kw)  # fmt: skip
-    _spawned.append(client.pid)
-    command = wait_for(lambda: (pid := server_pid(warm_dir)) and _children(pid), what="the command")[0]
-    _spawned.append(command)
-    wait_for(lambda: acknowledged(command, err), what="the command to acknowledge")
+    _spawned.append(client)
+
+    def started() -> int | None:  # re-read each time: a command dropped before it started is retried
+        pid = server_pid(warm_dir)
+        for command in _children(pid) if pid else []:
+            try:
+                fd = os.pidfd_open(command)
+            except OSError:
+                continue
+            if acknowledged(command, err):  # checked after the pidfd pinned the process
+                _spawned.append(fd)
+                return command
+            os.close(fd)
+        return None
+
+    deadline = time.monotonic() + 120
+    while not (command := started()):
+        if time.monotonic() > deadline:
+            pid = server_pid(warm_dir)
+            kids = {c: fd_table(c) for c in (_children(pid) if pid else [])}
+            raise AssertionError(f"no acknowledged command: client {client.poll()}, server {pid}, children {kids}, "
+                                 f"stderr {err.read_text()[-2000:]!r}")  # fmt: skip
+        time.sleep(0.02)
     return client, command, err
+
+
+def fd_table(pid: int) -> dict | str:
+    try:
+        return {f.name: os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()}
+    except OSError as exc:
+        return str(exc)
 
 
 def acknowledged(pid: int, stderr: Path) -> bool:
@@ -364,7 +412,7 @@ def test_another_user_cannot_run_commands_on_a_server(tmp_path, other_user):
         assert alive(server)
     finally:
         for pid in server_pids(theirs):
-            os.kill(pid, signal.SIGTERM)
+            stop_server(pid, theirs)
         shutil.rmtree(theirs, ignore_errors=True)
 
 
