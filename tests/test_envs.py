@@ -432,5 +432,5 @@ def test_env_pip_section_resolves(path, pip_resolutions):
         pytest.skip("PyPI is not reachable: pip section not resolved (pins checked offline above)")
     proc = pip_resolutions[path]
     proc.wait(timeout=600)
-    err = (Path(_RESOLUTIONS["workdir"]) / f"{path.stem}.err").read_text()
+    err = (_RESOLUTIONS["workdir"] / f"{path.stem}.err").read_text()
     assert proc.returncode == 0, f"{path.name}: pip cannot resolve its packages:\n{err[-3000:]}"

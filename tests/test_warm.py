@@ -51,11 +51,12 @@ def quick(tmp_path: Path) -> list:
     return ["scalogram", tmp_path / "absent.h5", tmp_path / "out.h5"]
 
 
-def wait_for(condition, timeout_s: float = 120.0, what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy (no fixed sleeps in the assertions)."""
+def wait_for(condition, timeout_s: float = 120.0, what="condition"):
+    """Poll ``condition`` until it returns something truthy (no fixed sleeps in the assertions).
+    ``what`` names it in the failure: a string, or a function that says what is there at that moment."""
     deadline = time.monotonic() + timeout_s
     while not (value := condition()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what() if callable(what) else what}"
         time.sleep(0.02)
     return value
 
@@ -229,18 +230,17 @@ def start_blocked(tmp_path: Path, warm_dir: Path, env=None, **kw) -> tuple[subpr
             os.close(fd)
         return None
 
-    deadline = time.monotonic() + 120
-    while not (command := started()):
-        if time.monotonic() > deadline:
-            pid = server_pid(warm_dir)
-            kids = {c: fd_table(c) for c in (_children(pid) if pid else [])}
-            raise AssertionError(f"no acknowledged command: client {client.poll()}, server {pid}, children {kids}, "
-                                 f"stderr {err.read_text()[-2000:]!r}")  # fmt: skip
-        time.sleep(0.02)
-    return client, command, err
+    def state() -> str:
+        pid = server_pid(warm_dir)
+        kids = {c: fd_table(c) for c in (_children(pid) if pid else [])}
+        return (f"an acknowledged command: client {client.poll()}, server {pid}, children {kids}, "
+                f"stderr {err.read_text()[-2000:]!r}")  # fmt: skip
+
+    return client, wait_for(started, what=state), err
 
 
-def fd_table(pid: int) -> dict | str:
+def fd_table(pid: int) -> dict[str, str] | str:
+    """File descriptor -> what it points to, of a process; the error if it cannot be read."""
     try:
         return {f.name: os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()}
     except OSError as exc:
@@ -251,13 +251,10 @@ def acknowledged(pid: int, stderr: Path) -> bool:
     """The forked command writes to the client's stderr and has closed its connection: it has sent
     its acknowledgement (sts.warm_server._become_command). Before that, a server killed under it is a
     command that never started, which the client rightly retries on a fresh server."""
-    try:
-        fds = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
-        return os.readlink(f"/proc/{pid}/fd/2") == os.path.realpath(stderr) and not any(
-            f.startswith("socket:") for f in fds
-        )
-    except OSError:
-        return False
+    fds = fd_table(pid)
+    return isinstance(fds, dict) and fds.get("2") == os.path.realpath(stderr) and not any(
+        f.startswith("socket:") for f in fds.values()
+    )
 
 
 def test_killing_the_client_kills_its_command(tmp_path, warm_dir):
