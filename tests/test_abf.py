@@ -98,7 +98,7 @@ def test_command_in_nanoamperes_is_converted(ladder, tmp_path):
         assert [find_step(rec.stimulus_pa(k), FS_HZ).amplitude_pa for k in range(3)] == [50.0, 70.0, 90.0]
     bad = write_abf1_epochs(tmp_path / "bad_unit.abf", ladder.responses_mv[:2], 1000, 20000, 10.0, 10.0,
                             dac_unit="mV")
-    with pytest.raises(NwbReadError, match=r"bad_unit\.abf: sweep 0: the command has unit 'mV'"):
+    with pytest.raises(NwbReadError, match=r"bad_unit\.abf: voltage clamp: the command waveform \(DAC0\) is in mV"):
         open_abf(bad)
 
 

@@ -13,7 +13,9 @@ import os
 import shutil
 import subprocess
 import sys
+import struct
 import textwrap
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -166,6 +168,58 @@ def test_abf_header_counts_are_checked_before_pyabf(tmp_path, field, offset, val
     out = _select_in_subprocess(path, timeout=60)
     assert out["status"] == "excluded" and str(path) in out["reason"] and words in out["reason"], out
     assert out["peak_mb"] < 600, out
+
+
+REAL = Path(__file__).resolve().parents[2] / "shared"
+ABF2_REAL = REAL / "realdata2" / "scarpa_2025_05_06_0008_Steps_300.abf"  # epoch table on DAC0, 21 sweeps
+ABF1_DAC1_REAL = REAL / "realdata2" / "minegishi_shr_2021_07_21_05_0006.abf"  # epoch table on DAC1, 25 sweeps
+
+
+def _abf2_section(data: bytes, k: int) -> tuple[int, int, int]:
+    return struct.unpack_from("<IIi", data, 76 + 16 * k)  # block, bytes per entry, entries
+
+
+def _edit_abf2_episodes(data: bytearray) -> str:
+    data[12:16] = (2**31 - 1).to_bytes(4, "little")  # lActualEpisodes
+    return "2147483647 sweeps"
+
+
+def _edit_abf2_empty_entries(data: bytearray) -> str:
+    block, _, _ = _abf2_section(data, 11)  # the tag section: 0 bytes a tag, 2^31-1 tags
+    struct.pack_into("<IIi", data, 76 + 16 * 11, max(block, 1), 0, 2**31 - 1)
+    return "entries of 0 bytes"
+
+
+def _edit_abf2_epoch_durations(data: bytearray) -> str:
+    block, size, count = _abf2_section(data, 5)  # EpochPerDAC: lEpochInitDuration at +14, increment at +18
+    for row in range(count):
+        struct.pack_into("<ii", data, block * 512 + row * size + 14, 2**31 - 1, 2**30)
+    return ""
+
+
+def _edit_abf1_dac1_durations(data: bytearray) -> str:
+    for k in range(10, 20):  # DAC1's epochs: lEpochInitDuration (2508) and lEpochDurationInc (2588)
+        struct.pack_into("<i", data, 2508 + 4 * k, 2**31 - 1)
+        struct.pack_into("<i", data, 2588 + 4 * k, 2**30)
+    return ""
+
+
+@pytest.mark.skipif(not ABF2_REAL.is_file() or not ABF1_DAC1_REAL.is_file(), reason="no real ABF files in ../shared")
+@pytest.mark.parametrize("source, edit", [
+    (ABF2_REAL, _edit_abf2_episodes), (ABF2_REAL, _edit_abf2_empty_entries),
+    (ABF2_REAL, _edit_abf2_epoch_durations), (ABF1_DAC1_REAL, _edit_abf1_dac1_durations),
+], ids=["abf2-episodes", "abf2-empty-entries", "abf2-epoch-durations", "abf1-dac1-epoch-durations"])  # fmt: skip
+def test_real_abf_header_edits_stay_bounded(tmp_path, source, edit):
+    """Issue 27: header words that drove pyabf past 4 GB on main 579f930 (sweep count, a section of
+    0-byte entries, epoch durations that pyabf's sweepC allocates whole: 11.8 GiB) end as an
+    excluded row under a 3 GiB address-space limit; epochs are cut at the sweep's end."""
+    data = bytearray(source.read_bytes())
+    words = edit(data)
+    path = tmp_path / source.name
+    path.write_bytes(bytes(data))
+    out = _select_in_subprocess(path, timeout=60)
+    assert out["status"] == "excluded" and not out["unexpected"] and "MemoryError" not in out["reason"], out
+    assert words in out["reason"] and out["peak_mb"] < 1000, out
 
 
 # -- data from other files --------------------------------------------------------------------------

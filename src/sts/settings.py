@@ -90,6 +90,7 @@ class SelectionParams:
     plus_pa: float = 40.0  # second sweep = rheobase + plus_pa
     tolerance_pa: float = 5.0  # |amplitude - (rheobase + plus_pa)| allowed (pA)
     dvdt_cutoff_mv_ms: float = 20.0
+    min_ap_peak_mv: float = -10.0  # an action potential (rheobase) peaks at or above this
     margin_s: float = 0.05  # real data kept either side of the window while resampling
     min_step_s: float = 0.1  # shorter epochs are never the ladder's step
     long_square_names: tuple[str, ...] = ALLEN_LONG_SQUARE + MIES_LONG_SQUARE

@@ -32,25 +32,34 @@ def detect_spikes(
 
     v_mv: (n,) membrane potential in mV sampled at fs_hz.
     """
+    return detect_spike_peaks(v_mv, fs_hz, start_s, end_s, dvdt_cutoff_mv_ms)[0]
+
+
+def detect_spike_peaks(
+    v_mv: np.ndarray, fs_hz: float, start_s: float = 0.0, end_s: float | None = None,
+    dvdt_cutoff_mv_ms: float = 20.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(threshold times s, peak potentials mV) of the spikes ``detect_spikes`` finds."""
     from ipfx import spike_detector as spkd
     from ipfx.time_series_utils import calculate_dvdt
 
     v = np.asarray(v_mv, dtype=np.float64)
+    none = (np.empty(0), np.empty(0))
     if v.size < 3:
-        return np.empty(0)
+        return none
     t = np.arange(v.size) / fs_hz
     end = t[-1] if end_s is None else min(end_s, t[-1])
     if end - start_s < 3 / fs_hz:
-        return np.empty(0)
+        return none
     filt = filter_khz(fs_hz)
     dvdt = calculate_dvdt(v, t, filt)
     spikes = spkd.detect_putative_spikes(v, t, start_s, end, dv_cutoff=dvdt_cutoff_mv_ms, dvdt=dvdt)
     peaks = spkd.find_peak_indexes(v, t, spikes, end)
     spikes, peaks = spkd.filter_putative_spikes(v, t, spikes, peaks, MIN_HEIGHT_MV, MIN_PEAK_MV, dvdt=dvdt)
     if not spikes.size:
-        return np.empty(0)
+        return none
     upstrokes = spkd.find_upstroke_indexes(v, t, spikes, peaks, dvdt=dvdt)
     thresholds = spkd.refine_threshold_indexes(v, t, upstrokes, THRESH_FRAC, dvdt=dvdt)
-    thresholds, *_ = spkd.check_thresholds_and_peaks(v, t, thresholds, peaks, upstrokes, start_s, end,
-                                                     MAX_INTERVAL_S, dvdt=dvdt)  # fmt: skip
-    return t[np.asarray(thresholds, dtype=int)]
+    thresholds, peaks, *_ = spkd.check_thresholds_and_peaks(v, t, thresholds, peaks, upstrokes, start_s, end,
+                                                            MAX_INTERVAL_S, dvdt=dvdt)  # fmt: skip
+    return t[np.asarray(thresholds, dtype=int)], v[np.asarray(peaks, dtype=int)]

@@ -26,7 +26,7 @@ from sts.recordings import NwbReadError, open_recording
 from sts.recordings.common import from_hdf5, shown
 from sts.resample import resample
 from sts.settings import SelectionParams
-from sts.spikes import detect_spikes
+from sts.spikes import detect_spike_peaks
 from sts.steps import Step, ladder_steps
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,7 @@ def _select(rec, params: SelectionParams) -> Selection:
 
     cache: dict[int, np.ndarray] = {}
     n_spikes: dict[int, int] = {}
+    n_aps: dict[int, int] = {}
 
     def response(n: int) -> np.ndarray:
         if n not in cache:
@@ -166,33 +167,35 @@ def _select(rec, params: SelectionParams) -> Selection:
         return cache[n]
 
     def spikes_in_step(n: int, step: Step, fs: float) -> int:
+        """ipfx's spikes in the step (recorded); returns the action potentials among them."""
         t0, t1 = step.onset_idx / fs, (step.onset_idx + step.duration_idx) / fs
         v = response(n)[: step.onset_idx + step.duration_idx]
         if np.isnan(v[step.onset_idx :]).any():
             raise _NanSweep(n)
-        count = detect_spikes(v, fs, t0, t1, params.dvdt_cutoff_mv_ms).size
-        n_spikes[n] = count
-        return count
+        _, peaks = detect_spike_peaks(v, fs, t0, t1, params.dvdt_cutoff_mv_ms)
+        n_spikes[n], n_aps[n] = peaks.size, int(np.sum(peaks >= params.min_ap_peak_mv))
+        return n_aps[n]
 
     try:
         rheo = next((c for c in candidates if c[0] > 0 and spikes_in_step(c[1], c[2], c[3]) > 0), None)
         if rheo is None:
             top = candidates[-1][0]
             return Selection(
-                "excluded", f"no long-square sweep with a spike ({len(candidates)} sweeps up to {top:g} pA)"
+                "excluded", f"no long-square sweep with a spike peaking at or above {params.min_ap_peak_mv:g} mV "
+                f"(an action potential, sweeps.min_ap_peak_mv; {len(candidates)} sweeps up to {top:g} pA)"
             )
-        target = rheo[0] + params.plus_pa
-        near = [c for c in candidates if abs(c[0] - target) <= params.tolerance_pa and c[1] != rheo[1]]
-        if not near:
-            others = sorted((c for c in candidates if c[1] != rheo[1]), key=lambda c: (abs(c[0] - target), c[1]))
-            nearest = ", ".join(f"{c[0]:g}" for c in others[:2]) or "none"
-            hint = (f"; sweeps.tolerance_pa >= {abs(others[0][0] - target):g} would accept {others[0][0]:g} pA"
-                    if others else "")  # fmt: skip
+        lower = sorted((st.amplitude_pa, n, st, fs[n]) for n, st in steps.items() if st is not None and st.amplitude_pa < rheo[0])
+        if not lower:
             return Selection(
-                "excluded",
-                f"no sweep at rheobase+{params.plus_pa:g} pA = {target:g} ± {params.tolerance_pa:g} pA "
-                f"(rheobase {rheo[0]:g} pA; nearest amplitudes {nearest} pA{hint})",
+                "excluded", f"the lowest step ({rheo[0]:g} pA, sweep {rheo[1]}) already fires: the rheobase is not "
+                f"in this file (a ladder needs a step below its first spiking one)"
             )
+        spontaneous = _fires_spontaneously(rec, lower, rheo, response, params)
+        target = rheo[0] + params.plus_pa
+        above = [c for c in candidates if c[0] > rheo[0]]
+        near = [c for c in above if abs(c[0] - target) <= params.tolerance_pa]
+        if not near:
+            return Selection("excluded", _no_second_reason(rheo[0], target, above, params))
         second = min(near, key=lambda c: (abs(c[0] - target), c[1]))
         spikes_in_step(second[1], second[2], second[3])
         traces, baselines = [], []
@@ -224,13 +227,48 @@ def _select(rec, params: SelectionParams) -> Selection:
         "rheobase_pa": rheo[0],
         "second_offset_pa": abs(second[0] - target),
         "n_spikes": [n_spikes[rheo[1]], n_spikes[second[1]]],
+        "fires_spontaneously": spontaneous,
         "fs_source_hz": [rheo[3], second[3]],
         "onset_s": [rheo[2].onset_idx / rheo[3], second[2].onset_idx / second[3]],
         "step_s": [rheo[2].duration_idx / rheo[3], second[2].duration_idx / second[3]],
         "baseline_mv": baselines,
         "layout": rec.layout,
+        **rec.command_info(),
     }
     return Selection("ok", "", np.stack(traces).astype(np.float32), attrs)
+
+
+def _no_second_reason(rheobase: float, target: float, above: list, params: SelectionParams) -> str:
+    """Why no sweep serves as rheobase + plus_pa, and what would change that (only amplitudes
+    above the rheobase can be the second sweep)."""
+    head = (f"no sweep at rheobase+{params.plus_pa:g} pA = {target:g} ± {params.tolerance_pa:g} pA "
+            f"(rheobase {rheobase:g} pA")  # fmt: skip
+    if not above:
+        return f"{head}; the ladder ends at the rheobase, below rheobase + {params.plus_pa:g} = {target:g} pA)"
+    top = max(c[0] for c in above)
+    nearest = min(above, key=lambda c: (abs(c[0] - target), c[1]))[0]
+    hint = f"sweeps.tolerance_pa >= {abs(nearest - target):g} would accept {nearest:g} pA"
+    if top < target:
+        return f"{head}; the ladder ends at {top:g} pA, below rheobase + {params.plus_pa:g} = {target:g} pA; {hint})"
+    return f"{head}; nearest amplitude above the rheobase {nearest:g} pA; {hint})"
+
+
+def _fires_spontaneously(rec, lower: list, rheo: tuple, response, params: SelectionParams) -> bool:
+    """Whether the cell fires without depolarising current: an action potential before the
+    rheobase sweep's step, or in the highest step at or below 0 pA."""
+    amp, n, step, fs = rheo
+    v = response(n)[: step.onset_idx]
+    if v.size > 3 and not np.isnan(v).any():
+        if np.any(detect_spike_peaks(v, fs, 0.0, None, params.dvdt_cutoff_mv_ms)[1] >= params.min_ap_peak_mv):
+            return True
+    resting = [c for c in lower if c[0] <= 0]
+    if not resting:
+        return False
+    amp0, n0, step0, fs0 = resting[-1]  # up to its step's end: not the rebound after a hyperpolarising step
+    v0 = response(n0)[: step0.onset_idx + step0.duration_idx]
+    if v0.size <= 3 or np.isnan(v0).any():
+        return False
+    return bool(np.any(detect_spike_peaks(v0, fs0, 0.0, None, params.dvdt_cutoff_mv_ms)[1] >= params.min_ap_peak_mv))
 
 
 class _NanSweep(Exception):

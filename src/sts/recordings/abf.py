@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sts.recordings.abf_protocol import (EPOCH_FILE, STEP, DacWaveform, choose_dac, clean_unit, enabled_waveforms,
+                                        epoch_pieces, synthesize)  # fmt: skip
 from sts.recordings.common import MAX_FILE_SAMPLES, NwbReadError, Recording, max_samples, sampling_rate
 from sts.settings import PROTOCOL_FIELDS
 
@@ -42,9 +44,16 @@ ABF1_EPOCH_TABLE_END = 2668
 _TO_MV = {"mv": 1.0, "v": 1e3, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3}
 _TO_PA = {"pa": 1.0, "na": 1e3, "ua": 1e6, "µa": 1e6, "μa": 1e6, "a": 1e12, "fa": 1e-3}
 # Raw header fields checked before pyabf parses the header (it allocates lists of the declared counts).
+ABF_HEADER_BYTES = 6144  # ABF1's whole header; ABF2's fixed part and section map are shorter
 ABF2_SECTIONS = 18  # section map: 16-byte entries (block, entry bytes, count) from byte 76
+ABF2_DATA_SECTION = 10  # the section map's data entry: one entry a sample
+ABF2_EPISODES = 12  # uint32 lActualEpisodes
+ABF1_EPISODES = 16  # int32 lActualEpisodes
+ABF1_CHANNELS = 120  # int16 nADCNumChannels
 ABF1_TAGS = (44, 48, 64)  # lTagSectionPtr, lNumTagEntries offsets; bytes per tag
 MAX_SWEEPS = 10_000  # a cell's protocol has tens of sweeps
+MAX_SECTION_ENTRIES = 100_000  # tags, epochs, strings, synch entries (one per sweep)...
+MAX_ADC_CHANNELS = 16  # Digidata inputs
 NO_PROTOCOL = f"no command waveform and no protocol in the CSV row ({', '.join(PROTOCOL_FIELDS)})"
 
 
@@ -97,13 +106,17 @@ class AbfRecording(Recording):
     layout = "abf"
     named_protocols = False  # protocol names are each lab's own: the detected step decides
 
-    def __init__(self, abf, path: str | Path, protocol: Protocol | None = None):
+    def __init__(self, abf, path: str | Path, protocol: Protocol | None = None, raw_header: bytes = b""):
         self.abf = abf
         self.path = str(path)
         self.protocol = protocol
         self.channel = self._voltage_channel()
+        self.wave: DacWaveform | None = None
         self._command: dict[int, np.ndarray] = {}
-        unusable = self._read_command_waveform()
+        self._pieces: dict[int, list] = {}
+        unusable = self._read_command_waveform(raw_header)
+        if unusable.startswith("voltage clamp"):
+            raise NwbReadError(f"{self.path}: {unusable}: current clamp is needed")
         self.command_source = "protocol" if unusable else "waveform"
         if protocol is not None and not unusable:
             log.info("%s: the file's command waveform is used; the CSV row's protocol is ignored", self.path)
@@ -120,68 +133,97 @@ class AbfRecording(Recording):
     def _voltage_channel(self) -> int:
         """The first ADC channel in volts; channel 0 (and an error on reading) if there is none."""
         for ch, unit in enumerate(self.abf.adcUnits):
-            if unit.replace("\x00", "").strip().lower() in _TO_MV:
+            if clean_unit(unit).lower() in _TO_MV:
                 return ch
         return 0
 
-    def _dac_settings(self) -> tuple[int, int]:
-        """(nWaveformEnable, nWaveformSource) of the DAC paired with the response channel."""
-        dac = self.channel if self.abf.abfVersion["major"] == 2 or self.channel <= 1 else 0
-        if self.abf.abfVersion["major"] == 1:
-            header = self.abf._headerV1
-            if header.lDataSectionPtr * 512 < ABF1_EPOCH_TABLE_END:
-                return 0, 0
-            return header.nWaveformEnable[dac], header.nWaveformSource[dac]
-        section = self.abf._dacSection
-        if dac >= len(section.nWaveformEnable):
-            return 0, 0
-        return section.nWaveformEnable[dac], section.nWaveformSource[dac]
+    def command_info(self) -> dict:
+        """Which output the command came from, for the sweeps file."""
+        if self.command_source != "waveform" or self.wave is None:
+            return {"command_source": self.command_source}
+        return {"command_source": "epoch table" if self.wave.source == EPOCH_FILE else "stimulus file",
+                "command_dac": self.wave.dac, "command_unit": self.wave.unit,
+                "holding_pa": self.wave.holding * self.wave.to_pa}  # fmt: skip
 
-    def _read_command_waveform(self) -> str:
+    def _read_command_waveform(self, raw_header: bytes) -> str:
         """Read the command of every sweep (pA) into self._command; '' if it is usable, else why not.
 
-        Usable: a waveform is enabled (epoch table or stimulus file), pyabf can build it, it is
-        finite (pyabf gives NaN when a stimulus file is missing) and it varies somewhere.
+        Usable: a waveform in a current unit is enabled on some DAC (``abf_protocol.choose_dac``),
+        it can be built (epoch table, or a stimulus file in the ABF's folder), it is finite and it
+        varies somewhere.
         """
-        enabled, source = self._dac_settings()
-        if not enabled or source not in (1, 2):
+        abf = self.abf
+        if abf.abfVersion["major"] == 1 and abf._headerV1.lDataSectionPtr * 512 < ABF1_EPOCH_TABLE_END:
             return "the file has no command waveform"
-        if source == 2:
-            outside = self._stimulus_file_outside()
-            if outside:
-                return outside
-        varying = False
-        for n in self.sweep_numbers:
-            try:
-                self.abf.setSweep(n, channel=self.channel)
-                command = np.asarray(self.abf.sweepC, dtype=np.float64)
-            except Exception as err:  # pyabf fails in many ways on odd epoch tables or stimulus files
-                self._command.clear()
-                return f"pyabf cannot build the command of sweep {n}: {type(err).__name__}: {err}"
-            if command.size == 0 or not np.isfinite(command).all():
-                self._command.clear()
-                return f"the command of sweep {n} is not finite (stimulus file missing?)"
-            scale = _unit_scale(self.abf.sweepUnitsC or "", _TO_PA, self.path, "the command", f"sweep {n}")
-            self._command[n] = command * scale
-            varying = varying or np.ptp(command) > 0
+        try:
+            wave, why = choose_dac(enabled_waveforms(abf, raw_header), self.channel)
+        except (IndexError, KeyError, TypeError, ValueError, struct.error) as err:  # damaged DAC tables
+            return f"the DAC settings cannot be read ({type(err).__name__}: {err})"
+        if wave is None:
+            return why
+        self.wave = wave
+        n_points, scale = self._sweep_points(), wave.to_pa
+        if wave.source == EPOCH_FILE:
+            for n, pieces in zip(self.sweep_numbers, epoch_pieces(wave, len(self.sweep_numbers), n_points)):
+                self._pieces[n] = pieces
+                self._command[n] = synthesize(pieces, n_points) * scale
+        else:
+            why = self._stimulus_file_problem(wave.dac)
+            if why:
+                return why
+            for n in self.sweep_numbers:
+                try:
+                    command = np.asarray(abf.stimulusByChannel[wave.dac].stimulusWaveform(n), dtype=np.float64)
+                except Exception as err:  # pyabf fails in many ways on odd stimulus files
+                    self._command.clear()
+                    return f"pyabf cannot read the stimulus file of sweep {n}: {type(err).__name__}: {err}"
+                self._command[n] = command * scale
+        bad = next((n for n, c in self._command.items() if c.size == 0 or not np.isfinite(c).all()), None)
+        if bad is not None:
+            self._command.clear()
+            return f"the command of sweep {bad} is not finite (stimulus file missing?)"
+        varying = any(np.ptp(c) > 0 for c in self._command.values())
         return "" if varying else "the command waveform is constant"
 
-    def _stimulus_file_outside(self) -> str:
-        """Why the stimulus file pyabf would read (a header path, the working directory, ...) is
-        not used: it lies outside the ABF's folder (another local file pulled in); '' if inside."""
+    def _stimulus_file_problem(self, dac: int) -> str:
+        """Why the stimulus file pyabf would read for ``dac`` is not used ('' if it can be): pyabf
+        reads it for the DAC numbered like an input only; it must lie in the ABF's folder (not
+        another local file pulled in) and pass the header checks of any ABF file."""
         import pyabf.stimulus
 
+        if dac >= len(self.abf.stimulusByChannel):
+            return f"the waveform of DAC{dac} comes from a stimulus file, which is read only for DAC0-{len(self.abf.stimulusByChannel) - 1}"
         try:
-            found = pyabf.stimulus.findStimulusWaveformFile(self.abf, self.channel)
+            found = pyabf.stimulus.findStimulusWaveformFile(self.abf, dac)
         except Exception as err:  # odd string tables
             return f"its stimulus file cannot be located ({type(err).__name__}: {err})"
-        if found and Path(found).resolve().parent != Path(self.path).resolve().parent:
+        if not found:
+            return ""
+        if Path(found).resolve().parent != Path(self.path).resolve().parent:
             return f"its stimulus file {found} lies outside the ABF's folder: refused"
+        try:
+            check_header(found)
+        except NwbReadError as err:
+            return f"its stimulus file is refused: {err}"
         return ""
 
     @property
     def sweep_numbers(self) -> list[int]:
         return list(self.abf.sweepList)
+
+    def _sweep_points(self) -> int:
+        return int(self.abf.sweepPointCount)
+
+    def _sweep_span(self, n: int) -> tuple[int, int]:
+        """First sample and sample count of sweep ``n`` in each row of ``abf.data`` (as pyabf's
+        setSweep, without rebuilding the epoch table of every sweep on each call)."""
+        abf = self.abf
+        synch = getattr(abf, "_synchArraySection", None)
+        lengths = list(getattr(synch, "lLength", []) or []) if abf.sweepCount > 1 else []
+        if len(set(lengths)) > 1:
+            per = [int(x) // abf.channelCount for x in lengths]
+            return sum(per[:n]), per[n]
+        return abf.sweepPointCount * n, abf.sweepPointCount
 
     def fs_hz(self, sweep_number: int) -> float:
         return sampling_rate(self.abf.dataRate, f"{self.path}: sweep {sweep_number}")
@@ -196,8 +238,7 @@ class AbfRecording(Recording):
         self._check(n)
         if self.command_source == "waveform":
             return self._command[n].copy()
-        self.abf.setSweep(n, channel=self.channel)
-        size, fs, p = self.abf.sweepY.size, self.fs_hz(n), self.protocol
+        size, fs, p = self._sweep_span(n)[1], self.fs_hz(n), self.protocol
         t = np.arange(size) / fs
         return np.where((t >= p.onset_s) & (t < p.onset_s + p.duration_s), p.amplitude_pa(n), 0.0)
 
@@ -205,43 +246,31 @@ class AbfRecording(Recording):
         """Membrane potential (mV), float64, from the voltage ADC channel."""
         n = sweep_number
         self._check(n)
+        where = f"sweep {n} (channel {self.channel})"
+        unit = self.abf.adcUnits[self.channel]
+        scale = _unit_scale(unit, _TO_MV, self.path, "the response (current clamp needs a voltage)", where)
         try:
-            self.abf.setSweep(n, channel=self.channel)
-            unit = self.abf.adcUnits[self.channel]
-            values = np.array(self.abf.sweepY, dtype=np.float64)
+            start, count = self._sweep_span(n)
+            values = np.array(self.abf.data[self.channel, start : start + count], dtype=np.float64)
         except Exception as err:
             raise NwbReadError(f"{self.path}: cannot read the response of sweep {n}: {err}") from err
-        where = f"sweep {n} (channel {self.channel})"
-        return values * _unit_scale(unit, _TO_MV, self.path, "the response (current clamp needs a voltage)", where)
+        if values.size < 2:
+            raise NwbReadError(f"{self.path}: the response of sweep {n} has no samples")
+        return values * scale
 
     def epochs(self, sweep_number: int):
-        """The epoch table's pieces of the sweep (``sts.steps.Epochs``): boundaries from pyabf's
-        ``sweepEpochs``, levels read off the command (NaN for ramps and pulse trains); None when
-        the command comes from the CSV protocol or pyabf gives no table."""
-        from sts.steps import TOLERANCE_PA, Epochs
+        """The epoch table's pieces of the sweep (``sts.steps.Epochs``): levels of step epochs in pA,
+        NaN for ramps and pulse trains; None when the command comes from the CSV protocol or a
+        stimulus file."""
+        from sts.steps import Epochs
 
-        if self.command_source != "waveform":
+        pieces = self._pieces.get(sweep_number)
+        if self.command_source != "waveform" or not pieces:
             return None
-        command = self._command[sweep_number]
-        try:
-            self.abf.setSweep(sweep_number, channel=self.channel)
-            table = self.abf.sweepEpochs
-            bounds = [(int(a), int(b), str(kind)) for a, b, kind in zip(table.p1s, table.p2s, table.types)]
-        except Exception:  # no or odd epoch table: the command trace is segmented instead
-            return None
-        bounds = [(a, min(b, command.size), kind) for a, b, kind in bounds if 0 <= a < min(b, command.size)]
-        if not bounds or bounds[0][0] != 0:
-            return None
-        if bounds[-1][1] < command.size:  # holding after the last epoch
-            bounds.append((bounds[-1][1], command.size, "Step"))
-        levels = []
-        for a, b, kind in bounds:
-            seg = command[a:b]
-            levels.append(float(np.median(seg)) if kind == "Step" and np.ptp(seg) <= TOLERANCE_PA else np.nan)
-        starts, stops = (np.array([x[i] for x in bounds], dtype=np.int64) for i in (0, 1))
-        if np.any(starts[1:] != stops[:-1]):  # gaps or overlaps: not a table we understand
-            return None
-        return Epochs(starts, stops, np.array(levels))
+        starts = np.array([p[0] for p in pieces], dtype=np.int64)
+        stops = np.array([p[1] for p in pieces], dtype=np.int64)
+        levels = np.array([p[3] * self.wave.to_pa if p[2] == STEP else np.nan for p in pieces])
+        return Epochs(starts, stops, levels)
 
     def stimulus_name(self, sweep_number: int) -> str:
         """'Long Square' when the longest deviation from holding is a square step of 0.5-2 s."""
@@ -259,46 +288,73 @@ class AbfRecording(Recording):
         """pyabf reads the whole file at open and keeps no handle; drop the data."""
         self.abf = None
         self._command.clear()
+        self._pieces.clear()
 
 
 def open_abf(path: str | Path, protocol: Protocol | None = None) -> AbfRecording:
-    """Open an ABF file; raises NwbReadError (with the path) if it is unreadable, has no voltage
-    channel data, or has neither a command waveform nor ``protocol``."""
+    """Open an ABF file; raises NwbReadError (with the path) if it is unreadable, declares sizes
+    beyond the readers' bounds, records in voltage clamp, has no voltage channel data, or has
+    neither a command waveform nor ``protocol``."""
     import pyabf  # imported here: only ABF cohorts pay for it
 
-    _check_raw_header(path)
+    raw = check_header(path)
+    try:
+        abf = pyabf.ABF(str(path))
+    except Exception as err:
+        raise NwbReadError(f"unreadable ABF file {path}: {type(err).__name__}: {err}") from err
+    return AbfRecording(abf, path, protocol, raw)
+
+
+def check_header(path) -> bytes:
+    """The file's raw header (first 6144 bytes) once what it declares fits the readers' bounds:
+    first the words pyabf sizes its lists by (``_check_raw_header``), then pyabf's reading of
+    the header without the data (``_check_sizes``)."""
+    import pyabf
+
+    raw = _check_raw_header(path)
     try:
         header = pyabf.ABF(str(path), loadData=False)
     except Exception as err:  # pyabf raises struct, index, value, unicode... errors on bad files
         raise NwbReadError(f"unreadable ABF file {path}: {type(err).__name__}: {err}") from err
     _check_sizes(header, path)
-    try:
-        abf = pyabf.ABF(str(path))
-    except Exception as err:
-        raise NwbReadError(f"unreadable ABF file {path}: {type(err).__name__}: {err}") from err
-    return AbfRecording(abf, path, protocol)
+    return raw
 
 
-def _check_raw_header(path) -> None:
-    """The header's section map (ABF2) or tag table (ABF1) must lie inside the file: pyabf makes
-    lists of the declared entry counts before reading them."""
+def _check_raw_header(path) -> bytes:
+    """Refuse a header whose counts would make pyabf allocate before any other check: episodes
+    (``list(range(sweeps))``), section entries (ABF2 section map) and tags (ABF1) within bounds,
+    every declared block inside the file. Returns the header's bytes."""
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            head = fh.read(76 + 16 * ABF2_SECTIONS)
+            head = fh.read(ABF_HEADER_BYTES)
     except OSError as err:
         raise NwbReadError(f"unreadable ABF file {path}: {err}") from err
-    if head[:4] == b"ABF2" and len(head) == 76 + 16 * ABF2_SECTIONS:
-        entries = [struct.unpack_from("<IIi", head, 76 + 16 * k) for k in range(ABF2_SECTIONS)]
-    elif head[:4] == b"ABF " and len(head) >= 52:
+    where = f"unreadable ABF file {path}: the header"
+    if head[:4] == b"ABF2" and len(head) >= 76 + 16 * ABF2_SECTIONS:
+        episodes = struct.unpack_from("<I", head, ABF2_EPISODES)[0]
+        entries = [(k, *struct.unpack_from("<IIi", head, 76 + 16 * k)) for k in range(ABF2_SECTIONS)]
+    elif head[:4] == b"ABF " and len(head) >= ABF1_CHANNELS + 2:
+        episodes = struct.unpack_from("<i", head, ABF1_EPISODES)[0]
+        channels = struct.unpack_from("<h", head, ABF1_CHANNELS)[0]
+        if not 1 <= channels <= MAX_ADC_CHANNELS:
+            raise NwbReadError(f"{where} declares {channels} input channels (1-{MAX_ADC_CHANNELS} allowed)")
         pointer, count = struct.unpack_from("<ii", head, ABF1_TAGS[0])
-        entries = [(max(pointer, 0), ABF1_TAGS[2], count)]
+        entries = [(-1, max(pointer, 0), ABF1_TAGS[2], count)]
     else:
-        return  # pyabf says what is wrong
-    for block, entry_bytes, count in entries:
-        if count > 0 and block * 512 + entry_bytes * count > size:
-            raise NwbReadError(f"unreadable ABF file {path}: the header declares {count} entries of {entry_bytes} "
-                               f"bytes at byte {block * 512}, beyond the file's end ({size} bytes)")  # fmt: skip
+        return head  # pyabf says what is wrong
+    if not 0 <= episodes <= MAX_SWEEPS:
+        raise NwbReadError(f"{where} declares {episodes} sweeps (at most {MAX_SWEEPS})")
+    for k, block, entry_bytes, count in entries:
+        if count <= 0:
+            continue
+        most = MAX_FILE_SAMPLES if k == ABF2_DATA_SECTION else MAX_SECTION_ENTRIES
+        declares = f"{where} declares {count} entries of {entry_bytes} bytes at byte {block * 512}"
+        if block * 512 + entry_bytes * count > size:
+            raise NwbReadError(f"{declares}, beyond the file's end ({size} bytes)")
+        if entry_bytes <= 0 or count > most:
+            raise NwbReadError(f"{declares} (at most {most} entries of at least 1 byte)")
+    return head
 
 
 def _check_sizes(header, path) -> None:

@@ -192,6 +192,10 @@ class Recording(ABC):
         (the command trace is then segmented)."""
         return None
 
+    def command_info(self) -> dict:
+        """Where the command came from (ABF: the DAC, its unit, the holding level), for the sweeps file."""
+        return {}
+
     @property
     @abstractmethod
     def sweep_numbers(self) -> list[int]: ...
