@@ -12,6 +12,8 @@
   (announces the full length, sends half the body, closes the connection), ``"416"`` (range not
   satisfiable, whatever was asked, with ``Content-Range: bytes */<size>``), ``"416-bare"`` (the same
   without Content-Range), ``"pass"`` (none).
+* Endless bodies: ``streams[path] = n`` sends ``n`` blocks of 64 KiB, chunked, without announcing a
+  length (the bytes the client took are counted as they go).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class FakeServer:
         self.patterns: list[tuple[re.Pattern, object]] = []
         self.faults: dict[str, list[str]] = defaultdict(list)
         self.no_range: set[str] = set()  # paths served as by a server without Range support
+        self.streams: dict[str, int] = {}  # path -> 64 KiB blocks sent chunked, no length announced
         self.requests: dict[str, int] = defaultdict(int)
         self.bytes_sent: dict[str, int] = defaultdict(int)
         self.ranges: dict[str, list[str]] = defaultdict(list)
@@ -161,10 +164,28 @@ def _handler(server: FakeServer):
             server.count(path, len(body), header)
             self.wfile.write(body)
 
+        def _stream(self, path: str) -> None:
+            server.count(path, 0, self.headers.get("Range"))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            block = bytes(1 << 16)
+            try:
+                for _ in range(server.streams[path]):
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                    with server.lock:
+                        server.bytes_sent[path] += len(block)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:  # the client stopped reading
+                self.close_connection = True
+
         def do_GET(self):
             parts = urlsplit(self.path)
             path, query = parts.path, parse_qs(parts.query)
             if self._fault(path):
+                return
+            if path in server.streams:
+                self._stream(path)
                 return
             if path in server.files:
                 self._file(path)

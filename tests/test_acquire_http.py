@@ -95,10 +95,11 @@ def test_416_that_does_not_give_the_partial_size_restarts(server, tmp_path, faul
 
 
 def test_416_for_a_complete_partial_file_finishes_it(server, tmp_path):
+    """Only with a checksum, which proves the bytes are the file's (without one: restarted, below)."""
     data = server.files["/f.bin"]
     dest = tmp_path / "k.bin"
     part_path(dest).write_bytes(data)  # a run killed between the last byte and the rename
-    result = download(f"{server.url}/f.bin", dest, policy=FAST)
+    result = download(f"{server.url}/f.bin", dest, checksum=("sha256", hashlib.sha256(data).hexdigest()), policy=FAST)
     assert dest.read_bytes() == data and result.bytes_fetched == 0 and server.requests["/f.bin"] == 1
 
 
@@ -164,3 +165,88 @@ def test_transient_failures_past_the_retries_keep_the_partial_file(server, tmp_p
     server.reset_counters()
     assert download(f"{server.url}/f.bin", dest, policy=FAST).bytes_fetched == len(server.files["/f.bin"]) - kept
     assert server.ranges["/f.bin"] == [f"bytes={kept}-"]
+
+
+# ---------------------------------------------------------------- issue 27: redirects, body sizes, 416
+
+
+@pytest.fixture
+def elsewhere():
+    other = FakeServer().start()
+    other.files["/f.bin"] = b"not the file you asked for" * 100
+    yield other
+    other.stop()
+
+
+def test_a_redirect_to_another_host_is_refused_before_it_is_requested(server, elsewhere, tmp_path):
+    """The host rule applies to every hop, not only to the first URL (issue 27, 6)."""
+    server.route(r"/moved-away", lambda m, q: (302, f"{elsewhere.url}/f.bin"))
+    dest = tmp_path / "r.bin"
+    with pytest.raises(DownloadError, match=r"refused URL .*127\.0\.0\.1:\d+/f\.bin.*not to the API's") as err:
+        download(f"{server.url}/moved-away", dest, policy=FAST)
+    assert err.value.permanent and dict(elsewhere.requests) == {}  # never asked, nothing written
+    assert server.requests["/moved-away"] == 1 and not dest.exists() and not part_path(dest).exists()
+
+
+def test_redirects_within_the_host_are_followed_and_bounded(server, tmp_path):
+    server.route(r"/hop/(\d+)", lambda m, q: (302, f"/hop/{int(m[1]) - 1}" if int(m[1]) else "/f.bin"))
+    dest = tmp_path / "h.bin"
+    assert download(f"{server.url}/hop/3", dest, policy=FAST).size == len(server.files["/f.bin"])
+    assert dest.read_bytes() == server.files["/f.bin"]
+    with pytest.raises(DownloadError, match="more than 5 redirects") as err:
+        download(f"{server.url}/hop/9", tmp_path / "loop.bin", policy=FAST)
+    assert err.value.permanent and server.requests["/hop/9"] == 1  # not retried
+
+
+def test_a_redirect_with_a_host_rule_of_the_caller(server, elsewhere, tmp_path):
+    """DANDI content lives on another host than its API: any host, but never user info or a downgrade."""
+    from sts.acquire.http import HostRule
+
+    server.route(r"/to-s3", lambda m, q: (302, f"{elsewhere.url}/f.bin"))
+    server.route(r"/to-user", lambda m, q: (302, f"http://x@{elsewhere.url.removeprefix('http://')}/f.bin"))
+    anywhere = HostRule(server.url, same_host=False)
+    dest = tmp_path / "s3.bin"
+    download(f"{server.url}/to-s3", dest, policy=FAST, hosts=anywhere)
+    assert dest.read_bytes() == elsewhere.files["/f.bin"]
+    elsewhere.reset_counters()
+    with pytest.raises(DownloadError, match="user info"):
+        download(f"{server.url}/to-user", tmp_path / "u.bin", policy=FAST, hosts=anywhere)
+    with pytest.raises(DownloadError, match="plain http where the API is https"):
+        download(f"{server.url}/to-s3", tmp_path / "d.bin", policy=FAST, hosts=HostRule("https://api.example",
+                                                                                         same_host=False))
+    assert dict(elsewhere.requests) == {}
+
+
+@pytest.mark.parametrize("expected_size", [100_000, None])
+def test_a_body_longer_than_expected_is_cut_at_once(server, tmp_path, expected_size):
+    """64 MiB sent without a length: reading stops past the expected size (or past max_bytes when
+    nothing is expected), the partial file is deleted and the download fails at once, not retried."""
+    server.streams["/endless"] = 1024
+    dest = tmp_path / "e.bin"
+    limit = expected_size or 200_000
+    with pytest.raises(DownloadError, match=f"sends more than {limit} bytes") as err:
+        kw = {"expected_size": expected_size} if expected_size else {"max_bytes": limit}
+        download(f"{server.url}/endless", dest, policy=FAST, **kw)
+    assert err.value.permanent and server.requests["/endless"] == 1
+    assert not dest.exists() and not part_path(dest).exists()
+    # What the server managed to push into the socket buffers before the client hung up, not 64 MiB.
+    assert server.bytes_sent["/endless"] < 24 << 20
+
+
+def test_a_resumed_body_longer_than_announced_is_cut(server, tmp_path):
+    data = server.files["/f.bin"]
+    dest = tmp_path / "a.bin"
+    part_path(dest).write_bytes(data[:1000])
+    with pytest.raises(DownloadError, match="sends more than 1000 bytes"):  # the part is already as long
+        download(f"{server.url}/f.bin", dest, expected_size=1000, policy=FAST)
+    assert not part_path(dest).exists()
+
+
+def test_416_without_a_checksum_restarts_even_at_the_same_size(server, tmp_path):
+    """A stale partial file exactly as long as the remote one is not taken for it (issue 27, 6)."""
+    data = server.files["/f.bin"]
+    dest = tmp_path / "z.bin"
+    part_path(dest).write_bytes(bytes(len(data)))  # same size, other bytes
+    result = download(f"{server.url}/f.bin", dest, policy=FAST)
+    assert dest.read_bytes() == data and result.bytes_fetched == len(data)
+    assert server.ranges["/f.bin"] == [f"bytes={len(data)}-"] and server.requests["/f.bin"] == 2

@@ -81,6 +81,19 @@ def test_allen_download_link_to_another_host_is_refused(allen_api, tmp_path, lin
     assert not part_path(out).exists()
 
 
+def test_allen_download_redirected_to_another_host_is_refused(allen_api, tmp_path):
+    """The link is the API's own, but its answer redirects elsewhere: every hop meets the host rule (issue 27, 6)."""
+    api, other = allen_api
+    api.link = "/api/v2/well_known_file_download/7"
+    api.route(r"/api/v2/well_known_file_download/7", lambda m, q: (302, f"{other.url}/file.nwb"))
+    out = tmp_path / f"{SID}.nwb"
+    rep = acquire_cell(SID, "clamp", out, tmp_path / "r.json", Sources(allen_api=api.url), FAST)
+    assert dict(other.requests) == {} and rep.bytes_fetched == 0
+    assert rep.status == "excluded" and rep.reason.startswith(f"download failed: redirect of {api.url}/api/v2/")
+    assert "refused URL" in rep.reason and "not to the API's" in rep.reason
+    assert api.requests["/api/v2/well_known_file_download/7"] == 1 and not part_path(out).exists()
+
+
 def test_stale_partial_allen_file_longer_than_the_remote_one_is_refetched(acquire_services, tmp_path):
     """A partial file left by an earlier run, longer than the file now on the server: the 416
     answer to its resume request says the remote size, so it is discarded, not renamed into place."""

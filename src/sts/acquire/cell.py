@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sts.acquire.http import DownloadError, RetryPolicy, checked_url, download, session
+from sts.acquire.http import DownloadError, HostRule, RetryPolicy, checked_url, download, session
 from sts.acquire.marker import write_marker
 from sts.atomic import write_text_atomic
 from sts.settings import ACQUIRE_DEFAULTS
@@ -75,7 +75,7 @@ def _allen(specimen_id: str, out: Path, src: Sources, policy: RetryPolicy, rep: 
         return
     rep.url = allen.nwb_url(src.allen_api, specimen_id, policy, sess)
     rep.mode = "whole"
-    result = download(rep.url, out, policy=policy, sess=sess)
+    result = download(rep.url, out, policy=policy, sess=sess, hosts=HostRule(src.allen_api))  # redirects too
     rep.bytes_fetched, rep.remote_size = result.bytes_fetched, result.size
     problem = _usable_nwb(out)
     if problem:
@@ -99,7 +99,8 @@ def _dandi(specimen_id: str, out: Path, src: Sources, policy: RetryPolicy, rep: 
     rep.url, rep.remote_size, rep.mode = asset.url, asset.size, src.dandi_mode
     if src.dandi_mode == "whole":
         checksum = ("sha256", asset.sha256) if asset.sha256 else None
-        result = download(asset.url, out, expected_size=asset.size, checksum=checksum, policy=policy)
+        result = download(asset.url, out, expected_size=asset.size, checksum=checksum, policy=policy,
+                          hosts=HostRule(src.dandi_api, same_host=False))
         rep.bytes_fetched = result.bytes_fetched
         problem = _usable_nwb(out)
         if problem:

@@ -5,7 +5,9 @@ size and checksum checks; until then bytes accumulate in ``.dest.part`` and a la
 resumes from there with a ``Range`` request. 5xx answers, timeouts and broken connections
 are retried with exponential backoff; 4xx answers (404 ...) fail at once as permanent.
 Every result reports the bytes that came over the wire. ``checked_url`` vets a download URL
-that an API answer supplied before anything fetches it.
+that an API answer supplied before anything fetches it; ``download`` follows redirects itself and
+vets every hop's ``Location`` with the same rule (``HostRule``) before requesting it, and stops
+reading a body as soon as it outgrows the expected or announced size.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import LocationParseError
@@ -30,6 +32,9 @@ RETRY_STATUS = {408, 425, 429, 500, 502, 503, 504}
 USER_AGENT = "sts-acquire/0.1 (+https://github.com/smilies-polito/spike-train-scalograms)"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 UNSATISFIED_RANGE = re.compile(r"bytes\s+\*/(\d+)\s*$")  # Content-Range of a 416 answer
+REDIRECTS = {301, 302, 303, 307, 308}
+MAX_REDIRECTS = 5
+MAX_BYTES = 16 << 30  # a body of unknown size (none expected, none announced) is cut here
 
 
 class DownloadError(Exception):
@@ -139,6 +144,17 @@ def checked_url(url: str, api_base: str, what: str, same_host: bool = True) -> s
     return url
 
 
+@dataclass(frozen=True)
+class HostRule:
+    """Where a download (and every redirect it follows) may go: ``checked_url`` against ``api_base``."""
+
+    api_base: str
+    same_host: bool = True
+
+    def check(self, url: str, what: str) -> str:
+        return checked_url(url, self.api_base, what, self.same_host)
+
+
 def file_digest(path: str | Path, algorithm: str) -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
@@ -170,6 +186,30 @@ def _total_from_headers(r: requests.Response, start: int) -> int | None:
     return None
 
 
+def _get(sess, url: str, headers: dict, policy: RetryPolicy, hosts: HostRule) -> requests.Response:
+    """GET ``url`` (streamed), following at most MAX_REDIRECTS redirects; each ``Location`` must pass
+    ``hosts`` before it is requested, so a refused hop costs no request to it and no byte of a body."""
+    first = url
+    for _hop in range(MAX_REDIRECTS + 1):
+        r = sess.get(url, headers=headers, stream=True, timeout=policy.timeout_s, allow_redirects=False)
+        if r.status_code not in REDIRECTS:
+            return r
+        location = r.headers.get("Location", "")
+        r.close()
+        if not location:
+            raise DownloadError(f"HTTP {r.status_code} without a Location for {url}", r.status_code, permanent=True)
+        try:
+            target = urljoin(url, location)
+        except ValueError:
+            target = location  # checked_url says why it is unusable
+        try:
+            hosts.check(target, f"redirect of {first} (HTTP {r.status_code} from {url})")
+        except DownloadError as err:  # with the status: not retried
+            raise DownloadError(str(err), r.status_code, permanent=True) from None
+        url = target
+    raise DownloadError(f"more than {MAX_REDIRECTS} redirects for {first}", r.status_code, permanent=True)
+
+
 def download(
     url: str,
     dest: str | Path,
@@ -177,20 +217,32 @@ def download(
     checksum: tuple[str, str] | None = None,
     policy: RetryPolicy = RetryPolicy(),
     sess=None,
+    hosts: HostRule | None = None,
+    max_bytes: int = MAX_BYTES,
 ) -> DownloadResult:
     """Fetch ``url`` into ``dest`` (resumable, verified, atomic).
 
     ``checksum`` is ``(algorithm, hexdigest)``, e.g. ``("sha256", "...")``. A size or checksum
     mismatch discards the partial file and counts as a failed attempt (the next one starts
     afresh); after the last attempt it raises a permanent DownloadError. Without
-    ``expected_size`` the size the server announces is checked. A 416 answer to a resume request
-    completes the partial file only when its ``Content-Range: bytes */N`` gives exactly the
-    partial file's size; otherwise the partial file is discarded and the download restarts.
+    ``expected_size`` the size the server announces is checked.
+
+    Redirects are followed by hand (MAX_REDIRECTS at most), each target checked with ``hosts``
+    (default: the scheme, host and port of ``url`` itself) before it is requested; a refused one
+    raises a permanent DownloadError and nothing is written. A body longer than ``expected_size``,
+    else than the size the server announced, else than ``max_bytes``, is cut as soon as it
+    outgrows it: the partial file is deleted and a permanent DownloadError raised at once.
+
+    A 416 answer to a resume request completes the partial file only with a ``checksum`` (which
+    then verifies it) and when its ``Content-Range: bytes */N`` gives exactly the partial file's
+    size; otherwise (a stale part of another file of the same size cannot be told apart) the
+    partial file is discarded and the download restarts from zero.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     sess = sess or session()
+    hosts = hosts or HostRule(url)
     resumed = part.exists() and part.stat().st_size > 0
     fetched = 0
     last_error: DownloadError | None = None
@@ -200,15 +252,17 @@ def download(
             while True:
                 start = part.stat().st_size if part.exists() else 0
                 headers = {"Range": f"bytes={start}-"} if start else {}
-                with sess.get(url, headers=headers, stream=True, timeout=policy.timeout_s) as r:
+                with _get(sess, url, headers, policy, hosts) as r:
                     if r.status_code == 416 and start:
                         # Nothing after the part's end: complete only if the remote file is exactly
-                        # as long. A stale part of another (longer) file, or an answer that does not
-                        # say the remote size, is thrown away and the file fetched afresh.
+                        # as long and a checksum will tell whether these are its bytes. A stale part
+                        # of another file, or an answer that does not say the remote size, is thrown
+                        # away and the file fetched afresh.
                         total = _total_from_headers(r, start)
-                        if total != start:
-                            log.warning("partial %s has %d bytes, the remote file %s: starting afresh", part,
-                                        start, "an unknown size" if total is None else f"{total} bytes")
+                        if total != start or checksum is None:
+                            log.warning("partial %s has %d bytes, the remote file %s%s: starting afresh", part,
+                                        start, "an unknown size" if total is None else f"{total} bytes",
+                                        "" if checksum else ", no checksum to verify it")
                             part.unlink()
                             continue
                     elif r.status_code in RETRY_STATUS:
@@ -219,10 +273,23 @@ def download(
                         append = r.status_code == 206 and r.headers.get("Content-Range", "").startswith(
                             f"bytes {start}-")
                         total = _total_from_headers(r, start)
+                        want = expected_size if expected_size is not None else total
+                        cap = want if want is not None else max_bytes
+                        size, too_long = (start if append else 0), False
                         with open(part, "ab" if append else "wb") as fh:
                             for block in r.iter_content(CHUNK):
+                                too_long = size + len(block) > cap
+                                if too_long:  # stop reading at once, not after the whole body
+                                    break
                                 fh.write(block)
+                                size += len(block)
                                 fetched += len(block)
+                        if too_long:
+                            part.unlink()
+                            what = ("expected" if expected_size is not None
+                                    else "announced by the server" if total is not None else "the most accepted")
+                            raise DownloadError(f"{url} sends more than {cap} bytes ({what}): stopped, nothing kept",
+                                                r.status_code, permanent=True)
                 break
             size = part.stat().st_size
             want = expected_size if expected_size is not None else total
