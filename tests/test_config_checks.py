@@ -76,6 +76,64 @@ def test_schema_rejects_bad_values(edit, message):
         validate(config, SCHEMA)
 
 
+def _space(c: dict) -> dict:
+    return c["cnn"].setdefault("search_space", {})
+
+
+@pytest.mark.parametrize(
+    "edit, where, bound",
+    [
+        (lambda c: c["sweeps"].update(fs_hz=1e9), "['sweeps']['fs_hz']", "maximum of 50000"),
+        (lambda c: c["sweeps"].update(fs_hz=1e-3), "['sweeps']['fs_hz']", "minimum of 100"),
+        (lambda c: c["sweeps"].update(window_s=1e6), "['sweeps']['window_s']", "maximum of 10"),
+        (lambda c: c["sweeps"].update(window_s=1e-9), "['sweeps']['window_s']", "minimum of 0.05"),
+        (lambda c: c["synthetic"].update(n_cells=10**10), "['synthetic']['n_cells']", "maximum of 100000"),
+        (lambda c: c["cnn"].update(input_size=30000), "['cnn']['input_size']", "maximum of 1024"),
+        (lambda c: c["cnn"].update(overrides={"resnet18": {"input_size": 30000}}),
+         "['cnn']['overrides']['resnet18']['input_size']", "maximum of 1024"),
+        (lambda c: _space(c).update(batch_size=[32, 10**6]), "['cnn']['search_space']['batch_size'][1]",
+         "maximum of 1024"),
+        (lambda c: c["cnn"].update(max_epochs=10**9), "['cnn']['max_epochs']", "maximum of 10000"),
+        (lambda c: c["cnn"].update(trials=10**9), "['cnn']['trials']", "maximum of 10000"),
+        (lambda c: c["cnn"].update(trials_per_gpu=10**4), "['cnn']['trials_per_gpu']", "maximum of 64"),
+        (lambda c: c["cnn"].update(saliency={"ig_steps": 10**8}), "['cnn']['saliency']['ig_steps']", "maximum of 1024"),
+        (lambda c: c["baseline"].update(trials=10**9), "['baseline']['trials']", "maximum of 10000"),
+        (lambda c: c.setdefault("acquire", {}).update(block_size_kb=10**9), "['acquire']['block_size_kb']",
+         "maximum of 65536"),
+    ],
+)  # fmt: skip
+def test_schema_bounds_refuse_absurd_sizes(edit, where, bound):
+    """Sizes that would exhaust the machine (issue 27, 9: fs_hz 1e9 made every job exceed 4 GB, n_cells 1e10
+    was a MemoryError at DAG build) stop the DAG build with the key and its bound (the validation common.smk runs)."""
+    from snakemake.exceptions import WorkflowError
+
+    config = merged(".test/config.yaml")
+    edit(config)
+    with pytest.raises(WorkflowError) as err:
+        validate(config, SCHEMA)
+    assert bound in str(err.value) and f"On instance{where}:" in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"sweeps__fs_hz": 50000, "sweeps__window_s": 10, "scalogram__n_freqs": 1000},
+        {"sweeps__fs_hz": 50000, "scalogram__fmin_hz": 0.01},  # the lowest frequency's kernel: 1e7 samples
+    ],
+)
+def test_a_cwt_too_large_for_one_job_is_refused(changes):
+    config = bad(**changes)  # every key within its own bounds
+    (problem,) = config_problems(config)
+    assert problem.startswith("the CWT of one sweep would hold about ") and "sweeps.fs_hz (50000)" in problem
+
+
+def test_cwt_size_of_the_shipped_configs_is_far_below_the_bound():
+    from sts.config_checks import MAX_CWT_VALUES, cwt_values
+
+    assert cwt_values(4000, 1.2, 20, 180, "mexh") < MAX_CWT_VALUES / 50
+    assert config_problems(bad(sweeps__fs_hz=50000, sweeps__window_s=1.2)) == []  # 50 kHz itself is fine
+
+
 def bad(**changes) -> dict:
     config = copy.deepcopy(merged())
     for dotted, value in changes.items():
@@ -121,6 +179,19 @@ def test_the_dag_build_stops_before_any_job(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "scalogram.fmax_hz (2500) must be below the Nyquist frequency of sweeps.fs_hz" in out
+
+
+def test_the_dag_build_refuses_an_absurd_sampling_rate(tmp_path):
+    """sweeps.fs_hz 1e9 used to pass the DAG build, after which every job exceeded 4 GB (issue 27, 9)."""
+    over = tmp_path / "bad.yaml"
+    over.write_text(yaml.safe_dump({"sweeps": {**merged()["sweeps"], "fs_hz": 1e9}}))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--directory", str(ROOT), "--configfile", str(over)],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-2000:]
+    assert "1000000000.0 is greater than the maximum of 50000" in out and "instance['sweeps']['fs_hz']" in out
 
 
 def test_class_counts():

@@ -8,6 +8,22 @@ from __future__ import annotations
 
 import math
 
+# Values of one sweep's CWT filter bank, n_freqs x nfft (nfft: the window's samples plus the longest
+# kernel, 1 / fmin_hz long in scales): each of the bank, its spectrum and the coefficients holds about
+# this many numbers at once. 2^26 (~0.5 GB per float64 copy) is ~60x the default (180 x 6,000).
+MAX_CWT_VALUES = 1 << 26
+
+
+def cwt_values(fs_hz: float, window_s: float, fmin_hz: float, n_freqs: int, wavelet: str) -> int:
+    """About n_freqs x nfft of ``sts.scalogram.cwt`` on one window (its filter bank's size)."""
+    import pywt
+
+    from sts.scalogram import scales_for
+
+    wav = pywt.ContinuousWavelet(wavelet)
+    kernel = float(scales_for([fmin_hz], fs_hz, wavelet)[0]) * (wav.upper_bound - wav.lower_bound)
+    return int(n_freqs * (window_s * fs_hz + kernel))
+
 
 def config_problems(config: dict) -> list[str]:
     """Every cross-field problem of a schema-valid config, one message each (empty: none)."""
@@ -31,6 +47,15 @@ def config_problems(config: dict) -> list[str]:
             f"sweeps.window_s x sweeps.fs_hz ({window_s:g} s x {fs_hz:g} Hz = {samples:g}) must be a "
             "whole number of samples"
         )
+    if not problems:
+        n_freqs, wavelet = int(scal["n_freqs"]), str(scal["wavelet"])
+        values = cwt_values(fs_hz, window_s, fmin, n_freqs, wavelet)
+        if values > MAX_CWT_VALUES:
+            problems.append(
+                f"the CWT of one sweep would hold about {values:,} values per array ({values * 8 / 1e9:.1f} GB "
+                f"in float64; at most {MAX_CWT_VALUES:,}): lower sweeps.fs_hz ({fs_hz:g}), sweeps.window_s "
+                f"({window_s:g}), scalogram.n_freqs ({n_freqs}) or raise scalogram.fmin_hz ({fmin:g})"
+            )
     return problems
 
 
