@@ -642,3 +642,73 @@ def test_a_server_is_never_shared_across_slurm_jobs_or_steps(warm_dir, monkeypat
     monkeypatch.delenv("SLURM_STEP_ID")
     names.add(warm.socket_path())
     assert len(names) == 4
+
+
+# ---------------------------------------------------------------- issue 27, 8: out of descriptors, too many clients
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU time of a process so far (s)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def silent_connections(path: Path, n: int) -> list[socket.socket]:
+    conns = []
+    for _ in range(n):
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conns.append(conn)
+        conn.connect(str(path))
+    return conns
+
+
+def test_out_of_descriptors_the_server_turns_clients_away_without_spinning(tmp_path, warm_dir):
+    """A server at its descriptor limit used to spin on its readable listener (EMFILE on every accept) while a
+    client waited ~57 s. Now the pending connection is accepted with a reserve descriptor and refused: the client
+    runs in-process at once, and the server sleeps."""
+    limit, hard = 48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    no_cap = {"STS_WARM_MAX_CLIENTS": "1000"}  # the descriptors run out first
+    first = run_sts(quick(tmp_path), warm_dir, extra=no_cap,
+                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard)))  # fmt: skip
+    assert "absent.h5" in first.stderr and NOT_WARM not in first.stderr, first.stderr
+    server, path = server_pid(warm_dir), the_socket(warm_dir)
+    files = next(line for line in Path(f"/proc/{server}/limits").read_text().splitlines() if "open files" in line)
+    assert files.split()[3] == str(limit)
+    silent = silent_connections(path, limit + 8)  # one descriptor each in the server, until there are none left
+    try:
+        wait_for(lambda: len(fd_table(server)) >= limit, timeout_s=30, what=lambda: f"{fd_table(server)}")
+        before = cpu_s(server)
+        time.sleep(2)
+        spent = cpu_s(server) - before
+        t0 = time.monotonic()
+        proc = run_sts(quick(tmp_path), warm_dir, extra=no_cap, timeout=100)
+        elapsed = time.monotonic() - t0
+    finally:
+        for conn in silent:
+            conn.close()
+    assert spent < 0.2, f"the server spent {spent:.2f} s of CPU in 2 s at its descriptor limit"
+    assert "absent.h5" in proc.stderr and f"{NOT_WARM} (server out of file descriptors)" in proc.stderr, proc.stderr
+    assert elapsed < 20 and alive(server)
+    # Descriptors free again: served as before.
+    wait_for(lambda: len(fd_table(server)) < limit // 2, timeout_s=30, what="the silent connections to close")
+    assert NOT_WARM not in run_sts(quick(tmp_path), warm_dir, extra=no_cap).stderr
+
+
+def test_clients_past_the_cap_run_in_process_at_once(tmp_path, warm_dir):
+    cap = {"STS_WARM_MAX_CLIENTS": "2"}
+    assert NOT_WARM not in run_sts(quick(tmp_path), warm_dir, extra=cap).stderr
+    server, path = server_pid(warm_dir), the_socket(warm_dir)
+    held = len(fd_table(server))
+    silent = silent_connections(path, 2)
+    try:
+        wait_for(lambda: len(fd_table(server)) >= held + 2, timeout_s=30, what="two accepted connections")
+        t0 = time.monotonic()
+        proc = run_sts(quick(tmp_path), warm_dir, extra=cap, timeout=100)
+        elapsed = time.monotonic() - t0
+    finally:
+        for conn in silent:
+            conn.close()
+    assert "absent.h5" in proc.stderr and f"{NOT_WARM} (server busy (2 clients))" in proc.stderr, proc.stderr
+    assert elapsed < 20 and server_pid(warm_dir) == server
+    wait_for(lambda: len(fd_table(server)) <= held, timeout_s=30, what="the silent connections to close")
+    assert NOT_WARM not in run_sts(quick(tmp_path), warm_dir, extra=cap).stderr

@@ -24,6 +24,9 @@ Guarantees (issue 15):
   (PR_SET_PDEATHSIG). A server that cannot start is noticed within STARTUP_S (the socket is bound
   before the slow imports), and the command then runs in-process, as it does whenever the
   directory or socket path (108 bytes at most) is unusable or the caller's limits cannot be applied.
+  A server serving as many clients as its descriptor limit allows (``warm_server.max_clients``), or out of
+  descriptors, refuses further connections at once (a reserve descriptor accepts them; it never spins on a
+  listener it cannot accept from): their commands run in-process (issue 27).
 - Placement: the socket's name hashes the interpreter, the size and mtime of every file of the
   ``sts`` package (code changes never reach a stale server), the caller's groups, cgroups and SLURM
   job step: a command never runs with other groups or in another job's cgroup.
@@ -171,7 +174,12 @@ def run_remote(argv: list[str]) -> int | None:
                     raise Unavailable(f"{path} is served by uid {peer_uid(conn)}")
                 try:
                     conn.settimeout(ANSWER_S)
-                    socket.send_fds(conn, [INT.pack(len(request)) + request], _stdio())
+                    try:
+                        socket.send_fds(conn, [INT.pack(len(request)) + request], _stdio())
+                    except TimeoutError:
+                        raise
+                    except OSError:
+                        pass  # closed under us: a refusal it sent first (busy, out of descriptors) is still there
                     answer = conn.recv(512)
                 except TimeoutError:
                     raise Unavailable(f"no answer within {ANSWER_S:g} s") from None

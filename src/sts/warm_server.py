@@ -4,6 +4,7 @@ forked child runs each command (``python -m sts.warm_server SOCKET``, started by
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -25,6 +26,19 @@ PRELOAD = (
 IDLE_S = float(os.environ.get("STS_WARM_IDLE_S", "120"))
 REQUEST_S = 30.0  # a connection must have sent its whole request by then
 MAX_REQUEST = 1 << 20
+FDS_PER_CLIENT = 5  # its connection, the three descriptors it sends, its command's pidfd
+PAUSE_S = 0.1  # out of descriptors and none in reserve: the listener is not watched for this long
+
+
+def max_clients() -> int:
+    """Clients served at once; one more is turned away at once (it runs in-process). What the descriptor limit
+    allows, at most 256; ``STS_WARM_MAX_CLIENTS`` overrides it (tests)."""
+    if os.environ.get("STS_WARM_MAX_CLIENTS", "").isdigit():
+        return max(1, int(os.environ["STS_WARM_MAX_CLIENTS"]))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 256
+    return max(1, min(256, (soft - 16) // FDS_PER_CLIENT))
 
 
 class _Client:
@@ -80,6 +94,11 @@ class _Server:
         listener.setblocking(False)
         self.clients: set[_Client] = set()
         self.running: dict[int, tuple[_Client, int | None]] = {}  # pid -> client, pidfd
+        self.max_clients = max_clients()
+        # Freed to accept (and turn away) a connection when the descriptors run out: a pending one keeps the
+        # listener readable, so the loop would spin and its client wait until some descriptor freed.
+        self.reserve: int | None = _reserve()
+        self.paused_until: float | None = None  # the listener is unregistered until then
 
     def preload(self) -> None:
         import ctypes
@@ -101,7 +120,10 @@ class _Server:
         idle_since = time.monotonic()
         while self.clients or time.monotonic() - idle_since < IDLE_S:
             polling = any(pidfd is None for _, pidfd in self.running.values())
-            for key, _ in self.sel.select(timeout=0.02 if polling else 1.0):
+            timeout = 0.02 if polling else 1.0
+            if self.paused_until is not None:
+                timeout = min(timeout, max(self.paused_until - time.monotonic(), 0.0))
+            for key, _ in self.sel.select(timeout=timeout):
                 if key.fileobj is self.listener:
                     self.accept()
                 elif isinstance(key.data, _Client):
@@ -114,12 +136,17 @@ class _Server:
                 idle_since = time.monotonic()
             for client in [c for c in self.clients if c.pid is None and c.deadline < time.monotonic()]:
                 self.drop(client)  # silent
+            if self.paused_until is not None and time.monotonic() >= self.paused_until:
+                self.paused_until = None
+                self.sel.register(self.listener, selectors.EVENT_READ)
 
     def accept(self) -> None:
         while True:
             try:
                 conn, _ = self.listener.accept()
-            except OSError:  # none left (or out of descriptors: the next round retries)
+            except OSError as exc:  # none left, or out of descriptors
+                if exc.errno in (errno.EMFILE, errno.ENFILE):
+                    self.turn_away()
                 return
             try:
                 ours = peer_uid(conn) == os.getuid()
@@ -128,10 +155,34 @@ class _Server:
             if not ours:
                 conn.close()  # another user's: unread
                 continue
+            if len(self.clients) >= self.max_clients:
+                _refuse(conn, f"busy ({self.max_clients} clients)")
+                continue
             conn.setblocking(False)
             client = _Client(conn)
             self.clients.add(client)
             self.sel.register(conn, selectors.EVENT_READ, client)
+
+    def turn_away(self) -> None:
+        """Out of descriptors: accept the pending connection with the reserve one and refuse it (its client runs
+        in-process at once), then take the reserve back. Without a reserve, stop watching the listener for
+        PAUSE_S instead of spinning on it."""
+        if self.reserve is not None:
+            os.close(self.reserve)
+            self.reserve = None
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                conn = None
+            if conn is not None:
+                _refuse(conn, "out of file descriptors")
+            self.reserve = _reserve()
+            if conn is not None:
+                return
+        if self.reserve is None:
+            self.reserve = _reserve()
+        self.sel.unregister(self.listener)
+        self.paused_until = time.monotonic() + PAUSE_S
 
     def readable(self, client: _Client) -> None:
         if client.pid is not None:  # running: the only news can be that the client went away
@@ -188,6 +239,8 @@ class _Server:
         self.sel.close()
         self.listener.close()
         os.close(self.lock)
+        if self.reserve is not None:
+            os.close(self.reserve)
         for other in self.clients - {client}:
             other.conn.close()
             for fd in other.fds:
@@ -232,6 +285,24 @@ class _Server:
             client.conn.close()
             for fd in client.fds:
                 os.close(fd)
+
+
+def _reserve() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def _refuse(conn: socket.socket, why: str) -> None:
+    """Close a connection unread; a client of ours is told why first, and runs its command in-process."""
+    try:
+        if peer_uid(conn) == os.getuid():
+            conn.setblocking(False)
+            conn.send(NAK + f"server {why}".encode())
+    except OSError:
+        pass
+    conn.close()
 
 
 def _parse(body: bytes) -> dict:
