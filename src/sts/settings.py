@@ -73,12 +73,15 @@ class SynthParams:
 
 @dataclass(frozen=True)
 class QcParams:
-    """Config ``sweeps.qc``: physiological ranges of the two sweeps used (sts.qc)."""
+    """Config ``sweeps.qc``: recording-health checks of the two sweeps used (sts.qc, which says why these values)."""
 
-    baseline_min_mv: float = -100.0
+    baseline_min_mv: float = -120.0  # baseline before the step (median of 100 ms)
     baseline_max_mv: float = -30.0
-    min_mv: float = -150.0
+    min_mv: float = -150.0  # any sample of the window
     max_mv: float = 100.0
+    rail_max_ms: float = 10.0  # time the window may spend at its exact maximum or minimum (saturation)
+    drift_max_mv: float = 30.0  # |baseline after the step - baseline before it|
+    ap_peak_min_mv: float = -10.0  # the tallest spike of the two sweeps peaks above this
 
 
 @dataclass(frozen=True)
