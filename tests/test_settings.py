@@ -129,6 +129,13 @@ def nested_defaults(*path: str) -> dict:
     return {k: v["default"] for k, v in props[path[-1]]["properties"].items() if "default" in v}
 
 
+def test_schema_qc_defaults_agree_with_the_dataclass():
+    assert nested_defaults("sweeps", "qc") == asdict(QcParams()) == asdict(SelectionParams().qc)
+    # config/lab_abf.yaml spells the qc block out for lab users to tune: the same values
+    lab = yaml.safe_load((ROOT / "config" / "lab_abf.yaml").read_text())["sweeps"]["qc"]
+    assert lab == asdict(QcParams())
+
+
 def test_schema_cnn_defaults_agree_with_the_dataclasses():
     cnn = schema_defaults("cnn")
     assert {"input_size": cnn["input_size"], "dtype": cnn["dtype"]} == {
