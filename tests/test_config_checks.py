@@ -154,6 +154,9 @@ def bad(**changes) -> dict:
         ({"scalogram__fmin_hz": 200}, "scalogram.fmin_hz (200) must be below scalogram.fmax_hz (200)"),
         ({"sweeps__window_s": 1.20013}, "sweeps.window_s x sweeps.fs_hz (1.20013 s x 4000 Hz = 4800.52) must be a "
                                         "whole number of samples"),
+        ({"sweeps__qc": {"baseline_min_mv": -30, "baseline_max_mv": -40}},
+         "sweeps.qc.baseline_min_mv (-30) must be below sweeps.qc.baseline_max_mv (-40)"),
+        ({"sweeps__qc": {"max_mv": 0, "min_mv": 0}}, "sweeps.qc.min_mv (0) must be below sweeps.qc.max_mv (0)"),
     ],
 )  # fmt: skip
 def test_each_cross_field_rule_names_its_keys(changes, message):

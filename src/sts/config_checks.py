@@ -7,6 +7,9 @@ every job would trip over stops the run before the first job, with a message nam
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
+
+from sts.settings import QcParams
 
 # Values of one sweep's CWT filter bank, n_freqs x nfft (nfft: the window's samples plus the longest
 # kernel, 1 / fmin_hz long in scales): each of the bank, its spectrum and the coefficients holds about
@@ -55,6 +58,13 @@ def config_problems(config: dict) -> list[str]:
                 f"the CWT of one sweep would hold about {values:,} values per array ({values * 8 / 1e9:.1f} GB "
                 f"in float64; at most {MAX_CWT_VALUES:,}): lower sweeps.fs_hz ({fs_hz:g}), sweeps.window_s "
                 f"({window_s:g}), scalogram.n_freqs ({n_freqs}) or raise scalogram.fmin_hz ({fmin:g})"
+            )
+    qc = {**asdict(QcParams()), **sweeps.get("qc", {})}
+    for low, high in (("baseline_min_mv", "baseline_max_mv"), ("min_mv", "max_mv")):
+        if qc[low] >= qc[high]:
+            problems.append(
+                f"sweeps.qc.{low} ({qc[low]:g}) must be below sweeps.qc.{high} ({qc[high]:g}): "
+                "no sweep could pass QC"
             )
     return problems
 
