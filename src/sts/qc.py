@@ -20,19 +20,14 @@ potential; each reason names its ``sweeps.qc`` key. Per sweep (``check_sweep``):
   dying cell moves the membrane potential by tens of millivolts within a sweep; after-
   hyperpolarisations and spontaneous firing of healthy cells move it by less than 20 mV.
 
-Per cell (``check_spike_peaks``, over both sweeps):
-
-* ``ap_peak_min_mv`` (-10 mV): the tallest spike in the steps of the two sweeps peaks above it.
-  Spikes that never overshoot mean a deteriorating cell or a failing access (ipfx's detector
-  keeps peaks down to -30 mV). Judged per cell, not per sweep: healthy cells can fire abortive
-  spikes (peaks near -30 mV) at their rheobase and full ones at rheobase + 40 pA.
+Spikes that never overshoot are not action potentials for sweep selection
+(``sweeps.min_ap_peak_mv``, -10 mV): a cell whose spikes all stay below it is excluded there
+("no long-square sweep with a spike peaking at or above ...").
 
 Thresholds, from the real recordings of ``../shared/realdata`` and ``../shared/realdata2`` (36
 spiking ladders of five labs, every sweep, pyabf's reading; tests/test_qc.py): baselines -80.5..
 -40.3 mV; post- minus pre-step baseline -17.1..+17.3 mV; at most 3.4 ms at a window's exact
-extreme (1.9 ms in 0.5 s windows); the tallest spike of the two sweeps used at least +6.4 mV (a
-fast-spiking cell), while one cell's abortive spikes at its dV/dt rheobase peak at -29.6 mV.
-Each threshold keeps a margin of at least 10 mV or 3x over these.
+extreme (1.9 ms in 0.5 s windows). Each threshold keeps a margin of at least 10 mV or 3x over these.
 
 ipfx's rig-noise criteria (baseline noise, leak current) are not applied: other labs' rigs
 differ and their files rarely carry the data those criteria need.
@@ -40,12 +35,9 @@ differ and their files rarely carry the data those criteria need.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from sts.settings import QcParams
-from sts.spikes import MAX_INTERVAL_S, detect_spikes
 from sts.steps import Step
 
 BASELINE_S = 0.1  # baseline window before the step onset
@@ -54,14 +46,11 @@ POST_DELAY_S = 0.05  # the post-step baseline starts after the step's capacitive
 POST_S = 0.1  # post-step baseline window
 
 
-def check_sweep(
-    v_mv: np.ndarray, fs_hz: float, step: Step, end: int, qc: QcParams, dvdt_cutoff_mv_ms: float = 20.0
-) -> tuple[str, float, float]:
-    """('' or what is wrong, baseline mV, tallest spike peak mV in the step or NaN) for one sweep.
+def check_sweep(v_mv: np.ndarray, fs_hz: float, step: Step, end: int, qc: QcParams) -> tuple[str, float]:
+    """('' or what is wrong, baseline mV) for one sweep.
 
     v_mv: (n,) the whole sweep's membrane potential (mV) at fs_hz; the window fed to the
-    classifier is [step.onset_idx, end) (samples); spikes are found in the step as selection
-    finds them (ipfx's detector, dvdt_cutoff_mv_ms).
+    classifier is [step.onset_idx, end) (samples).
     """
     onset = step.onset_idx
     baseline = _median(v_mv, onset - int(round(BASELINE_S * fs_hz)), onset, fs_hz)
@@ -71,7 +60,6 @@ def check_sweep(
             f"{qc.baseline_min_mv:g}..{qc.baseline_max_mv:g} mV (sweeps.qc.baseline_min_mv/baseline_max_mv): "
             "a model cell, an open pipette or a depolarised, dying cell?",
             baseline,
-            float("nan"),
         )
     window = v_mv[onset:end]
     low, high = float(np.min(window)), float(np.max(window))
@@ -82,14 +70,12 @@ def check_sweep(
             f"the window sits at exactly {value:.1f} mV for {at_rail / fs_hz * 1e3:.1f} ms, more than "
             f"sweeps.qc.rail_max_ms = {qc.rail_max_ms:g} ms: a saturated amplifier or digitiser (clipped trace)?",
             baseline,
-            float("nan"),
         )
     if low < qc.min_mv or high > qc.max_mv:
         return (
             f"membrane potential reaches {low:.0f}..{high:.0f} mV in the window, beyond the physiological range "
             f"{qc.min_mv:g}..{qc.max_mv:g} mV (sweeps.qc.min_mv/max_mv): not a healthy neuron in current clamp?",
             baseline,
-            float("nan"),
         )
     step_end = onset + step.duration_idx
     post_start = step_end + int(round(POST_DELAY_S * fs_hz))
@@ -100,37 +86,11 @@ def check_sweep(
             f"the baseline moves from {baseline:.1f} mV before the step to {after:.1f} mV after it, more than "
             f"sweeps.qc.drift_max_mv = {qc.drift_max_mv:g} mV: a lost seal or a dying cell?",
             baseline,
-            float("nan"),
         )
-    return "", baseline, _tallest_spike(v_mv[:step_end], fs_hz, onset, dvdt_cutoff_mv_ms)
-
-
-def check_spike_peaks(peaks_mv: Sequence[float], qc: QcParams) -> str:
-    """'' or why the cell's spikes fail: peaks_mv, the tallest spike peak of each sweep used (NaN: none)."""
-    peaks = np.asarray(peaks_mv, dtype=float)
-    if not np.isfinite(peaks).any():
-        return ""
-    tallest = float(np.nanmax(peaks))
-    if tallest >= qc.ap_peak_min_mv:
-        return ""
-    return (
-        f"no spike overshoots: the tallest peaks at {tallest:.1f} mV, below sweeps.qc.ap_peak_min_mv = "
-        f"{qc.ap_peak_min_mv:g} mV (a deteriorating cell or failing access?)"
-    )
+    return "", baseline
 
 
 def _median(v_mv: np.ndarray, start: int, stop: int, fs_hz: float) -> float:
     """Median of [start, stop) (clipped to the trace); NaN when shorter than MIN_BASELINE_S or not finite."""
     part = v_mv[max(0, start) : max(0, min(stop, v_mv.size))]
     return float(np.median(part)) if part.size and part.size >= MIN_BASELINE_S * fs_hz else float("nan")
-
-
-def _tallest_spike(v_mv: np.ndarray, fs_hz: float, onset: int, dvdt_cutoff_mv_ms: float) -> float:
-    """Highest peak (mV) of the spikes found in v_mv after onset; a peak lies within ipfx's 5 ms
-    of its threshold. NaN without a spike."""
-    times = detect_spikes(v_mv, fs_hz, onset / fs_hz, None, dvdt_cutoff_mv_ms)
-    if not times.size:
-        return float("nan")
-    span = int(round(MAX_INTERVAL_S * fs_hz)) + 1
-    starts = np.round(times * fs_hz).astype(int)
-    return float(max(np.max(v_mv[i : i + span]) for i in starts))

@@ -81,7 +81,6 @@ class QcParams:
     max_mv: float = 100.0
     rail_max_ms: float = 10.0  # time the window may spend at its exact maximum or minimum (saturation)
     drift_max_mv: float = 30.0  # |baseline after the step - baseline before it|
-    ap_peak_min_mv: float = -10.0  # the tallest spike of the two sweeps peaks above this
 
 
 @dataclass(frozen=True)

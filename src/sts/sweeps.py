@@ -21,7 +21,7 @@ import numpy as np
 
 from sts.atomic import atomic_h5
 from sts.h5io import write_attrs
-from sts.qc import check_spike_peaks, check_sweep
+from sts.qc import check_sweep
 from sts.recordings import NwbReadError, open_recording
 from sts.recordings.common import from_hdf5, shown
 from sts.resample import resample
@@ -198,7 +198,7 @@ def _select(rec, params: SelectionParams) -> Selection:
             return Selection("excluded", _no_second_reason(rheo[0], target, above, params))
         second = min(near, key=lambda c: (abs(c[0] - target), c[1]))
         spikes_in_step(second[1], second[2], second[3])
-        traces, baselines, peaks = [], [], []
+        traces, baselines = [], []
         for amp, n, step, fs_n in (rheo, second):
             v = response(n)
             room = min(step.room_idx, v.size - step.onset_idx)
@@ -213,14 +213,11 @@ def _select(rec, params: SelectionParams) -> Selection:
             end_idx = step.onset_idx + int(round(params.window_s * fs_n))
             if np.isnan(v[step.onset_idx : end_idx]).any():
                 raise _NanSweep(n)
-            problem, baseline, peak = check_sweep(v, fs_n, step, end_idx, params.qc, params.dvdt_cutoff_mv_ms)
+            problem, baseline = check_sweep(v, fs_n, step, end_idx, params.qc)
             if problem:
                 return Selection("excluded", f"sweep {n}: {problem}")
             baselines.append(baseline)
-            peaks.append(peak)
             traces.append(_cut(v, fs_n, step.onset_idx, params))
-        if problem := check_spike_peaks(peaks, params.qc):
-            return Selection("excluded", f"sweeps {rheo[1]} and {second[1]}: {problem}")
     except _NanSweep as nan:
         return Selection("excluded", f"NaN values in the response of sweep {nan.sweep_number}")
 
