@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,27 @@ def test_agrees_with_ipfx_on_synthetic_sweep(synth_cells):
             assert ours == theirs, f"sweep {n}: ours {ours}, ipfx {theirs}"
             compared += theirs
     assert compared > 0
+
+
+REAL_END_SPIKE = Path(__file__).resolve().parents[2] / "shared" / "realdata2" / "minegishi_shr_2021_05_13_07_0005.abf"
+
+
+@pytest.mark.skipif(not REAL_END_SPIKE.is_file(), reason="no real recordings in ../shared/realdata2")
+def test_a_spike_in_the_last_10_ms_of_a_cut_trace_is_counted():
+    """ipfx asserts on a spike within 10 ms of the trace's end (a real sweep cut at its step's end,
+    sweep 14 of this file); the count equals ipfx's on the uncut sweep."""
+    from ipfx.feature_extractor import SpikeFeatureExtractor
+
+    from sts.recordings import open_recording
+    from sts.spikes import detect_spikes, filter_khz
+
+    import json
+
+    truth = json.loads((REAL_END_SPIKE.parent / "truth.json").read_text())[REAL_END_SPIKE.name]
+    with open_recording(REAL_END_SPIKE) as rec:
+        fs, v = rec.fs_hz(14), rec.response_mv(14)
+    on = int(round(truth["onset_s"] * fs))
+    end = on + int(round(truth["duration_s"] * fs))
+    t0, t1 = on / fs, end / fs
+    theirs = SpikeFeatureExtractor(start=t0, end=t1, filter=filter_khz(fs)).process(np.arange(v.size) / fs, v, None)
+    assert detect_spikes(v[:end], fs, t0, t1).size == len(theirs) > 10
