@@ -31,6 +31,7 @@ REALDATA = REPO.parent / "shared" / "realdata"
 
 BYTE_KINDS = ("truncate", "bitflip", "header_bytes")
 HDF5_KINDS = ("attribute", "dtype", "missing", "shape", "external", "rename")
+ABF_KINDS = ("abf_header",)  # the header words that size an ABF file or build its command
 # Attributes readers look at: mutations pick these more often than any attribute.
 READ_ATTRS = ("rate", "conversion", "offset", "unit", "sweep_number", "neurodata_type", "stimulus_description",
               "nwb_version", "resolution")  # fmt: skip
@@ -108,11 +109,17 @@ def small_abf(folder: Path, seed: int = 11) -> Path:
                              ladder.amplitudes_pa[0], ladder.amplitudes_pa[1] - ladder.amplitudes_pa[0])  # fmt: skip
 
 
+# One file of each layout of ../shared/realdata2: ABF1 with the waveform on DAC1 (nA), ABF2 ladders.
+REALDATA2 = ("minegishi_shr_2021_07_21_05_0006.abf", "minegishi_2005_02_11_c1_0007.abf",
+             "scarpa_2025_05_06_0008_Steps_300.abf", "pyabfauto_19702038.abf")  # fmt: skip
+
+
 def real_files() -> list[Path]:
-    """The recordings of ../shared/realdata (empty when the folder is missing)."""
+    """The recordings of ../shared/realdata and some of ../shared/realdata2 (empty when missing)."""
     if not REALDATA.is_dir():
         return []
-    return sorted(p for p in REALDATA.iterdir() if p.suffix.lower() in (".abf", ".nwb"))
+    second = [REALDATA.parent / "realdata2" / name for name in REALDATA2]
+    return sorted(p for p in REALDATA.iterdir() if p.suffix.lower() in (".abf", ".nwb")) + [p for p in second if p.is_file()]
 
 
 def outside_file(folder: Path) -> Path:
@@ -329,7 +336,50 @@ def mutate_bytes(path: Path, kind: str, rng: np.random.Generator) -> str:
 
 
 def kinds_for(path: Path) -> tuple[str, ...]:
-    return BYTE_KINDS + (HDF5_KINDS if path.suffix.lower() == ".nwb" else ())
+    suffix = path.suffix.lower()
+    return BYTE_KINDS + (HDF5_KINDS if suffix == ".nwb" else ()) + (ABF_KINDS if suffix == ".abf" else ())
+
+
+# ABF header fields (offset, struct format) that size the file or build the command: ABF1's
+# fixed header (abfheadr.h), ABF2's fixed part and section map, and (found through the map) the
+# rows of ABF2's DAC and EpochPerDAC sections.
+ABF1_FIELDS = ((10, "i"), (16, "i"), (40, "i"), (44, "i"), (48, "i"), (92, "i"), (96, "i"), (100, "h"), (120, "h"),
+               (122, "f"), (138, "i"), (1346, "i"), (1394, "f"), (1398, "f"), (2296, "h"), (2298, "h"), (2300, "h"),
+               (2302, "h")) + tuple((off + 4 * k, "i") for off in (2508, 2588) for k in range(20)) + tuple(
+               (off + 4 * k, "f") for off in (2348, 2428) for k in range(20)) + tuple((2308 + 2 * k, "h") for k in range(20))  # fmt: skip
+ABF2_FIXED = ((12, "I"),) + tuple((76 + 16 * k + d, f) for k in range(18) for d, f in ((0, "I"), (4, "I"), (8, "i")))
+ABF2_DAC_ROW = ((12, "f"), (28, "i"), (40, "h"), (42, "h"), (44, "h"))  # holding, units index, enable, source, inter-episode
+ABF2_EPOCH_ROW = ((0, "h"), (2, "h"), (4, "h"), (6, "f"), (10, "f"), (14, "i"), (18, "i"), (22, "i"), (26, "i"))
+ABSURD = {"i": (0, -1, 2**31 - 1, -(2**31), 2**24, 7), "I": (0, 2**32 - 1, 2**31 - 1, 2**24),
+          "h": (0, -1, 2**15 - 1, -(2**15), 99), "f": (float("nan"), float("inf"), -1e30, 3.4e38, 0.0, -5.0)}  # fmt: skip
+
+
+def _abf2_rows(data: bytes, section: int, row_fields) -> list[tuple[int, str]]:
+    import struct
+
+    block, size, count = struct.unpack_from("<IIi", data, 76 + 16 * section)
+    return [(block * 512 + r * size + d, f) for r in range(max(min(count, 64), 0)) for d, f in row_fields
+            if size > d and block * 512 + r * size + d + 4 <= len(data)]  # fmt: skip
+
+
+def mutate_abf_header(path: Path, rng: np.random.Generator) -> str:
+    """1-3 header fields of the ABF that size the file or build its command set to absurd values."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    if data[:4] == b"ABF2":
+        fields = list(ABF2_FIXED) + _abf2_rows(data, 2, ABF2_DAC_ROW) + _abf2_rows(data, 5, ABF2_EPOCH_ROW)
+    else:
+        fields = list(ABF1_FIELDS)
+    fields = [(o, f) for o, f in fields if o + struct.calcsize(f) <= len(data)]
+    done = []
+    for _ in range(int(rng.integers(1, 4))):
+        offset, fmt = fields[int(rng.integers(len(fields)))]
+        value = ABSURD[fmt][int(rng.integers(len(ABSURD[fmt])))]
+        struct.pack_into("<" + fmt, data, offset, value)
+        done.append(f"{offset}:{fmt}={value}")
+    path.write_bytes(bytes(data))
+    return ", ".join(done)
 
 
 def mutate(src: Path, dst: Path, kind: str, rng: np.random.Generator, folder: Path) -> str:
@@ -338,6 +388,8 @@ def mutate(src: Path, dst: Path, kind: str, rng: np.random.Generator, folder: Pa
     os.chmod(dst, 0o644)
     if kind in BYTE_KINDS:
         return mutate_bytes(dst, kind, rng)
+    if kind in ABF_KINDS:
+        return mutate_abf_header(dst, rng)
     with h5py.File(dst, "r+") as f:
         return H5_MUTATIONS[kind](f, rng, folder)
 
@@ -435,7 +487,7 @@ def run_task(task: tuple[int, str, str, int]) -> dict:
 
 def tasks(bases: list[Path], n: int, seed: int) -> list[tuple[int, str, str, int]]:
     """n mutations (index, base file, kind, seed): the kinds in turn, each over the base files it applies to."""
-    kinds = [k for k in BYTE_KINDS + HDF5_KINDS if any(k in kinds_for(b) for b in bases)]
+    kinds = [k for k in BYTE_KINDS + HDF5_KINDS + ABF_KINDS if any(k in kinds_for(b) for b in bases)]
     used = dict.fromkeys(kinds, 0)
     out = []
     for i in range(n):

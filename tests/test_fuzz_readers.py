@@ -46,7 +46,7 @@ def test_every_mutation_ends_ok_or_excluded_with_a_reason(fuzz_results):
     summary = fd.summary(results)
     print(summary)
     assert summary["n"] >= 300
-    assert set(summary["by_kind"]) == set(fd.BYTE_KINDS + fd.HDF5_KINDS)
+    assert set(summary["by_kind"]) == set(fd.BYTE_KINDS + fd.HDF5_KINDS + fd.ABF_KINDS)
 
 
 def test_damage_is_read_errors_not_unexpected(fuzz_results):

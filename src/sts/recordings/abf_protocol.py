@@ -32,6 +32,7 @@ ABF1_DAC_HOLDING = 1394  # float32[4] fDACHoldingLevel
 ABF1_DAC_COUNT = 2  # DACs with an epoch table in ABF1
 STEP, RAMP, PULSE, TRIANGLE, COSINE, BIPHASIC = 1, 2, 3, 4, 5, 7
 EPOCH_FILE, STIMULUS_FILE = 1, 2  # nWaveformSource
+MAX_EPOCHS = 50  # per DAC in an ABF2 epoch table (Clampex: epochs A..AX); ABF1 has 10
 
 TO_PA = {"pa": 1.0, "na": 1e3, "ua": 1e6, "µa": 1e6, "μa": 1e6, "a": 1e12, "fa": 1e-3}
 VOLTS = {"mv", "v", "uv", "µv", "μv"}
@@ -167,6 +168,8 @@ def _abf2_waveforms(abf) -> list[DacWaveform]:
         index = d.lDACChannelUnitsIndex[dac]
         unit = clean_unit(strings[index]) if 0 <= index < len(strings) else ""
         rows = sorted((e.nEpochNum[i], i) for i, num in enumerate(e.nDACNum) if num == dac)
+        if len(rows) > MAX_EPOCHS:  # each is built for every sweep
+            raise ValueError(f"DAC{dac} declares {len(rows)} epochs (Clampex writes at most {MAX_EPOCHS})")
         epochs = tuple(
             Epoch(int(e.nEpochType[i]), float(e.fEpochInitLevel[i]), float(e.fEpochLevelInc[i]),
                   int(e.lEpochInitDuration[i]), int(e.lEpochDurationInc[i]),
