@@ -8,6 +8,9 @@ reads only the split and label files; the allen and dandi cohorts read their cac
 The local cohort is the users' CSV (``local.labels``, see ``sts.local_cohort``): one row per CSV
 row with file, layout, ABF protocol columns, status and reason (rows unusable at reading time
 are kept, excluded with their reason; they never become jobs).
+Every cohort's ids follow one rule (``sts.ids``): the other cohorts' tables carry ``status`` and
+``reason`` too, a row whose id would be unsafe as a file name (``../../etc/passwd``, a newline,
+5,000 characters, ``=1+1``) is 'excluded' with the reason, never a job or a path.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from sts.settings import acquire_settings
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["specimen_id", "dataset", "label", "label_source"]
+COLUMNS = ["specimen_id", "dataset", "label", "label_source", "status", "reason"]
 DATASET_OF_SPLIT = {"clamp": "clamp", "seq": "seq"}  # paper split files say Clamp / Seq
 
 
@@ -123,6 +126,19 @@ def paper_cells(config: Mapping) -> pd.DataFrame:
     return table
 
 
+def with_id_status(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``status`` ('ok' / 'excluded') and ``reason``: unsafe ids excluded (``sts.ids``)."""
+    from sts.ids import id_problem
+
+    table = table.copy()
+    table["reason"] = [id_problem(s) for s in table["specimen_id"].astype(str)]
+    table["status"] = ["excluded" if r else "ok" for r in table["reason"]]
+    bad = table[table["status"] != "ok"]
+    if len(bad):
+        log.warning("%d cells excluded for unsafe ids, e.g. %s", len(bad), bad["reason"].iloc[0])
+    return table
+
+
 def cohort_table(config: Mapping) -> pd.DataFrame:
     """One row per cell of the configured cohort (see module docstring)."""
     cohort = config["cohort"]
@@ -135,7 +151,7 @@ def cohort_table(config: Mapping) -> pd.DataFrame:
         from sts.synth import make_cohort
 
         s = config["synthetic"]
-        return make_cohort(s["n_cells"], s["seed"], s["defect_fraction"])
+        return with_id_status(make_cohort(s["n_cells"], s["seed"], s["defect_fraction"]))
     acq = acquire_settings(config)
     if cohort == "paper":
         table = paper_cells(config)
@@ -158,4 +174,5 @@ def cohort_table(config: Mapping) -> pd.DataFrame:
     if acq["max_cells"] and len(table) > acq["max_cells"]:
         # A seeded sample keeps the class mix of the whole cohort, unlike the first ids.
         table = table.sample(n=int(acq["max_cells"]), random_state=0)
+    table = with_id_status(table)
     return table[COLUMNS].sort_values("specimen_id", kind="stable").reset_index(drop=True)

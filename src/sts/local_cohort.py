@@ -1,7 +1,8 @@
 """``cohort: local``: the user's own recordings, listed in a CSV (``local.labels``).
 
 CSV columns: ``file`` (relative to the CSV's folder unless absolute) and ``label``; optional
-``specimen_id`` (default: the file name's stem), ``dataset`` (free text, default ``local``) and,
+``specimen_id`` (default: the file name's stem; the rule of ``sts.ids``), ``dataset`` (free text,
+default ``local``; one line, at most 100 characters, a leading ``=+-@`` neutralised) and,
 for ABF files without a command waveform, the long-square ladder ``first_amplitude_pa``,
 ``step_pa``, ``onset_s``, ``duration_s`` (sweep k steps to first + k * step).
 ``read_local_labels`` keeps every CSV row: a row that cannot be used gets ``status`` 'excluded'
@@ -15,29 +16,16 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from sts.ids import id_problem  # the rule of every cohort
 from sts.recordings.abf import PROTOCOL_FIELDS, Protocol
 
 LAYOUTS = {".nwb": "nwb", ".abf": "abf"}
-SAFE_ID = re.compile(r"[A-Za-z0-9_.-]+")  # of the whole id: fullmatch (a "$" lets "id\n" through)
-MAX_ID_LENGTH = 200  # ids become file names ({id}.h5, with temporary prefixes and suffixes)
 DEFAULT_DATASET = "local"
 COLUMNS = ["specimen_id", "dataset", "label", "file", "layout", "status", "reason"]
-
-
-def id_problem(specimen_id: str) -> str:
-    """Why a specimen id is unsafe as a file name / wildcard / command-line argument; '' if safe."""
-    if not SAFE_ID.fullmatch(specimen_id):
-        return f"unsafe specimen_id {specimen_id!r}: use only letters, digits, '_', '-' and '.'"
-    if specimen_id.startswith((".", "-")):
-        return f"unsafe specimen_id {specimen_id!r}: must not start with '.' or '-'"
-    if len(specimen_id) > MAX_ID_LENGTH:
-        return f"unsafe specimen_id {specimen_id[:20]!r}...: longer than {MAX_ID_LENGTH} characters"
-    return ""
 
 
 def duplicate_ids(ids) -> dict[str, list[str]]:
@@ -59,6 +47,14 @@ def duplicate_reason(specimen_id: str, group: list[str], rows: str) -> str:
 
 def _text(value) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
+
+
+def _dataset(value) -> str:
+    """The free-text dataset name as every later table shows it: one line, cut, and neutralised
+    for spreadsheets here, once, so that the per-cell files and every CSV agree (``sts.text``)."""
+    from sts.text import clean_text, neutralise
+
+    return neutralise(clean_text(_text(value), 100)) or DEFAULT_DATASET
 
 
 def _protocol(row: pd.Series, given: list[str]) -> tuple[dict, str]:
@@ -123,7 +119,7 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
         if problem:
             reasons.append(problem)
         rows.append({
-            "specimen_id": sid, "dataset": _text(row.get("dataset")) or DEFAULT_DATASET, "label": label,
+            "specimen_id": sid, "dataset": _dataset(row.get("dataset")), "label": label,
             "file": str(file) if file else "", "layout": layout,
             **{k: protocol.get(k, math.nan) for k in given},
             "status": "excluded" if reasons else "ok", "reason": "; ".join(reasons),

@@ -9,6 +9,13 @@ Cells excluded by an unexpected error (per-cell attribute ``unexpected_error``: 
 other than the readers' NwbReadError, see ``sts.sweeps``) are counted in the summary; when
 they are more than ``MAX_UNEXPECTED_SHARE`` of the cells and at least ``MIN_UNEXPECTED_CELLS``,
 the manifest stops (``UnexpectedErrors``) instead of training on what a bug left over.
+
+Ids follow ``sts.ids`` in every cohort: a metadata row whose id is unsafe as a file name is an
+excluded row with the reason (its cell never had a job). Reasons (from the metadata and the per-cell
+files, i.e. from readers of outside files) are cleaned of control characters and cut
+(``sts.text.clean_text``). The written CSV is ``spreadsheet_safe`` (users open it), except labels
+that are configured class names (later rules match them exactly); usable cells' ids are valid ids,
+which never change (see ``sts.text``). ``results/metadata.csv`` is written the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +29,9 @@ import pandas as pd
 
 from sts.atomic import write_csv_atomic
 from sts.h5io import read_attrs
+from sts.ids import id_problem
 from sts.settings import SplitParams
+from sts.text import clean_text, spreadsheet_safe
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +74,8 @@ def read_split_file(path: str | Path) -> list[str]:
 def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes) -> pd.DataFrame:
     """Status and reason per unique specimen_id, before splitting.
 
-    Metadata problems (duplicate id, compared case-folded as in ``sts.local_cohort``; label
-    outside the classes, e.g. Unsure) come first; then the per-cell file's own status
+    Metadata problems (an unsafe id, ``sts.ids``; duplicate id, compared case-folded as in
+    ``sts.local_cohort``; label outside the classes, e.g. Unsure) come first; then the per-cell file's own status
     (unreadable NWB, no spiking sweep, ...). Metadata with ``status``/``reason`` columns (the
     local cohort) excludes its 'excluded' rows with their reasons; those rows had no per-cell
     job, so no scalogram file is expected for them.
@@ -79,6 +88,9 @@ def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes)
     rows = []
     for sid, first in meta.drop_duplicates("specimen_id").set_index("specimen_id").iterrows():
         reasons = list(upstream.get(sid, []))
+        unsafe = id_problem(sid)
+        if unsafe and not any(r.startswith("unsafe specimen_id") for r in reasons):
+            reasons.insert(0, unsafe)
         group = spellings.get(sid.casefold())
         if group and not any(r.startswith("duplicate specimen_id") for r in reasons):
             reasons.append(duplicate_reason(sid, group, "metadata rows"))
@@ -87,7 +99,7 @@ def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes)
             reasons.append(f"label {label!r} not in classes" if label != "Unsure" else "label Unsure")
         attrs = scalogram_attrs.get(sid)
         if attrs is None:
-            if sid not in upstream:
+            if sid not in upstream and not unsafe:  # an unsafe id never had a per-cell job
                 reasons.append("no scalogram file")
             attrs = {}
         elif attrs.get("status") != "ok":
@@ -101,7 +113,7 @@ def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes)
                 "dataset": first.get("dataset", ""),
                 "label": label,
                 "status": "excluded" if reasons else "ok",
-                "reason": "; ".join(reasons),
+                "reason": clean_text("; ".join(clean_text(r) for r in reasons)),
                 "rheobase_pa": amps[0],
                 "second_pa": amps[1],
                 "sweep_rheobase": sweeps[0],
@@ -187,6 +199,16 @@ def assign_split(table: pd.DataFrame, split: SplitParams, classes=None) -> pd.Da
     return table
 
 
+def for_spreadsheets(table: pd.DataFrame, classes) -> pd.DataFrame:
+    """A cell table (manifest or metadata) as written: text cells ``spreadsheet_safe`` except
+    labels that are one of ``classes`` (configured names, matched exactly by later rules)."""
+    out = spreadsheet_safe(table)
+    if "label" in table:
+        known = table["label"].isin(list(classes))
+        out.loc[known, "label"] = table.loc[known, "label"]
+    return out
+
+
 def build_manifest(
     metadata_csv: str | Path, scalogram_files: list[str | Path], out_csv: str | Path,
     split: SplitParams = SplitParams(), classes=STUDY_CLASSES,
@@ -209,7 +231,7 @@ def build_manifest(
     table = assign_split(cell_rows(metadata, attrs, classes), split, classes)
     extras = [c for c in table.columns if c not in COLUMNS]
     table = table[COLUMNS + extras].sort_values("specimen_id", kind="stable")
-    write_csv_atomic(out_csv, table)
+    write_csv_atomic(out_csv, for_spreadsheets(table, classes))
     n_ok = int((table["status"] == "ok").sum())
     log.info("manifest: %d cells, %d usable, %d excluded; %s", len(table), n_ok, len(table) - n_ok, summary)
     return table

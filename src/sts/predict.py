@@ -13,6 +13,10 @@ Inference goes through the evaluation step's own ``predict_proba``.
 The output CSV has one row per input file: ``file, specimen_id, status, reason, predicted,
 p_<class>...`` (model class order), ``rheobase_pa, second_pa, rheobase_sweep, second_sweep``.
 A file that cannot be prepared is an ``excluded`` row with the reason sweep selection gives.
+A file's stem is its ``specimen_id`` when it is a valid id (``sts.ids``), else a safe id derived
+from it (``sts.ids.derived_id``: its allowed characters and a hash), which also names its
+figure; ``file`` keeps the name as given. Reasons are one line, cut (``sts.prepared.Prepared``);
+the text columns are ``spreadsheet_safe`` (``sts.text``: a leading ``=+-@`` gets a ``'``).
 
 The LightGBM baseline (its model folder or ``model.json``, see ``sts.baseline.served``) goes
 through the same rows and CSV: its ``LgbmPredictor`` computes each file's EP features with the
@@ -58,8 +62,9 @@ class NoReadableInput(RuntimeError):
 
 @dataclass
 class Item:
-    """One input: its file, id (the file's stem unless a --table gives one), ABF ladder, and the
-    reason it cannot be used when its --table row says so."""
+    """One input: its file, id (the file's stem, or an id derived from it where the stem is not a
+    valid id, unless a --table gives one), ABF ladder, and the reason it cannot be used when its
+    --table row says so."""
 
     path: Path
     specimen_id: str
@@ -243,14 +248,16 @@ def figure_names(items: list[Item]) -> list[str]:
     (two ``cell1.nwb`` in different folders must not overwrite each other's figure)."""
     import hashlib
 
+    from sts.ids import safe_id
+
+    ids = [safe_id(it.specimen_id) for it in items]  # already safe, unless a caller's Item is not
     counts: dict[str, int] = {}
-    for it in items:
-        counts[it.specimen_id.casefold()] = counts.get(it.specimen_id.casefold(), 0) + 1
+    for sid in ids:
+        counts[sid.casefold()] = counts.get(sid.casefold(), 0) + 1
     names = []
-    for it in items:
-        name = it.specimen_id
+    for it, name in zip(items, ids):
         if counts[name.casefold()] > 1:
-            name += "-" + hashlib.sha1(str(it.path.absolute()).encode()).hexdigest()[:8]
+            name += "-" + hashlib.sha1(os.fsencode(it.path.absolute())).hexdigest()[:8]
         names.append(f"{name}.png")
     return names
 
@@ -293,8 +300,10 @@ def predict_files(
     from tqdm import tqdm
 
     from sts.atomic import write_csv_atomic
+    from sts.ids import safe_id
+    from sts.text import spreadsheet_safe
 
-    items = [f if isinstance(f, Item) else Item(Path(f), Path(f).stem, protocol) for f in files]
+    items = [f if isinstance(f, Item) else Item(Path(f), safe_id(Path(f).stem), protocol) for f in files]
     figures = figure_names(items)
     rows, n_readable = [], 0
     for item, figure in tqdm(list(zip(items, figures)), desc="predict", unit="cell", mininterval=2):
@@ -316,7 +325,7 @@ def predict_files(
     table = pd.DataFrame(rows, columns=columns)
     for col in ("rheobase_sweep", "second_sweep"):
         table[col] = table[col].astype("Int64")
-    write_csv_atomic(out_csv, table)
+    write_csv_atomic(out_csv, spreadsheet_safe(table, FIXED_COLUMNS))  # users open it in spreadsheets
     n_ok = int((table["status"] == "ok").sum())
     log.info("%d files: %d classified, %d excluded -> %s", len(table), n_ok, len(table) - n_ok, out_csv)
     if items and not n_readable:

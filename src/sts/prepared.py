@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sts.text import clean_text
+
 
 @dataclass
 class Prepared:
@@ -25,6 +27,10 @@ class Prepared:
     attrs: dict = field(default_factory=dict)
     features: np.ndarray | None = None  # (n_features,) EP features (LightGBM baseline)
     members: dict | None = None  # member name -> its Prepared (fusion)
+
+    def __post_init__(self):
+        # Every served model's exclusions pass here: readers' and exceptions' text on one line, cut.
+        self.reason = clean_text(self.reason) if self.reason else ""
 
 def with_protocol_hint(reason: str) -> str:
     """An ABF file without its ladder: name the options that give one (sts predict has no CSV row)."""

@@ -28,6 +28,7 @@ from sts.resample import resample
 from sts.settings import SelectionParams
 from sts.spikes import detect_spike_peaks
 from sts.steps import Step, ladder_steps
+from sts.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,10 @@ class Selection:
     traces_mv: np.ndarray | None = None  # (2, n) float32
     attrs: dict = field(default_factory=dict)
     unexpected_error: str = ""  # exception type when an unexpected error excluded the cell
+
+    def __post_init__(self):
+        # Reasons quote readers' and files' text (a download marker, an exception): one line, cut.
+        self.reason = clean_text(self.reason) if self.reason else ""
 
 
 def failed(err: Exception, path, sweep_number=None) -> Selection:

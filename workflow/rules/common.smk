@@ -10,6 +10,7 @@ from sts.config_checks import check_config
 # What the schema cannot say: keys that must agree with each other (messages name them).
 check_config(config)
 
+from sts.ids import ID_PATTERN
 from sts.settings import TuneSettings, cnn_params, cnn_settings, default, rule_params
 
 # Each block's settings as the dict its dataclass (sts.settings) is built from, computed once:
@@ -18,8 +19,9 @@ from sts.settings import TuneSettings, cnn_params, cnn_settings, default, rule_p
 PARAMS = rule_params(config)
 
 
+# The id rule of every cohort (sts.ids): cells with other ids are excluded rows, never paths.
 wildcard_constraints:
-    specimen_id=r"[A-Za-z0-9_.-]+",
+    specimen_id=ID_PATTERN,
 
 
 def cohort_table():

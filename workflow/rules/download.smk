@@ -57,6 +57,7 @@ rule cohort_metadata:
         "../envs/acquire.yaml"
     params:
         cohort=cohort_params(),
+        classes=config["classes"],
     script:
         "../scripts/cohort_metadata.py"
 

@@ -4,8 +4,9 @@ import logging
 
 from sts.cohort import cohort_table
 from sts.atomic import write_csv_atomic
+from sts.manifest import for_spreadsheets
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 table = cohort_table(snakemake.params.cohort)
-write_csv_atomic(snakemake.output.metadata, table)
+write_csv_atomic(snakemake.output.metadata, for_spreadsheets(table, snakemake.params.classes))
 logging.info("%d cells: %s", len(table), table.groupby(["dataset", "label"]).size().to_dict())

@@ -85,7 +85,9 @@ def training_data(manifest_csv: str | Path, classes=()) -> dict:
 
 
 def _reason_kind(reason: str) -> str:
-    return re.sub(r"-?\d+(\.\d+)?", "N", str(reason).split("\n")[0]).strip()[:200] or "(no reason given)"
+    from sts.text import clean_text  # manifests of older runs: escape codes and all
+
+    return re.sub(r"-?\d+(\.\d+)?", "N", clean_text(str(reason).split("\n")[0], 200)) or "(no reason given)"
 
 
 def holdout_flagged(ood_csv: str | Path) -> tuple[int, int] | None:
