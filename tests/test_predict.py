@@ -287,3 +287,72 @@ def test_figures_of_files_with_the_same_name_do_not_collide(cells, tmp_path):
                    extra=["--figures", str(figures)]) == 0  # fmt: skip
     names = sorted(p.name for p in figures.iterdir())
     assert len(names) == 2 and all(n.startswith("cell-") and n.endswith(".png") for n in names)
+
+
+def read_predictions(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"file": str, "specimen_id": str, "reason": str}, keep_default_na=False)
+
+
+def test_formula_stem_gets_a_safe_id_and_the_csv_is_spreadsheet_safe(cells, tmp_path, monkeypatch):
+    """Issue 27, 7: a file named like a spreadsheet formula is classified under a derived id; the
+    name as given stays in ``file``, with the leading ' that keeps a spreadsheet from running it."""
+    import shutil
+
+    from sts.ids import id_problem
+
+    _, paths, model = cells
+    name = '=HYPERLINK("evil.example";"x").nwb'  # a name cannot hold "/"
+    shutil.copy(paths["good_clamp"], tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    assert predict(model, name, out=tmp_path / "o.csv") == 0
+    row = read_predictions(tmp_path / "o.csv").iloc[0]
+    assert row["status"] == "ok" and row["file"] == "'" + name
+    assert id_problem(row["specimen_id"]) == "" and row["specimen_id"].startswith("_HYPERLINK_")
+    assert pd.read_csv(tmp_path / "o.csv")["rheobase_pa"].dtype == float  # numbers stay numbers
+
+
+def test_long_stem_with_figures_keeps_the_batch(cells, tmp_path):
+    """A 250-character file name with --figures: the figure is named after the safe id (its own name
+    plus the atomic writer's temporary suffix would pass the file system's 255), the CSV is written."""
+    import shutil
+
+    from sts.ids import id_problem
+
+    _, paths, model = cells
+    long_file = tmp_path / ("c" * 250 + ".nwb")
+    shutil.copy(paths["good_clamp"], long_file)
+    figures = tmp_path / "figures"
+    assert predict(model, long_file, paths["good_seq"], out=tmp_path / "o.csv", extra=["--figures", str(figures)]) == 0
+    table = read_predictions(tmp_path / "o.csv")
+    assert table["status"].tolist() == ["ok", "ok"] and table["file"].iloc[0] == str(long_file)
+    sid = table["specimen_id"].iloc[0]
+    assert id_problem(sid) == "" and len(sid) < 60
+    assert sorted(p.name for p in figures.iterdir()) == sorted([f"{sid}.png", f"{paths['good_seq'].stem}.png"])
+
+
+def test_stems_with_spaces_or_newlines_get_distinct_safe_ids(cells, tmp_path):
+    import shutil
+
+    from sts.ids import id_problem
+
+    _, paths, model = cells
+    names = ["rig 1 cell.nwb", "rig\n1 cell.nwb", "-rf.nwb"]
+    for name in names:
+        shutil.copy(paths["good_clamp"], tmp_path / name)
+    assert predict(model, *(tmp_path / n for n in names), out=tmp_path / "o.csv") == 0
+    table = read_predictions(tmp_path / "o.csv")
+    assert table["file"].tolist() == [str(tmp_path / n) for n in names] and (table["status"] == "ok").all()
+    assert all(id_problem(s) == "" for s in table["specimen_id"]) and table["specimen_id"].nunique() == 3
+
+
+def test_reader_reason_in_predictions_is_one_line_and_cut(cells, tmp_path):
+    """A file whose reader text (a download marker's reason) holds newlines, escape codes and 1 MB."""
+    _, _, model = cells
+    path = tmp_path / "marker.nwb"
+    with h5py.File(path, "w", libver="latest") as f:
+        f.attrs["sts_unavailable"] = "gone\n=1+1\x1b[2J\x1b]0;x\x07" + "A" * 1_000_000
+    with pytest.raises(SystemExit):  # no file could be read; the CSV is still written
+        predict(model, path, out=tmp_path / "o.csv")
+    reason = read_predictions(tmp_path / "o.csv")["reason"].iloc[0]
+    assert reason.startswith("gone =1+1 [2J ]0;x A") and len(reason) <= 500 and reason.endswith("...")
+    assert not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in reason)
