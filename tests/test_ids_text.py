@@ -160,3 +160,32 @@ def test_model_card_reasons_are_clean(tmp_path):
         tmp_path / "m.csv", index=False)  # fmt: skip
     reason = training_data(tmp_path / "m.csv", ["Sst"])["excluded"]["reason"].iloc[0]
     assert not CONTROL.search(reason) and len(reason) <= 200
+
+
+def write_marker_file(path, text):
+    with h5py.File(path, "w", libver="latest") as f:
+        f.attrs["sts_unavailable"] = text
+
+
+def test_feature_reasons_are_cleaned_and_cut(tmp_path):
+    """The LightGBM baseline's per-cell features: the same reader text, the same one-line reason."""
+    from sts.baseline.features import compute_features
+
+    write_marker_file(tmp_path / "m.nwb", "gone\n\x1b[2J" + "B" * 100_000)
+    result = compute_features(tmp_path / "m.nwb")
+    assert result.status == "excluded" and len(result.reason) <= MAX_REASON_CHARS
+    assert not CONTROL.search(result.reason) and result.reason.startswith("gone [2JBBB")
+
+
+def test_acquire_report_is_spreadsheet_safe(tmp_path):
+    import json
+
+    from sts.acquire.cell import CellReport, write_report
+
+    for sid, reason in (("1", "=cmd|' /C calc'!A0\n\x1b[31m"), ("2", "")):
+        rep = CellReport(sid, "clamp", "excluded" if reason else "ok", reason, bytes_fetched=-1 if reason else 5)
+        (tmp_path / f"{sid}.json").write_text(json.dumps(rep.__dict__))
+    write_report(sorted(tmp_path.glob("*.json")), tmp_path / "report.csv")
+    table = pd.read_csv(tmp_path / "report.csv", dtype={"specimen_id": str}, keep_default_na=False)
+    assert table["reason"].tolist() == ["'=cmd|' /C calc'!A0 [31m", ""]
+    assert pd.read_csv(tmp_path / "report.csv")["bytes_fetched"].tolist() == [-1, 5]  # numbers stay numbers

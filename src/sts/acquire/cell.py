@@ -22,6 +22,7 @@ from sts.acquire.http import DownloadError, HostRule, RetryPolicy, checked_url, 
 from sts.acquire.marker import write_marker
 from sts.atomic import write_text_atomic
 from sts.settings import ACQUIRE_DEFAULTS
+from sts.text import clean_text, spreadsheet_safe
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def acquire_cell(specimen_id: str, dataset: str, out_nwb: str | Path, report_jso
             raise
         rep.status, rep.reason = "excluded", f"download failed: {err}"
     if rep.status != "ok":
+        rep.reason = clean_text(rep.reason)  # quotes servers' and files' text: one line, cut
         log.warning("cell %s excluded: %s", specimen_id, rep.reason)
         write_marker(out, str(specimen_id), rep.reason)
     rep.local_size = out.stat().st_size
@@ -150,7 +152,8 @@ def write_report(report_files, out_csv: str | Path) -> pd.DataFrame:
     rows = [json.loads(Path(p).read_text()) for p in report_files]
     table = pd.DataFrame(rows, columns=list(CellReport.__dataclass_fields__))
     table["fraction_of_file"] = table["bytes_fetched"] / table["remote_size"].where(table["remote_size"] > 0)
-    write_csv_atomic(out_csv, table.sort_values("specimen_id"))
+    table["reason"] = table["reason"].fillna("").map(clean_text)  # reports of older runs too
+    write_csv_atomic(out_csv, spreadsheet_safe(table.sort_values("specimen_id")))  # users open it
     for dataset, group in table.groupby("dataset"):
         log.info("%s: %d cells, %.2f MB fetched in all, median %.3f MB/cell (%.1f%% of the file)", dataset,
                  len(group), group["bytes_fetched"].sum() / 1e6, group["bytes_fetched"].median() / 1e6,

@@ -55,6 +55,7 @@ from sts.baseline.prespike import dominant_tau_s
 from sts.recordings import NwbReadError, open_recording
 from sts.steps import ladder_steps
 from sts.sweeps import SelectionParams, find_step, is_long_square
+from sts.text import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,10 @@ class FeatureResult:
     features: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # sweeps used, rheobase/hero sweep numbers...
     unexpected_error: str = ""  # exception type when an unexpected error excluded the cell (sts.sweeps.failed)
+
+    def __post_init__(self):
+        # Reasons quote readers' and files' text: one line, cut (as sts.sweeps.Selection's).
+        self.reason = clean_text(self.reason) if self.reason else ""
 
 
 class FeatureFailure(Exception):

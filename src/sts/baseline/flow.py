@@ -117,6 +117,7 @@ def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = Base
     from sts.baseline.explain import explain
     from sts.baseline.lgbm import fit_final, predict_in_order, search
     from sts.baseline.served import save_model
+    from sts.text import spreadsheet_safe
     from sts.metrics import write_evaluation
 
     s = settings
@@ -128,7 +129,7 @@ def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = Base
     if len(cells.excluded):
         log.warning("excluded split cells: %s", summary["excluded"])
     write_json_atomic(out / "features.json", {"features": cells.features, **summary})
-    write_csv_atomic(out / "excluded.csv", cells.excluded)
+    write_csv_atomic(out / "excluded.csv", spreadsheet_safe(cells.excluded))  # users open it
 
     journal = out / JOURNAL
     if not resume:

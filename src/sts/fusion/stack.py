@@ -130,6 +130,7 @@ def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: Fu
     from sts.fusion.model import save_fusion
     from sts.atomic import write_csv_atomic
     from sts.metrics import predictions_frame, write_evaluation
+    from sts.text import spreadsheet_safe
 
     if len(members) < 2:
         raise ValueError(f"fusion needs at least two members, got {[m.name for m in members]}")
@@ -169,7 +170,7 @@ def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: Fu
     metrics = write_evaluation(out, test["specimen_id"], test["label"], pred, proba, classes,
                                title=f"fusion ({', '.join(names)}), holdout")  # fmt: skip
     excluded = pd.DataFrame(excl_train + excl_test, columns=["specimen_id", "split", "label", "reason"])
-    write_csv_atomic(out / "excluded.csv", excluded.drop_duplicates("specimen_id"))
+    write_csv_atomic(out / "excluded.csv", spreadsheet_safe(excluded.drop_duplicates("specimen_id")))  # users open it
     from sklearn.metrics import balanced_accuracy_score
 
     cv = float(balanced_accuracy_score(y, oof_frame["predicted"]))
