@@ -189,3 +189,22 @@ def test_acquire_report_is_spreadsheet_safe(tmp_path):
     table = pd.read_csv(tmp_path / "report.csv", dtype={"specimen_id": str}, keep_default_na=False)
     assert table["reason"].tolist() == ["'=cmd|' /C calc'!A0 [31m", ""]
     assert pd.read_csv(tmp_path / "report.csv")["bytes_fetched"].tolist() == [-1, 5]  # numbers stay numbers
+
+
+def test_hostile_ids_in_a_listing_never_reach_the_dag(tmp_path):
+    """An Allen listing with hostile ids: the DAG is built (on main it stopped with a wildcard error)
+    and plans jobs for the good cells only; results/metadata.csv will carry the others' reasons."""
+    import yaml
+
+    from conftest import REPO, smk
+
+    cfg = yaml.safe_load((REPO / ".test" / "config.yaml").read_text())
+    cfg.update(cohort="allen", acquire={"allen_api": "http://127.0.0.1:9"})  # a dry run fetches nothing
+    run = tmp_path / "run"
+    (run / "results" / "metadata").mkdir(parents=True)
+    ids = ["480051220", "480051221", *HOSTILE_IDS.values()]
+    pd.DataFrame({"specimen__id": ids, "line_name": "Pvalb-IRES-Cre", "tag__dendrite_type": "aspiny"}).to_csv(
+        run / "results" / "metadata" / "allen_cells.csv", index=False)  # fmt: skip
+    proc = smk(run, "--dry-run", "results/manifest.csv", config=cfg)
+    planned = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M))
+    assert planned["download"] == planned["scalogram"] == "2" and planned["manifest"] == "1"
