@@ -75,8 +75,8 @@ def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes)
     """Status and reason per unique specimen_id, before splitting.
 
     Metadata problems (an unsafe id, ``sts.ids``; duplicate id, compared case-folded as in
-    ``sts.local_cohort``; label outside the classes, e.g. Unsure) come first; then the per-cell file's own status
-    (unreadable NWB, no spiking sweep, ...). Metadata with ``status``/``reason`` columns (the
+    ``sts.local_cohort``; label outside the classes, e.g. Unsure) come first; then the per-cell
+    file's own status (unreadable NWB, no spiking sweep, ...). Metadata with ``status``/``reason`` columns (the
     local cohort) excludes its 'excluded' rows with their reasons; those rows had no per-cell
     job, so no scalogram file is expected for them.
     """
