@@ -289,8 +289,9 @@ def load_predictor(model_path, device: str = DEFAULT_DEVICE, threads: int | None
 def predict_files(
     predictor, files, out_csv: str | Path, figures_dir: str | Path | None = None, protocol=None
 ) -> pd.DataFrame:
-    """Classify every file (a path, or an ``Item``), write OUT.csv atomically (and one figure per
-    usable cell); return the table. ``protocol`` is the ABF ladder of inputs given as bare paths.
+    """Classify every file (a path, or an ``Item``), write OUT.csv atomically (its text columns
+    ``spreadsheet_safe``) and one figure per usable cell; return the table (as computed).
+    ``protocol`` is the ABF ladder of inputs given as bare paths.
     ``predictor``: a ``Predictor`` or an ``LgbmPredictor`` (``prepare``, ``classify``, ``figure``,
     ``classes``, ``extra_columns``).
 
