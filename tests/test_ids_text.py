@@ -208,3 +208,19 @@ def test_hostile_ids_in_a_listing_never_reach_the_dag(tmp_path):
     proc = smk(run, "--dry-run", "results/manifest.csv", config=cfg)
     planned = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, re.M))
     assert planned["download"] == planned["scalogram"] == "2" and planned["manifest"] == "1"
+
+
+def test_predict_table_derives_ids_from_unsafe_stems(tmp_path):
+    """sts predict --table: an id defaulted from a stem that is not an id is derived (as for files
+    on the command line); the workflow's table still excludes it, and a given unsafe id stays refused."""
+    from sts.local_cohort import read_local_labels
+
+    (tmp_path / "=x y.nwb").write_bytes(b"")
+    pd.DataFrame([{"file": "=x y.nwb", "label": "Sst"}, {"file": "=x y.nwb", "label": "Sst", "specimen_id": "../a"}]
+                 ).to_csv(tmp_path / "cells.csv", index=False)  # fmt: skip
+    served = read_local_labels(tmp_path / "cells.csv", None)
+    assert served["status"].tolist() == ["ok", "excluded"] and id_problem(served["specimen_id"][0]) == ""
+    assert served["reason"][1].startswith("unsafe specimen_id '../a'")
+    trained = read_local_labels(tmp_path / "cells.csv", CLASSES)
+    assert trained["status"].tolist() == ["excluded", "excluded"]
+    assert trained["reason"][0].startswith("unsafe specimen_id '=x y'")

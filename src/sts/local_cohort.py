@@ -79,8 +79,12 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
     protocol columns present in the CSV (float, NaN where not given), status (ok/excluded), reason.
 
     Raises FileNotFoundError if there is no CSV, ValueError if it lacks a ``file`` or ``label`` column.
-    With ``classes`` None (files to classify, ``sts predict --table``) the label is optional and unchecked.
+    With ``classes`` None (files to classify, ``sts predict --table``) the label is optional and unchecked,
+    and an id defaulted from a file stem that is not a valid id is derived from it (``sts.ids.safe_id``,
+    as for files given on the command line); an id the table gives must be valid.
     """
+    from sts.ids import safe_id
+
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"local.labels: no CSV at {csv_path.absolute()} (the table of your recordings)")
@@ -95,7 +99,9 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
     folder = csv_path.absolute().parent
     classes = tuple(classes) if classes is not None else None
     files = [Path(os.path.normpath(folder / n)) if n else None for n in map(_text, raw["file"])]  # absolute stay
-    ids = [_text(row.get("specimen_id")) or (f.stem if f else "") for (_, row), f in zip(raw.iterrows(), files)]
+    stem_id = safe_id if classes is None else str
+    ids = [_text(row.get("specimen_id")) or (stem_id(f.stem) if f else "")
+           for (_, row), f in zip(raw.iterrows(), files)]
     spellings = duplicate_ids(ids)
     rows = []
     for (_, row), file, sid in zip(raw.iterrows(), files, ids):
