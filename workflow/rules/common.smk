@@ -19,7 +19,7 @@ from sts.settings import TuneSettings, cnn_params, cnn_settings, default, rule_p
 PARAMS = rule_params(config)
 
 
-# The id rule of every cohort (sts.ids): cells with other ids are excluded rows, never paths.
+# Every cohort's ids follow sts.ids: cells with other ids are excluded rows, never paths.
 wildcard_constraints:
     specimen_id=ID_PATTERN,
 
