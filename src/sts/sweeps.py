@@ -233,6 +233,7 @@ def _select(rec, params: SelectionParams) -> Selection:
         "second_offset_pa": abs(second[0] - target),
         "n_spikes": [n_spikes[rheo[1]], n_spikes[second[1]]],
         "fires_spontaneously": spontaneous,
+        "bracket_sweep": lower[-1][1],  # the highest step below the rheobase: the file brackets it
         "fs_source_hz": [rheo[3], second[3]],
         "onset_s": [rheo[2].onset_idx / rheo[3], second[2].onset_idx / second[3]],
         "step_s": [rheo[2].duration_idx / rheo[3], second[2].duration_idx / second[3]],

@@ -189,9 +189,9 @@ def stream_cell(url: str, out_path: str | Path, params, block_size: int = 1 << 1
             if watched.error is not None:
                 raise watched.error
             sweeps = [int(n) for n in sel.attrs.get("sweep_numbers", [])]
-            if sel.status == "ok":
+            if sel.status == "ok":  # with the step below the rheobase, which shows that the file brackets it
                 with h5py.File(watched, "r") as src:
-                    copy_sweeps(src, out_path, sweeps, url)
+                    copy_sweeps(src, out_path, sorted({*sweeps, int(sel.attrs["bracket_sweep"])}), url)
                 if watched.error is not None:
                     raise watched.error
             return StreamResult(sel.status, sel.reason, sweeps, fetched, int(fh.size))

@@ -1,19 +1,22 @@
 """Axon Binary Format (ABF1 and ABF2, read with pyabf) behind the same interface as the NWB readers.
 
 Sweeps are numbered 0..n-1 as in pyabf. The response is the first ADC channel in volts
-(mV, V or µV, converted to mV); the injected current comes from the protocol's command
-waveform of the paired DAC (pyabf's ``sweepC``: epoch table or stimulus file, converted to
-pA). A file without a usable command waveform (e.g. ABF1 files written by
+(mV, V or µV, converted to mV); the injected current comes from the analog output (DAC) whose
+waveform is enabled, whichever it is (``sts.recordings.abf_protocol``: its epoch table, holding
+level and unit; a stimulus file through pyabf), converted to pA. A waveform in volts is voltage
+clamp: the file is refused. A file without a usable command waveform (e.g. ABF1 files written by
 ``pyabf.abfWriter.writeABF1``) needs a ``Protocol`` from its CSV row: sweep k steps to
 ``first_amplitude_pa + k * step_pa`` for ``duration_s`` from ``onset_s``, holding 0 pA elsewhere.
 Sweeps whose command's longest deviation from holding is a square step of 0.5–2 s (test
 pulses aside) are named "Long Square", so
 ``sts.sweeps.is_long_square`` accepts them as it does Allen's.
 
-Hostile input: the header's sampling rate and sizes are checked before pyabf loads the data
-(``sts.recordings.common``: rate range, ``MAX_SWEEP_S`` at that rate, ``MAX_SWEEP_SAMPLES``, no
-more data than the file holds), and a command waveform from a stimulus file is used only when
-that file lies in the ABF's own folder.
+Hostile input: before pyabf parses anything, the raw header's counts are bounded (sweeps,
+section entries, tags, input channels; every block inside the file), then pyabf's reading of
+the header is checked (``sts.recordings.common``: rate range, ``MAX_SWEEP_S`` at that rate,
+``MAX_SWEEP_SAMPLES``, no more data than the file holds); epochs are cut at the sweep's end;
+a command waveform from a stimulus file is used only when that file lies in the ABF's own
+folder and passes the same header checks.
 """
 
 from __future__ import annotations
@@ -42,7 +45,6 @@ SQUARE_TOLERANCE_PA = 0.5  # a step is square when its current varies less than 
 ABF1_EPOCH_TABLE_END = 2668
 
 _TO_MV = {"mv": 1.0, "v": 1e3, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3}
-_TO_PA = {"pa": 1.0, "na": 1e3, "ua": 1e6, "µa": 1e6, "μa": 1e6, "a": 1e12, "fa": 1e-3}
 # Raw header fields checked before pyabf parses the header (it allocates lists of the declared counts).
 ABF_HEADER_BYTES = 6144  # ABF1's whole header; ABF2's fixed part and section map are shorter
 ABF2_SECTIONS = 18  # section map: 16-byte entries (block, entry bytes, count) from byte 76
