@@ -20,7 +20,6 @@ of outputs must match ``fitted_classes``; anything else is refused with the reas
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from dataclasses import asdict, dataclass, replace
@@ -34,7 +33,7 @@ FORMAT = "sts-lightgbm-baseline"
 FORMAT_VERSION = 1
 META_FILE = "model.json"
 BOOSTER_FILE = "model.txt"
-MAX_BYTES = 512 * 2**20  # either file; a real baseline is a few MB
+MAX_BYTES = 64 * 2**20  # either file; a real baseline is a few MB (model.txt is parsed in Python first)
 LGBM_SUFFIXES = (".json", ".txt")
 
 
@@ -131,17 +130,12 @@ def is_lightgbm_model(path) -> bool:
 
 
 def _read_bounded(path: Path) -> bytes:
+    from sts.untrusted import UntrustedFileError, read_capped
+
     try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such file") from None
-    if size > MAX_BYTES:
-        raise ModelFileError(f"{path}: {size} bytes, more than a LightGBM baseline model can be ({MAX_BYTES})")
-    return path.read_bytes()
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
+        return read_capped(path, MAX_BYTES, "LightGBM baseline model file")
+    except UntrustedFileError as err:
+        raise ModelFileError(str(err)) from None
 
 
 def _names(meta: dict, key: str, where: Path) -> list[str]:
@@ -158,7 +152,9 @@ def load_model(path) -> SavedModel:
     import lightgbm as lgb
 
     from sts.baseline.features import FEATURE_NAMES, FeatureParams
+    from sts.baseline.model_text import ModelTextError, check_model_text
     from sts.ood import KnnNovelty
+    from sts.untrusted import UntrustedFileError, parse_json
 
     path = Path(path)
     if path.suffix.lower() == ".txt":
@@ -166,9 +162,9 @@ def load_model(path) -> SavedModel:
                              f"classes and parameters that go with {path.name})")  # fmt: skip
     meta_path = path / META_FILE if path.is_dir() else path
     try:
-        meta = json.loads(_read_bounded(meta_path).decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ModelFileError(f"{meta_path}: not a LightGBM model written by the sts baseline: {err}") from err
+        meta = parse_json(_read_bounded(meta_path), meta_path, "LightGBM model written by the sts baseline")
+    except UntrustedFileError as err:
+        raise ModelFileError(str(err)) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{meta_path}: not a LightGBM model written by the sts baseline (format is not {FORMAT!r})")
     if meta.get("format_version") != FORMAT_VERSION:
@@ -202,17 +198,19 @@ def load_model(path) -> SavedModel:
         except ValueError as err:
             raise ModelFileError(f"{meta_path}: {err}") from err
 
-    try:
-        booster = lgb.Booster(model_str=data.decode("utf-8"))
-    except (UnicodeDecodeError, lgb.basic.LightGBMError) as err:
-        raise ModelFileError(f"{meta_path.parent / name}: not LightGBM model text: {err}") from err
+    outputs = 1 if len(fitted) == 2 else len(fitted)
+    try:  # before LightGBM's parser, which trusts the text (a cycle hangs it, an index out of range crashes it)
+        text = data.decode("utf-8")
+        check_model_text(text, features, outputs)
+        booster = lgb.Booster(model_str=text)
+    except (UnicodeDecodeError, ModelTextError, lgb.basic.LightGBMError) as err:
+        raise ModelFileError(f"{meta_path.parent / name}: not LightGBM model text of this model card: {err}") from None
     if booster.feature_name() != features:
         raise ModelFileError(f"{meta_path}: features {features} differ from the booster's {booster.feature_name()} "
                              "(names and order must match the training columns)")  # fmt: skip
-    outputs = booster.num_model_per_iteration()
-    if outputs != (1 if len(fitted) == 2 else len(fitted)):
-        raise ModelFileError(f"{meta_path}: the booster has {outputs} output(s) per iteration, "
-                             f"which does not fit {len(fitted)} fitted classes {fitted}")  # fmt: skip
+    if booster.num_model_per_iteration() != outputs:
+        raise ModelFileError(f"{meta_path}: the booster has {booster.num_model_per_iteration()} output(s) per "
+                             f"iteration, which does not fit {len(fitted)} fitted classes {fitted}")  # fmt: skip
     _warn_versions(meta.get("versions"), meta_path)
     return SavedModel(meta_path, booster, features, classes, fitted, feature_params, ood, meta)
 
