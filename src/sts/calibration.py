@@ -26,7 +26,6 @@ applies its temperature when present (``load_temperature``).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,19 +213,16 @@ def write_calibration(path, cal: Calibration, model_file) -> None:
     write_json_atomic(path, doc)
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
 def read_sts_json(path: Path, fmt: str, version: int, max_bytes: int, what: str, error=ValueError) -> dict:
-    """A JSON document sts wrote (``format``/``format_version`` fields), read with a size bound and
-    strict JSON (no NaN/Infinity); anything else raises ``error`` naming ``path`` and ``what``."""
-    if path.stat().st_size > max_bytes:
-        raise error(f"{path}: larger than a {what} can be")
+    """A JSON document sts wrote (``format``/``format_version`` fields), read as an untrusted file
+    (``sts.untrusted``: a regular file, size bound, strict JSON of bounded depth); anything else
+    raises ``error`` naming ``path`` and ``what``."""
+    from sts.untrusted import UntrustedFileError, load_json
+
     try:
-        doc = json.loads(path.read_text(), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as err:
-        raise error(f"{path}: not a {what}: {err}") from err
+        doc = load_json(path, max_bytes, what)
+    except UntrustedFileError as err:
+        raise error(str(err)) from None
     if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("format_version") != version:
         raise error(f"{path}: not a {what} written by sts (format {fmt!r} v{version})")
     return doc
@@ -245,14 +241,16 @@ def load_temperature(model_path, classes) -> float | None:
     if not path.exists():
         return None
     doc = read_sts_json(path, FORMAT, FORMAT_VERSION, MAX_BYTES, "calibration file")
+    from sts.untrusted import MAX_MODEL_BYTES, sha256_capped
+
     model_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
     target = model_dir / str(doc.get("model_file", ""))
     if Path(str(doc.get("model_file", ""))).name != doc.get("model_file") or not target.is_file():
         raise ValueError(f"{path}: names model file {doc.get('model_file')!r}, not found beside it")
-    if file_sha256(target) != doc.get("model_sha256"):
+    if sha256_capped(target, MAX_MODEL_BYTES) != doc.get("model_sha256"):
         raise ValueError(f"{path}: fitted for another version of {target} (sha256 differs); re-run the calibration "
                          "or remove the stale file")  # fmt: skip
-    if [str(c) for c in doc.get("classes", [])] != [str(c) for c in classes]:
+    if not isinstance(doc.get("classes"), list) or [str(c) for c in doc["classes"]] != [str(c) for c in classes]:
         raise ValueError(f"{path}: classes {doc.get('classes')} differ from the model's {list(classes)}")
     t = doc.get("temperature")
     if not isinstance(t, (int, float)) or not np.isfinite(t) or t <= 0:

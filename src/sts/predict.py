@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,10 +84,10 @@ class Predictor:
         import torch
 
         from sts.cnn.final import load_model
+        from sts.cnn.model_meta import check_serving
         from sts.cnn.train import select_device
-        from sts.scalogram_file import ScalogramParams
-        from sts.settings import NormParams
         from sts.sweeps import SelectionParams
+        from sts.untrusted import UntrustedFileError
 
         if threads:
             torch.set_num_threads(threads)
@@ -97,28 +97,19 @@ class Predictor:
 
         try:
             self.model, self.meta = load_model(model_path, self.device)
-        except UnsafeModelError:
+        except (UnsafeModelError, UntrustedFileError):
             raise
         except Exception as err:  # missing, not a torch file, or not ours
             raise ValueError(f"{model_path}: not a model.pt written by sts train: {err}") from err
-        prep = self.meta.get("preparation") or {}
-        missing = [k for k in ("sweeps", "scalogram") if not prep.get(k)]
-        if missing:
-            raise ValueError(f"{model_path}: no preparation.{'/'.join(missing)} parameters saved with the model "
-                             "(train it with --preparation, as the workflow does)")  # fmt: skip
-        # Unknown keys are an error (they shaped training); numbers cast as the per-cell commands
-        # cast them (4000 -> 4000.0), so results are identical.
-        try:
-            self.selection = SelectionParams.from_dict(prep["sweeps"], "preparation.sweeps")
-            self.scalogram = ScalogramParams.from_dict(prep["scalogram"], "preparation.scalogram")
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{model_path}: {err}") from err
+        # Bounded (sizes a served cell's arrays) before anything is prepared. Unknown keys are an
+        # error (they shaped training); numbers cast as the per-cell commands cast them (4000 ->
+        # 4000.0), so results are identical.
+        self.selection, self.scalogram, self.norm = check_serving(self.meta, model_path)
         overrides = {k: v for k, v in (selection_overrides or {}).items() if v is not None}
         if set(overrides) - set(SELECTION_OVERRIDES):
             raise ValueError(f"only {SELECTION_OVERRIDES} may differ from the model's sweep selection")
         if overrides:
             self.selection = SelectionParams.from_dict({**asdict(self.selection), **overrides})
-        self.norm = NormParams(**self.meta["normalisation"])
         self.input_size = tuple(int(v) for v in self.meta["input_size"])
         self.image_dtype = np.dtype(self.meta.get("image_dtype", DEFAULT_IMAGE_DTYPE))
         self.scalogram_dtype = np.dtype(self.meta.get("scalogram_dtype", LEGACY_SCALOGRAM_DTYPE))
@@ -221,6 +212,18 @@ def find_recordings(inputs) -> list[Path]:
     return found
 
 
+def probability_problem(proba, n_classes: int) -> str:
+    """Why a model's output for one file is not ``n_classes`` probabilities ('' when it is)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.shape != (n_classes,):
+        return f"the model gave {proba.shape} outputs for {n_classes} classes"
+    if not np.isfinite(proba).all():
+        return "the model gave non-finite probabilities (NaN or infinite): a broken model, this file not classified"
+    if (proba < -1e-9).any() or (proba > 1 + 1e-9).any() or abs(proba.sum() - 1) > 1e-4:
+        return f"the model gave probabilities outside [0, 1] or not summing to 1 (sum {proba.sum():.6g})"
+    return ""
+
+
 def _row(p: Prepared, classes: list[str], proba: np.ndarray | None) -> dict:
     row = {"file": str(p.path), "specimen_id": p.specimen_id, "status": p.status, "reason": p.reason,
            "predicted": classes[int(np.argmax(proba))] if proba is not None else ""}  # fmt: skip
@@ -317,7 +320,11 @@ def predict_files(
         proba, extra = None, {}
         if p.status == "ok":
             proba, extra = predictor.classify(p)
-            if figures_dir is not None:
+            problem = probability_problem(proba, len(predictor.classes))
+            if problem:  # a model whose output is not probabilities never makes an "ok" row
+                p, proba, extra = replace(p, status="excluded", reason=problem), None, {}
+                log.warning("%s excluded: %s", path, problem)
+            elif figures_dir is not None:
                 predictor.figure(p, proba, Path(figures_dir) / figure)
         else:
             log.warning("%s excluded: %s", path, p.reason)

@@ -19,6 +19,7 @@ import stat
 from pathlib import Path
 
 MAX_JSON_DEPTH = 32  # sts writes at most ~5 levels (model.json's ood, calibration's scores)
+MAX_MODEL_BYTES = 2 * 2**30  # any model file read or hashed whole (the largest, inception_v3's model.pt: ~100 MB)
 _CHUNK = 1 << 20
 
 

@@ -57,9 +57,13 @@ _INTS = re.compile(rf"(?:{_INT}(?: {_INT})*)?")
 _FLOATS = re.compile(rf"(?:{_FLOAT}(?: {_FLOAT})*)?")
 _STATS = re.compile(rf"(?:{_STAT}(?: {_STAT})*)?", re.IGNORECASE)
 _PARAM = re.compile(r"\[[A-Za-z0-9_]+: [ -~]*\]")
-_OBJECTIVE = re.compile(r"(binary) sigmoid:(\S+)|(multiclass) num_class:(\d+)|(multiclassova) num_class:(\d+) sigmoid:(\S+)")
+_OBJECTIVE = re.compile(
+    r"(binary) sigmoid:(\S+)|(multiclass) num_class:(\d+)|(multiclassova) num_class:(\d+) sigmoid:(\S+)"
+)
 # decision_type: bit 0 categorical, bit 1 default left, bits 2-3 missing type 0 (none), 1 (zero), 2 (NaN)
-VALID_DECISION_TYPES = frozenset(cat | left << 1 | missing << 2 for cat in (0, 1) for left in (0, 1) for missing in (0, 1, 2))
+VALID_DECISION_TYPES = frozenset(
+    cat | left << 1 | missing << 2 for cat in (0, 1) for left in (0, 1) for missing in (0, 1, 2)
+)
 
 
 class ModelTextError(ValueError):

@@ -126,9 +126,11 @@ def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict)
 def load_model(path: str | Path, device="cpu"):
     """(model in eval mode, metadata dict) from a model.pt, loaded without unpickling code
     (``UnsafeModelError`` for a file that would need it)."""
+    from sts.cnn.model_meta import check_network
     from sts.cnn.safe_torch import safe_load
 
     meta = safe_load(path)
+    check_network(meta, path)  # before the network is built from it
     return model_from_meta(meta, device), meta
 
 

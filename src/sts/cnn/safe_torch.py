@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 
 
+MAX_FILE_BYTES = 2**30  # a model.pt or training checkpoint (inception_v3: ~100 MB of weights)
+MAX_UNCOMPRESSED_BYTES = 2**30  # torch.save stores members uncompressed: about the file's size
+
+
 class UnsafeModelError(ValueError):
     """A model or checkpoint file that holds more than tensors and plain data; never executed."""
 
@@ -32,13 +36,33 @@ def plain(obj):
 
 
 def safe_load(path: str | Path, map_location="cpu"):
-    """``torch.load`` restricted to tensors and plain data; anything else raises UnsafeModelError."""
+    """``torch.load`` restricted to tensors and plain data; anything else raises UnsafeModelError.
+
+    The file is read as an untrusted one (``sts.untrusted.read_capped``: a regular file of at
+    most ``MAX_FILE_BYTES``) and must be a zip archive (what torch.save writes) whose members
+    declare at most ``MAX_UNCOMPRESSED_BYTES`` together: torch allocates each member's declared
+    size, so a deflate bomb (10 MB -> 2.9 GB) is refused before torch reads it
+    (``sts.untrusted.UntrustedFileError``)."""
+    import io
     import pickle
+    import zipfile
 
     import torch
 
+    from sts.untrusted import UntrustedFileError, read_capped
+
+    data = read_capped(path, MAX_FILE_BYTES, "model file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as err:
+        raise UntrustedFileError(f"{path}: not a model file written by torch.save (a zip archive): {err}") from None
+    total = sum(m.file_size for m in members)
+    if total > MAX_UNCOMPRESSED_BYTES:
+        raise UntrustedFileError(f"{path}: its members unpack to {total} bytes, more than a model can be "
+                                 f"({MAX_UNCOMPRESSED_BYTES}): refused")  # fmt: skip
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeModelError(
             f"{path}: refused to load: the file holds objects other than tensors and plain data, and loading "

@@ -14,8 +14,8 @@ recorded sha256 (a refitted member invalidates the fusion).
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +24,12 @@ import numpy as np
 FORMAT = "sts-fusion"
 FORMAT_VERSION = 1
 MAX_BYTES = 16 * 2**20
+MAX_CLASSES = 1000
+MAX_MEMBERS = 32
+# An L2-regularised logistic regression on log-probabilities >= log(floor) has coefficients of
+# order 1-100; 1e308 would overflow the scores into NaN probabilities.
+MAX_ABS_COEF = 1e6
+MEMBER_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 class FusionFileError(ValueError):
@@ -37,6 +43,7 @@ class SavedFusion:
     members: list[dict]  # name, kind, path (absolute here), sha256
     stacker: dict
     meta: dict
+    floor: float  # the stacker's inputs are log-probabilities clipped at this
 
 
 def member_kind(path) -> str:
@@ -69,20 +76,23 @@ def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_
 
 def is_fusion_model(path) -> bool:
     """A .json (or a folder with model.json) whose format is the fusion's."""
+    from sts.untrusted import UntrustedFileError, load_json
+
     path = Path(path)
     target = path / "model.json" if path.is_dir() else path
-    if target.suffix.lower() != ".json" or not target.is_file() or target.stat().st_size > MAX_BYTES:
+    if target.suffix.lower() != ".json":
         return False
-    try:
-        doc = json.loads(target.read_text())
-    except (UnicodeDecodeError, ValueError):
+    try:  # a file that cannot be read safely is not one (the LightGBM loader then says why)
+        doc = load_json(target, MAX_BYTES, "fusion model")
+    except UntrustedFileError:
         return False
     return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
 def load_fusion(path) -> SavedFusion:
     """Read and check a fusion model.json; raises FusionFileError with the reason."""
-    from sts.calibration import file_sha256, read_sts_json
+    from sts.calibration import read_sts_json
+    from sts.untrusted import MAX_MODEL_BYTES, UntrustedFileError, sha256_capped
 
     path = Path(path)
     path = path / "model.json" if path.is_dir() else path
@@ -90,22 +100,38 @@ def load_fusion(path) -> SavedFusion:
         raise FusionFileError(f"{path}: no such file")
     doc = read_sts_json(path, FORMAT, FORMAT_VERSION, MAX_BYTES, "fusion model", FusionFileError)
     classes = doc.get("classes")
-    if not isinstance(classes, list) or len(classes) < 2 or not all(isinstance(c, str) for c in classes):
-        raise FusionFileError(f"{path}: 'classes' must be a list of at least two names")
+    if (not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES
+            or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes)):
+        raise FusionFileError(f"{path}: 'classes' must be a list of 2..{MAX_CLASSES} distinct names")  # fmt: skip
     members = doc.get("members")
-    if not isinstance(members, list) or len(members) < 2:
-        raise FusionFileError(f"{path}: 'members' must list at least two models")
+    if not isinstance(members, list) or not 2 <= len(members) <= MAX_MEMBERS:
+        raise FusionFileError(f"{path}: 'members' must list 2..{MAX_MEMBERS} models")
     resolved = []
     for m in members:
         if not isinstance(m, dict) or not all(isinstance(m.get(k), str) for k in ("name", "kind", "path", "sha256")):
             raise FusionFileError(f"{path}: each member needs name, kind, path and sha256")
+        if not MEMBER_NAME.fullmatch(m["name"]):  # it names CSV columns (predicted_<name>)
+            raise FusionFileError(f"{path}: member name {m['name'][:80]!r} is not 1-64 of [A-Za-z0-9_.-]")
+        if m["name"] in (r["name"] for r in resolved):
+            raise FusionFileError(f"{path}: member name {m['name']!r} is given twice")
         target = (path.parent / m["path"]).resolve()
         if not target.is_file():
             raise FusionFileError(f"{path}: member {m['name']}: {target} not found")
-        if file_sha256(target) != m["sha256"]:
+        if m["kind"] != member_kind(target) or is_fusion_model(target):
+            raise FusionFileError(f"{path}: member {m['name']}: {target} is not a {m['kind']!r} model "
+                                  "(members: CNN model.pt files and LightGBM baselines, never a fusion)")  # fmt: skip
+        try:
+            digest = sha256_capped(target, MAX_MODEL_BYTES)
+        except UntrustedFileError as err:
+            raise FusionFileError(f"{path}: member {m['name']}: {err}") from None
+        if digest != m["sha256"]:
             raise FusionFileError(f"{path}: member {m['name']}: {target} changed since the fusion was fitted "
                                   "(sha256 differs): refit the fusion")  # fmt: skip
         resolved.append({**m, "path": str(target)})
+    floor = doc["features"].get("floor") if isinstance(doc.get("features"), dict) else None
+    if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 < floor < 1:
+        raise FusionFileError(f"{path}: features.floor {floor!r} must be a number between 0 and 1 "
+                              "(the probability floor of the stacker's log-probability inputs)")  # fmt: skip
     stacker = doc.get("stacker") or {}
     try:
         coef = np.asarray(stacker["coef"], dtype=np.float64)
@@ -115,9 +141,14 @@ def load_fusion(path) -> SavedFusion:
         raise FusionFileError(f"{path}: stacker: {err}") from err
     d = len(members) * len(classes)
     rows = 1 if len(fitted) == 2 else len(fitted)
-    if set(fitted) - set(classes) or coef.shape != (rows, d) or intercept.shape != (rows,):
+    if (set(fitted) - set(classes) or len(set(fitted)) != len(fitted) or coef.shape != (rows, d)
+            or intercept.shape != (rows,)):
         raise FusionFileError(f"{path}: stacker shapes coef {coef.shape}, intercept {intercept.shape} do not fit "
                               f"{len(members)} members x {len(classes)} classes and fitted classes {fitted}")  # fmt: skip
     if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
         raise FusionFileError(f"{path}: non-finite stacker coefficients")
-    return SavedFusion(path, classes, resolved, {"coef": coef, "intercept": intercept, "fitted_classes": fitted}, doc)
+    if max(np.abs(coef).max(), np.abs(intercept).max()) > MAX_ABS_COEF:
+        raise FusionFileError(f"{path}: stacker coefficients beyond +-{MAX_ABS_COEF:g}: not a fitted logistic "
+                              "regression")  # fmt: skip
+    stacker = {"coef": coef, "intercept": intercept, "fitted_classes": fitted}
+    return SavedFusion(path, classes, resolved, stacker, doc, float(floor))

@@ -33,7 +33,7 @@ class FusionPredictor:
         self.saved = load_fusion(model_path)
         self.model_path = Path(model_path)
         self.classes = self.saved.classes
-        self.floor = float(self.saved.meta.get("features", {}).get("floor"))
+        self.floor = self.saved.floor
         # Raw members: the stacker was fitted on their uncalibrated probabilities.
         self.members = {}
         for m in self.saved.members:
