@@ -84,7 +84,7 @@ class Predictor:
         import torch
 
         from sts.cnn.final import load_model
-        from sts.cnn.model_meta import check_serving
+        from sts.cnn.model_meta import ModelMetaError, check_serving
         from sts.cnn.train import select_device
         from sts.sweeps import SelectionParams
         from sts.untrusted import UntrustedFileError
@@ -97,7 +97,7 @@ class Predictor:
 
         try:
             self.model, self.meta = load_model(model_path, self.device)
-        except (UnsafeModelError, UntrustedFileError):
+        except (UnsafeModelError, UntrustedFileError, ModelMetaError):
             raise
         except Exception as err:  # missing, not a torch file, or not ours
             raise ValueError(f"{model_path}: not a model.pt written by sts train: {err}") from err

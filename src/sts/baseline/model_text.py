@@ -16,12 +16,12 @@ the first defect (tree, field) unless:
   gives exactly the offsets of the ``Tree=0..n-1`` blocks and of ``end of trees``; the tree
   count is a multiple of the trees per iteration;
 * each tree: ``key=value`` lines of known keys, ``num_leaves`` >= 1, every array of its exact
-  length, numbers that parse (finite where prediction uses them: thresholds, leaf values,
-  linear coefficients, shrinkage), ``split_feature`` < the number of features,
-  ``decision_type`` a valid code, children in range (internal nodes 1..num_leaves-2, leaves
-  ~0..~(num_leaves-1)) with every node reached exactly once from the root (so no cycle), the
-  categorical fields (``num_cat``, ``cat_boundaries``, ``cat_threshold``, category indices of
-  categorical nodes) consistent, and the linear-tree fields (``is_linear``: ``leaf_const``,
+  length, numbers that parse (finite where prediction uses them: leaf values, linear
+  coefficients, shrinkage; thresholds finite or +-inf, as LightGBM writes them),
+  ``split_feature`` < the number of features, ``decision_type`` a valid code, children in
+  range (internal nodes 1..num_leaves-2, leaves ~0..~(num_leaves-1)) with every node reached
+  exactly once from the root (so no cycle), the categorical fields (``num_cat``,
+  ``cat_boundaries``, ``cat_threshold``, category indices of categorical nodes) consistent, and the linear-tree fields (``is_linear``: ``leaf_const``,
   ``num_features``, ``leaf_features`` < the number of features, ``leaf_coeff``) consistent;
 * the ``parameters:`` lines are ``[key: value]`` (LightGBM parses them natively) and the
   ``pandas_categorical:`` line, which lightgbm's Python reads with ``json.loads``, is shallow
@@ -56,6 +56,8 @@ _STAT = rf"(?:{_FLOAT}|-?nan|-?inf)"  # statistics prediction never uses (gains,
 _INTS = re.compile(rf"(?:{_INT}(?: {_INT})*)?")
 _FLOATS = re.compile(rf"(?:{_FLOAT}(?: {_FLOAT})*)?")
 _STATS = re.compile(rf"(?:{_STAT}(?: {_STAT})*)?", re.IGNORECASE)
+_BOUND = rf"(?:{_FLOAT}|-?inf)"  # a numerical split may be at +-inf (LightGBM writes it for linear trees)
+_BOUNDS = re.compile(rf"(?:{_BOUND}(?: {_BOUND})*)?")
 _PARAM = re.compile(r"\[[A-Za-z0-9_]+: [ -~]*\]")
 _OBJECTIVE = re.compile(
     r"(binary) sigmoid:(\S+)|(multiclass) num_class:(\d+)|(multiclassova) num_class:(\d+) sigmoid:(\S+)"
@@ -82,6 +84,19 @@ def _ints(value: str, where: str, n: int | None = None) -> np.ndarray:
 def _floats(value: str, where: str, n: int | None = None, finite: bool = True) -> np.ndarray:
     if not (_FLOATS if finite else _STATS).fullmatch(value):
         raise ModelTextError(f"{where}: not a list of {'finite ' if finite else ''}numbers")
+    return _array(value, where, n, finite)
+
+
+def _thresholds(value: str, where: str, n: int) -> np.ndarray:
+    if not _BOUNDS.fullmatch(value):
+        raise ModelTextError(f"{where}: not a list of numbers (finite or +-inf)")
+    out = _array(value, where, n, finite=False)
+    if np.isnan(out).any():  # 1e999 and the like read as inf: fine; nan is not a threshold
+        raise ModelTextError(f"{where}: NaN thresholds")
+    return out
+
+
+def _array(value: str, where: str, n: int | None, finite: bool) -> np.ndarray:
     out = np.array(value.split(), dtype=np.float64)
     if finite and not np.isfinite(out).all():  # e.g. 1e999
         raise ModelTextError(f"{where}: non-finite values")
@@ -141,7 +156,7 @@ def check_tree(fields: dict[str, str], where: str, n_features: int) -> None:
         if key not in fields and n > 0:
             raise ModelTextError(f"{where}: no {key}")
     split_feature = _ints(fields.get("split_feature", ""), f"{where} split_feature", n)
-    threshold = _floats(fields.get("threshold", ""), f"{where} threshold", n)
+    threshold = _thresholds(fields.get("threshold", ""), f"{where} threshold", n)
     decision = _ints(fields.get("decision_type", ""), f"{where} decision_type", n)
     children = [_ints(fields.get(k, ""), f"{where} {k}", n) for k in ("left_child", "right_child")]
     bad = np.flatnonzero((split_feature < 0) | (split_feature >= n_features))
@@ -152,7 +167,10 @@ def check_tree(fields: dict[str, str], where: str, n_features: int) -> None:
     if bad:
         raise ModelTextError(f"{where} decision_type: node {bad[0]} has code {decision[bad[0]]}")
     for name, child in zip(("left_child", "right_child"), children):
-        bad = np.flatnonzero((child >= n) | (child == 0) | (child < -leaves))
+        root = np.flatnonzero(child == 0)
+        if len(root):  # LightGBM would loop forever
+            raise ModelTextError(f"{where} {name}: node {root[0]} points back to the root (a cycle)")
+        bad = np.flatnonzero((child >= n) | (child < -leaves))
         if len(bad):
             raise ModelTextError(f"{where} {name}: node {bad[0]} points to {child[bad[0]]}, outside internal nodes "
                                  f"1..{n - 1} and leaves -1..-{leaves}")  # fmt: skip

@@ -75,17 +75,21 @@ def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_
 
 
 def is_fusion_model(path) -> bool:
-    """A .json (or a folder with model.json) whose format is the fusion's."""
+    """A .json (or a folder with model.json) whose format is the fusion's; FusionFileError for a
+    file that is not a bounded regular file of strict, shallow JSON."""
+    from sts.baseline.served import MAX_BYTES as LGBM_MAX_BYTES
     from sts.untrusted import UntrustedFileError, load_json
 
     path = Path(path)
     target = path / "model.json" if path.is_dir() else path
     if target.suffix.lower() != ".json":
         return False
-    try:  # a file that cannot be read safely is not one (the LightGBM loader then says why)
-        doc = load_json(target, MAX_BYTES, "fusion model")
-    except UntrustedFileError:
+    if not target.exists():
         return False
+    try:  # neither served model can be read from a file that fails here: refused, saying why
+        doc = load_json(target, max(MAX_BYTES, LGBM_MAX_BYTES), "served model (a fusion or LightGBM model.json)")
+    except UntrustedFileError as err:
+        raise FusionFileError(str(err)) from None
     return isinstance(doc, dict) and doc.get("format") == FORMAT
 
 
