@@ -21,8 +21,9 @@ the first defect (tree, field) unless:
   ``split_feature`` < the number of features, ``decision_type`` a valid code, children in
   range (internal nodes 1..num_leaves-2, leaves ~0..~(num_leaves-1)) with every node reached
   exactly once from the root (so no cycle), the categorical fields (``num_cat``,
-  ``cat_boundaries``, ``cat_threshold``, category indices of categorical nodes) consistent, and the linear-tree fields (``is_linear``: ``leaf_const``,
-  ``num_features``, ``leaf_features`` < the number of features, ``leaf_coeff``) consistent;
+  ``cat_boundaries``, ``cat_threshold``, category indices of categorical nodes) consistent,
+  and the linear-tree fields (``is_linear``: ``leaf_const``, ``num_features``,
+  ``leaf_features`` < the number of features, ``leaf_coeff``) consistent;
 * the ``parameters:`` lines are ``[key: value]`` (LightGBM parses them natively) and the
   ``pandas_categorical:`` line, which lightgbm's Python reads with ``json.loads``, is shallow
   JSON.
