@@ -147,12 +147,15 @@ def check_tree(fields: dict[str, str], where: str, n_features: int) -> None:
     linear = _int(fields.get("is_linear", "0"), f"{where} is_linear", 0, 1)
     if "shrinkage" in fields:
         _floats(fields["shrinkage"], f"{where} shrinkage", 1)
-    for key in ("leaf_weight", "leaf_count"):  # a single leaf may leave them empty (LightGBM 4 does)
-        if key in fields and not (leaves == 1 and not fields[key]):
-            _floats(fields[key], f"{where} {key}", leaves, finite=False)
-    for key in ("split_gain", "internal_value", "internal_weight", "internal_count"):
-        if key in fields:
-            _floats(fields[key], f"{where} {key}", n, finite=False)
+    for key, length in (("leaf_weight", leaves), ("leaf_count", leaves), ("split_gain", n), ("internal_value", n),
+                        ("internal_weight", n), ("internal_count", n)):  # fmt: skip
+        # Statistics prediction never reads: the right length is enough (a single leaf may leave
+        # leaf_weight empty, as LightGBM 4 does).
+        value = fields.get(key)
+        if value and not (leaves == 1 and not value) and value.count(" ") + 1 != length:
+            raise ModelTextError(f"{where} {key}: {value.count(' ') + 1} values, expected {length}")
+        if value and not _STATS.fullmatch(value):
+            raise ModelTextError(f"{where} {key}: not a list of numbers")
     for key in ("split_feature", "threshold", "decision_type", "left_child", "right_child"):
         if key not in fields and n > 0:
             raise ModelTextError(f"{where}: no {key}")
@@ -176,23 +179,23 @@ def check_tree(fields: dict[str, str], where: str, n_features: int) -> None:
             raise ModelTextError(f"{where} {name}: node {bad[0]} points to {child[bad[0]]}, outside internal nodes "
                                  f"1..{n - 1} and leaves -1..-{leaves}")  # fmt: skip
     # Every node once from the root: a tree, no cycle (a child pointing back loops LightGBM forever).
-    seen_nodes, seen_leaves = np.zeros(max(n, 1), bool), np.zeros(leaves, bool)
+    left, right = children[0].tolist(), children[1].tolist()
+    seen_nodes, seen_leaves = [False] * max(n, 1), [False] * leaves
     stack = [0] if n > 0 else []
     while stack:
         node = stack.pop()
         if seen_nodes[node]:
             raise ModelTextError(f"{where}: node {node} is reached twice (a cycle or a shared subtree)")
         seen_nodes[node] = True
-        for child in (int(children[0][node]), int(children[1][node])):
+        for child in (left[node], right[node]):
             if child >= 0:
                 stack.append(child)
             elif seen_leaves[~child]:
                 raise ModelTextError(f"{where}: leaf {~child} is reached twice")
             else:
                 seen_leaves[~child] = True
-    if n > 0 and not (seen_nodes.all() and seen_leaves.all()):
-        missing = np.flatnonzero(~seen_nodes)
-        what = f"node {missing[0]}" if len(missing) else f"leaf {np.flatnonzero(~seen_leaves)[0]}"
+    if n > 0 and not (all(seen_nodes) and all(seen_leaves)):
+        what = f"node {seen_nodes.index(False)}" if not all(seen_nodes) else f"leaf {seen_leaves.index(False)}"
         raise ModelTextError(f"{where}: {what} is not reached from the root")
     categorical = (decision & 1).astype(bool)
     if num_cat == 0:

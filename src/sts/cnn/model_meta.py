@@ -43,6 +43,16 @@ def _number(value, where: str, low: float, high: float, low_open: bool = False) 
     return float(value)
 
 
+def _finite(tensor) -> bool:
+    import numpy as np
+    import torch
+
+    try:  # numpy's pass is ~30x faster than torch's on a loaded state dict (16 ms for inception_v3)
+        return bool(np.isfinite(tensor.detach().cpu().numpy()).all())
+    except TypeError:  # bfloat16 and other types numpy lacks
+        return bool(torch.isfinite(tensor).all())
+
+
 def check_network(meta, where) -> None:
     """The keys that build the network (``model_from_meta``) and its weights; ModelMetaError if not."""
     import torch
@@ -75,7 +85,7 @@ def check_network(meta, where) -> None:
     if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         raise ModelMetaError(f"{where}: state_dict is not a dict of named tensors")
     for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not _finite(tensor):
             raise ModelMetaError(f"{where}: weights {name} hold NaN or infinite values: refused")
 
 
