@@ -406,4 +406,5 @@ def test_bounds_agree_with_the_config_schema():
     assert set(scal["wavelet"]["enum"]) == set(model_meta.WAVELETS)
     assert scal["n_freqs"]["maximum"] == model_meta.MAX_N_FREQS
     assert sweeps["window_s"]["maximum"] == model_meta.MAX_WINDOW_S
+    assert sweeps["fs_hz"]["maximum"] == model_meta.MAX_FS_HZ
     assert schema["cnn"]["properties"]["input_size"]["maximum"] == model_meta.MAX_INPUT_SIZE

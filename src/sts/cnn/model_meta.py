@@ -22,7 +22,7 @@ MAX_INPUT_SIZE = 1024  # schema: cnn.input_size maximum
 MAX_DROPOUT = 1.0  # schema: dropout exclusiveMaximum
 MAX_WINDOW_S = 10.0  # schema: sweeps.window_s maximum
 MAX_N_FREQS = 1000  # schema: scalogram.n_freqs maximum
-MAX_FS_HZ = 100_000.0  # the resampled rate; recordings themselves are sampled at 10-200 kHz
+MAX_FS_HZ = 50_000.0  # schema: sweeps.fs_hz maximum (the resampled rate)
 # Wavelets of the schema's scalogram.wavelet enum: support (pywt lower..upper bound), centre frequency.
 WAVELETS = {"mexh": (16.0, 0.25), "morl": (16.0, 0.8125), **{f"gaus{k}": (10.0, None) for k in range(1, 9)}}
 # n_freqs x (window samples + longest kernel): the CWT's filter bank and output for one cell
