@@ -71,7 +71,8 @@ def write_inputs(work: Path, n_cells: int) -> tuple[Path, Path]:
 
     saved = torch.load(model, weights_only=True)
     sweeps = yaml.safe_load((ROOT / "config" / "lab_abf.yaml").read_text())["sweeps"]
-    saved["preparation"]["sweeps"] = {**saved["preparation"]["sweeps"], **sweeps}
+    shared = ("window_s", "fs_hz", "plus_pa", "tolerance_pa", "min_step_s", "any_square_step")  # both trees know them
+    saved["preparation"]["sweeps"] = {**saved["preparation"]["sweeps"], **{k: sweeps[k] for k in shared}}
     torch.save(saved, model)
     return cells, model
 

@@ -250,3 +250,19 @@ def test_ep_features_find_the_same_ladder():
         else:
             assert result.reason, name
     assert ok >= 5
+
+
+def test_spontaneous_firing_is_recorded():
+    """fires_spontaneously: the truth counts action potentials in the highest step at or below
+    0 pA (the cells that fire at 0 or -5 pA); the rheobase stays the lowest positive step's."""
+    flagged = 0
+    for path in LADDERS:
+        t = ALL[path]
+        sel = select_sweeps(path, LAB)
+        if sel.status != "ok":
+            continue
+        resting = [k for k, a in enumerate(t["amplitudes_pa"]) if a <= 0]
+        expected = bool(resting) and t["aps_in_step"][max(resting, key=lambda k: t["amplitudes_pa"][k])] > 0
+        assert bool(sel.attrs["fires_spontaneously"]) == expected, path.name
+        flagged += expected
+    assert flagged >= 4

@@ -262,19 +262,20 @@ def _no_second_reason(rheobase: float, target: float, above: list, params: Selec
 def _fires_spontaneously(rec, lower: list, rheo: tuple, response, params: SelectionParams) -> bool:
     """Whether the cell fires without depolarising current: an action potential before the
     rheobase sweep's step, or in the highest step at or below 0 pA."""
+    def fires(v: np.ndarray, fs: float) -> bool:
+        # no sample at the action potential's peak level: no action potential (spares ipfx's pass)
+        if v.size <= 3 or np.isnan(v).any() or np.max(v) < params.min_ap_peak_mv:
+            return False
+        return bool(np.any(detect_spike_peaks(v, fs, 0.0, None, params.dvdt_cutoff_mv_ms)[1] >= params.min_ap_peak_mv))
+
     amp, n, step, fs = rheo
-    v = response(n)[: step.onset_idx]
-    if v.size > 3 and not np.isnan(v).any():
-        if np.any(detect_spike_peaks(v, fs, 0.0, None, params.dvdt_cutoff_mv_ms)[1] >= params.min_ap_peak_mv):
-            return True
+    if fires(response(n)[: step.onset_idx], fs):
+        return True
     resting = [c for c in lower if c[0] <= 0]
     if not resting:
         return False
     amp0, n0, step0, fs0 = resting[-1]  # up to its step's end: not the rebound after a hyperpolarising step
-    v0 = response(n0)[: step0.onset_idx + step0.duration_idx]
-    if v0.size <= 3 or np.isnan(v0).any():
-        return False
-    return bool(np.any(detect_spike_peaks(v0, fs0, 0.0, None, params.dvdt_cutoff_mv_ms)[1] >= params.min_ap_peak_mv))
+    return fires(response(n0)[: step0.onset_idx + step0.duration_idx], fs0)
 
 
 class _NanSweep(Exception):
