@@ -30,12 +30,11 @@ import pandas as pd
 from sts.atomic import write_csv_atomic
 from sts.h5io import read_attrs
 from sts.ids import id_problem
-from sts.settings import SplitParams
+from sts.settings import STUDY_CLASSES, SplitParams
 from sts.text import clean_text, spreadsheet_safe
 
 log = logging.getLogger(__name__)
 
-STUDY_CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
 COLUMNS = ["specimen_id", "dataset", "label", "status", "reason", "split", "fold"]
 # A few odd files may raise what no reader foresaw; more than this share of the cells (and at
 # least this many) means a bug of ours, not bad data.

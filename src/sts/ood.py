@@ -34,8 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_K = 5
-DEFAULT_QUANTILE = 0.99
+from sts.settings import OodSettings
+
+DEFAULT_K = OodSettings.k
+DEFAULT_QUANTILE = OodSettings.quantile
 
 
 @dataclass(frozen=True)

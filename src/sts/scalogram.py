@@ -20,8 +20,11 @@ from math import floor
 import numpy as np
 import pywt
 
+from sts.settings import ScalogramParams
 
-def default_freqs(fmin_hz: float = 20.0, fmax_hz: float = 200.0, n: int = 180) -> np.ndarray:
+
+def default_freqs(fmin_hz: float = ScalogramParams.fmin_hz, fmax_hz: float = ScalogramParams.fmax_hz,
+                  n: int = ScalogramParams.n_freqs) -> np.ndarray:
     """(n,) linearly spaced centre frequencies in Hz, fmin..fmax inclusive."""
     return np.linspace(fmin_hz, fmax_hz, n)
 

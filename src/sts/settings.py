@@ -25,6 +25,8 @@ ALLEN_LONG_SQUARE = ("Long Square",)
 MIES_LONG_SQUARE = (
     "C1LSCOARSE", "C1LSFINEST", "X1PS_SubThresh", "X3LP_Rheo", "X4PS_SupraThresh", "subthreshold_171",
 )
+# The study's classes in its order (config ``classes``; the manifest's and the published tables' default).
+STUDY_CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
 # An ABF file's step ladder (sts.recordings.abf.Protocol), from its CSV row or the command line.
 PROTOCOL_FIELDS = ("first_amplitude_pa", "step_pa", "onset_s", "duration_s")
 
@@ -128,10 +130,10 @@ class ScalogramParams:
 
     @property
     def freqs_hz(self):
-        """The frequency grid (Hz), a numpy array."""
-        from sts.scalogram import default_freqs
+        """The frequency grid (Hz), a numpy array (as sts.scalogram.default_freqs, which takes its defaults from here)."""
+        import numpy as np
 
-        return default_freqs(self.fmin_hz, self.fmax_hz, self.n_freqs)
+        return np.linspace(self.fmin_hz, self.fmax_hz, self.n_freqs)
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,49 @@ class TuneSettings:
 
 
 @dataclass(frozen=True)
+class CnnJobSettings:
+    """Config ``cnn:`` keys of how its jobs run (resources, parallel tuning, storage), not what they compute."""
+
+    threads: int = 2  # CPU threads per tune/train job
+    gpus: int = 0  # GPUs per tune/train job (resources.gpu)
+    mem_mb: int = 8000  # memory per tune/train job (MB); also the predict rule's
+    runtime: int = 1440  # wall time per tune job (min); train gets a quarter
+    tune_workers: int = 1  # tuning jobs per architecture sharing one Optuna study
+    trials_per_gpu: int = 1  # tuning workers one job runs at once on its device (sts tune --trials-per-gpu)
+    storage: str | None = None  # Optuna RDB URL; None: a journal file per architecture
+    weights_dir: str | None = None  # pre-staged ImageNet state dicts
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """Config ``baseline:`` ``trials`` and ``seed``, and how the LightGBM baseline is searched,
+    fitted and explained (``sts baseline-published``'s defaults, sts.baseline.flow).
+
+    ``jobs``: CV folds fitted side by side (one LightGBM thread each), and the final fit's
+    LightGBM threads; ``folds``: CV folds of the search; ``early_stopping``: rounds
+    without validation log-loss gain (0: off); ``space``: updates ``sts.baseline.lgbm.DEFAULT_SPACE``;
+    ``top_k``: features per SHAP beeswarm and per class of the SHAP report's table.
+    """
+
+    trials: int = 50
+    seed: int = 0
+    jobs: int = 2
+    folds: int = 3
+    early_stopping: int = 0
+    space: dict = field(default_factory=dict)
+    top_k: int = 5
+
+
+@dataclass(frozen=True)
+class OodSettings:
+    """The out-of-distribution detectors (sts.ood): k nearest training cells, and the quantile of
+    the training cells' own leave-one-out scores that sets the threshold."""
+
+    k: int = 5
+    quantile: float = 0.99
+
+
+@dataclass(frozen=True)
 class CrossDatasetSettings:
     """Config ``cross_dataset:`` (sts.cross_dataset)."""
 
@@ -366,3 +411,35 @@ def cnn_params(config: Mapping) -> dict:
     pack = from_dict(PackSettings, {"normalisation": norm, **{k: cnn[k] for k in ("dtype",) if k in cnn}}, "cnn")
     saliency = asdict(from_dict(SaliencySettings, cnn.get("saliency") or {}, "cnn.saliency"))
     return {"pack": {"norm": norm, "dtype": pack.dtype}, "saliency": saliency}
+
+
+# Each schema block (a dotted path in workflow/schemas/config.schema.yaml) and the dataclasses
+# that hold its keys' code defaults, with {schema key: field} where the names differ. The schema's
+# defaults equal these (tests/test_settings.py), and a key with a code default is not required.
+# Blocks in AS_WRITTEN carry no schema defaults: the rules pass them as written (``rule_params``),
+# so a default filled in by the schema would change every per-cell job's params.
+SCHEMA_HOMES: dict[str, tuple] = {
+    "synthetic": ((SynthParams, {}),),
+    "sweeps": ((SelectionParams, {}),),
+    "sweeps.qc": ((QcParams, {}),),
+    "scalogram": ((ScalogramParams, {}),),
+    "split": ((SplitParams, {}),),
+    "baseline": ((BaselineSettings, {}),),
+    "acquire": ((AcquireSettings, {}),),
+    "cnn": ((TuneSettings, CNN_ARCH_KEYS), (PackSettings, {}), (CnnJobSettings, {})),
+    "cnn.normalisation": ((NormParams, {}),),
+    "cnn.pruner": ((TuneSettings, PRUNER_KEYS),),
+    "cnn.saliency": ((SaliencySettings, {}),),
+    "cross_dataset": ((CrossDatasetSettings, {}),),
+}
+AS_WRITTEN = ("sweeps", "scalogram")
+
+
+def schema_home(block: str, key: str):
+    """(dataclass, field) holding the code default of schema key ``block.key``; None if no code default."""
+    for cls, names in SCHEMA_HOMES.get(block, ()):
+        name = names.get(key, key)
+        f = cls.__dataclass_fields__.get(name)
+        if f is not None and (f.default is not MISSING or f.default_factory is not MISSING):
+            return cls, name
+    return None

@@ -25,6 +25,8 @@ import requests
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from sts.settings import AcquireSettings
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1 << 16
@@ -48,9 +50,9 @@ class DownloadError(Exception):
 
 @dataclass
 class RetryPolicy:
-    retries: int = 4  # attempts after the first
-    backoff_s: float = 1.0  # first wait; doubles every attempt
-    timeout_s: float = 60.0  # connect and read timeout per request
+    retries: int = AcquireSettings.retries  # attempts after the first
+    backoff_s: float = AcquireSettings.backoff_s  # first wait; doubles every attempt
+    timeout_s: float = float(AcquireSettings.timeout_s)  # connect and read timeout per request
 
     def wait(self, attempt: int) -> None:
         time.sleep(self.backoff_s * 2**attempt)

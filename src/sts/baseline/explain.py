@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sts.atomic import save_figure_atomic, write_csv_atomic
+from sts.settings import BaselineSettings
 
 log = logging.getLogger(__name__)
 SHAP_CSV = "shap_mean_abs.csv"
@@ -64,7 +65,7 @@ def mean_abs_table(values: np.ndarray, features: Sequence[str], classes: Sequenc
     )
 
 
-def beeswarm(values: np.ndarray, X: pd.DataFrame, cls: str, top_k: int = 5):
+def beeswarm(values: np.ndarray, X: pd.DataFrame, cls: str, top_k: int = BaselineSettings.top_k):
     """Beeswarm figure of one class's SHAP values (n, f) for its top-k features."""
     import matplotlib
 
@@ -86,7 +87,7 @@ def beeswarm(values: np.ndarray, X: pd.DataFrame, cls: str, top_k: int = 5):
 
 
 def explain(
-    model, X: pd.DataFrame, classes: Sequence[str], out_dir: str | os.PathLike, top_k: int = 5
+    model, X: pd.DataFrame, classes: Sequence[str], out_dir: str | os.PathLike, top_k: int = BaselineSettings.top_k
 ) -> pd.DataFrame:
     """Write shap_mean_abs.csv and one beeswarm PNG per class; return the mean |SHAP| table.
 

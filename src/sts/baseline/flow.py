@@ -23,9 +23,11 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from sts.settings import BaselineSettings  # noqa: F401 (its home; imported from here too)
 
 if TYPE_CHECKING:  # the CLI imports this module to build its parser: no pandas before single_threaded()
     import pandas as pd
@@ -69,25 +71,6 @@ class FeatureCells:
             "test": {str(k): int(v) for k, v in self.test.y.value_counts().sort_index().items()},
             "excluded": {str(k): int(v) for k, v in self.excluded["reason"].value_counts().items()},
         }
-
-
-@dataclass(frozen=True)
-class BaselineSettings:
-    """How the baseline is searched, fitted and explained (``sts baseline-published``'s defaults).
-
-    ``jobs``: CV folds fitted side by side (one LightGBM thread each), and the final fit's
-    LightGBM threads; ``folds``: CV folds of the search; ``early_stopping``: rounds
-    without validation log-loss gain (0: off); ``space``: updates ``sts.baseline.lgbm.DEFAULT_SPACE``;
-    ``top_k``: features per SHAP beeswarm.
-    """
-
-    trials: int = 50
-    seed: int = 0
-    jobs: int = 2
-    folds: int = 3
-    early_stopping: int = 0
-    space: dict = field(default_factory=dict)
-    top_k: int = 5
 
 
 def study_name(train: Split, settings: BaselineSettings) -> str:

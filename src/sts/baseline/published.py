@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sts.baseline.flow import FeatureCells, Split
+from sts.settings import STUDY_CLASSES
 
 FILES = {
     "train": "Train_split.csv",
@@ -35,7 +36,7 @@ FEATURE_STEMS = (
     "f_i_curve_slope", "avg_isi", "adaptation", "latency",
     "has_burst", "has_pause", "has_delay", "long_square",
 )  # fmt: skip
-CLASSES = ("Excitatory", "Pvalb", "Sst", "Vip/Lamp5")
+CLASSES = STUDY_CLASSES  # only which labels are kept: the fit orders its classes itself
 
 
 def read_split(path: str | Path) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sts.settings import (
-    DTYPES, SALIENCY_METHODS, NormParams, PackSettings, SaliencySettings, TuneSettings, default,
+    DTYPES, SALIENCY_METHODS, CnnJobSettings, NormParams, PackSettings, SaliencySettings, TuneSettings, default,
 )
 
 
@@ -154,7 +154,7 @@ def add_parser(sub) -> None:
                       "--trials finished; a restarted K retries the trial it was killed in; writes "
                       "OUT_DIR/worker_K.done")  # fmt: skip
     mode.add_argument("--gather", action="store_true", help="only write the outputs (after every worker)")
-    p.add_argument("--trials-per-gpu", type=int, default=1, metavar="M",
+    p.add_argument("--trials-per-gpu", type=int, default=default(CnnJobSettings, "trials_per_gpu"), metavar="M",
                    help="with --worker K: M workers at once (processes, ids K*M..K*M+M-1, --threads split "
                    "between them) on one device; each holds its own copy of the packed images on a GPU")  # fmt: skip
     _weights(p)

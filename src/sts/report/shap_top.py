@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sts.settings import BaselineSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ def read_shap_table(path: str | Path) -> pd.DataFrame:
     return table.set_index("feature")
 
 
-def top_features(table: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+def top_features(table: pd.DataFrame, k: int = BaselineSettings.top_k) -> pd.DataFrame:
     """The ``k`` features with the largest mean |SHAP| per class (ties: feature order)."""
     rows = []
     for cls in table.columns:
@@ -63,7 +65,7 @@ def plot_top_features(top: pd.DataFrame, title: str = "LightGBM baseline: top fe
 
 
 def write_top_features(shap_csv: str | Path, out_png: str | Path, out_csv: str | Path, out_html: str | Path,
-                       k: int = 5) -> pd.DataFrame:  # fmt: skip
+                       k: int = BaselineSettings.top_k) -> pd.DataFrame:  # fmt: skip
     """Write the top-k table (CSV and HTML) and its figure; return the table."""
     import matplotlib.pyplot as plt
 
