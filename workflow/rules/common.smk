@@ -11,7 +11,15 @@ from sts.config_checks import check_config
 check_config(config)
 
 from sts.ids import ID_PATTERN
-from sts.settings import TuneSettings, cnn_params, cnn_settings, default, rule_params
+from sts.settings import (
+    BaselineSettings,
+    CnnJobSettings,
+    TuneSettings,
+    cnn_params,
+    cnn_settings,
+    default,
+    rule_params,
+)
 
 # Each block's settings as the dict its dataclass (sts.settings) is built from, computed once:
 # param functions run for every job of the DAG. Per-cell shell rules pass theirs as one

@@ -19,9 +19,9 @@ rule predict:
         f"logs/predict/{predict_name()}.log",
     conda:
         "../envs/cnn.yaml"
-    threads: CNN["threads"] if CNN else 2
+    threads: CNN["threads"] if CNN else default(CnnJobSettings, "threads")
     resources:
-        mem_mb=CNN["mem_mb"] if CNN else 4000,
+        mem_mb=CNN["mem_mb"] if CNN else default(CnnJobSettings, "mem_mb"),
         runtime=120,
     params:
         figures=lambda wildcards, output: (

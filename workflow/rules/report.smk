@@ -68,7 +68,7 @@ rule report_shap:
     conda:
         "../envs/report.yaml"
     params:
-        k=5,
+        k=default(BaselineSettings, "top_k"),
     script:
         "../scripts/report_shap.py"
 
