@@ -235,3 +235,160 @@ def test_rule_params_keep_the_block_as_written():
     assert list(cnn_params(config)["pack"]["norm"]) == list(norm)
     tune = cnn_settings(config, "resnet18")["tune"]
     assert list(tune) == list(asdict(TuneSettings(arch="resnet18")))
+
+
+# --- one home per default: schema = dataclass = command line (issue 28) -----------------------
+
+from dataclasses import MISSING, is_dataclass  # noqa: E402
+
+from sts.settings import (  # noqa: E402
+    AS_WRITTEN, SCHEMA_HOMES, STUDY_CLASSES, AcquireSettings, BaselineSettings, CnnJobSettings, schema_home,
+)
+
+
+def plain(value):
+    """A default as YAML would spell it: tuples as lists, dataclasses as dicts."""
+    if is_dataclass(value):
+        value = asdict(value)
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def field_default(cls, name):
+    f = cls.__dataclass_fields__[name]
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def has_default(cls, name) -> bool:
+    f = cls.__dataclass_fields__.get(name)
+    return f is not None and (f.default is not MISSING or f.default_factory is not MISSING)
+
+
+def schema_block(path: str) -> dict:
+    node = SCHEMA
+    for key in path.split("."):
+        node = node["properties"][key]
+    return node
+
+
+def test_schema_defaults_equal_the_dataclass_defaults():
+    """Every key of a block with a dataclass, nested blocks too: its schema default is the code's
+    (blocks the rules pass as written carry none: a filled-in default would change their params)."""
+    problems = []
+    for path in SCHEMA_HOMES:
+        block = schema_block(path)
+        for key, prop in block["properties"].items():
+            if "properties" in prop or "$ref" in prop:
+                assert "default" not in prop or prop["default"] == {}, f"{path}.{key}"
+                continue  # a nested block: its own entry of SCHEMA_HOMES (or search_space's $defs)
+            home = schema_home(path, key)
+            if home is None:
+                continue  # a workflow key with no code default (e.g. cnn.architectures)
+            want = plain(field_default(*home))
+            if "default" in prop:
+                if prop["default"] != want:
+                    problems.append(f"{path}.{key}: schema {prop['default']!r}, {home[0].__name__}.{home[1]} {want!r}")
+            elif path not in AS_WRITTEN:
+                problems.append(f"{path}.{key}: no schema default ({home[0].__name__}.{home[1]} = {want!r})")
+    assert not problems, problems
+    assert SCHEMA["properties"]["classes"]["default"] == list(STUDY_CLASSES)
+    # every nested block of a block with a dataclass has its own entry
+    for path in SCHEMA_HOMES:
+        for key, prop in schema_block(path)["properties"].items():
+            if "properties" in prop:
+                assert f"{path}.{key}" in SCHEMA_HOMES, f"{path}.{key}"
+
+
+def test_no_key_with_a_code_default_is_required():
+    for path in SCHEMA_HOMES:
+        required = schema_block(path).get("required", [])
+        assert not [k for k in required if schema_home(path, k)], (path, required)
+    # a top-level block whose keys all default is not required either
+    top = SCHEMA["required"]
+    assert not [k for k in top if "default" in SCHEMA["properties"][k]], top
+    assert not [k for k in top if k in SCHEMA_HOMES], top
+
+
+def described(node: dict) -> bool:
+    if "description" in node:
+        return True
+    ref = node.get("$ref", "")
+    return ref.startswith("#/$defs/") and "description" in SCHEMA["$defs"][ref.split("/")[-1]]
+
+
+def schema_properties(node, path=""):
+    """(dotted path, property) of every property of the schema, $defs and per-key maps included."""
+    if not isinstance(node, dict):
+        return
+    for key, prop in (node.get("properties") or {}).items():
+        yield f"{path}.{key}".lstrip("."), prop
+        yield from schema_properties(prop, f"{path}.{key}")
+    if isinstance(node.get("additionalProperties"), dict):
+        yield from schema_properties(node["additionalProperties"], f"{path}.*")
+    for key, sub in (node.get("$defs") or {}).items():
+        yield f"$defs.{key}", sub
+        yield from schema_properties(sub, f"$defs.{key}")
+
+
+def test_every_schema_property_has_a_description():
+    """The README's configuration table is generated from these."""
+    missing = [path for path, prop in schema_properties(SCHEMA) if not described(prop)]
+    assert not missing, missing
+
+
+# Each command's options and the dataclasses holding their defaults ({dest: field} where the names
+# differ); every option with a default is one of them, or in NO_HOME (not a setting).
+PATCHSEQ = {"id_column": "patchseq_id_column", "ttype_column": "patchseq_ttype_column",
+            "dendrite_column": "patchseq_dendrite_column"}  # fmt: skip
+CLI_HOMES = {
+    "synth": [(SynthParams, {})],
+    "select-sweeps": [(SelectionParams, {})],
+    "scalogram": [(ScalogramParams, {})],
+    "manifest": [(SplitParams, {})],
+    "baseline-published": [(BaselineSettings, {})],
+    "acquire": [(AcquireSettings, {"api": "dandi_api"}), (SelectionParams, {})],
+    "labels": [(AcquireSettings, PATCHSEQ)],
+    "pack": [(PackSettings, {"size": "input_size"})],
+    "tune": [(TuneSettings, {"trials": "n_trials"}), (CnnJobSettings, {})],
+    "train": [(TuneSettings, {})],
+    "explain": [(SaliencySettings, {})],
+}
+NO_HOME = {"dataset", "label", "defect"}  # a cell's own tags ("" by default)
+
+
+def commands(parser, path=()):
+    """(command path, parser) of every subcommand, nested ones too (acquire cell, ...)."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,), sub
+                yield from commands(sub, path + (name,))
+
+
+def test_every_command_line_default_is_its_dataclass_default():
+    seen, problems = set(), []
+    for path, parser in commands(build_parser()):
+        homes = CLI_HOMES.get(path[0], []) + [(TuneSettings, {})]  # --device everywhere
+        for action in parser._actions:
+            if not action.option_strings or action.dest in ("help", "func"):
+                continue
+            home = next(((cls, names.get(action.dest, action.dest)) for cls, names in homes
+                         if has_default(cls, names.get(action.dest, action.dest))), None)  # fmt: skip
+            if home is None:
+                if action.default not in (None, False) and action.dest not in NO_HOME:
+                    problems.append(f"{' '.join(path)} --{action.dest}: default {action.default!r} has no home")
+                continue
+            seen.add(path[0])
+            want = field_default(*home)
+            got = action.default
+            if action.type is not None and got is not None and callable(action.type) and isinstance(got, str):
+                got = action.type(got)
+            if got is not None and plain(got) != plain(want):  # None: absent, resolved by the code
+                problems.append(f"{' '.join(path)} --{action.dest}: {got!r}, {home[0].__name__}.{home[1]} {want!r}")
+    assert not problems, problems
+    assert set(CLI_HOMES) <= seen, set(CLI_HOMES) - seen
