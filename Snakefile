@@ -3,7 +3,13 @@
 #   NWB -> EP features (ipfx) -> features table (baseline input)
 #   scalograms -> packed arrays -> per CNN: tune -> train -> evaluate, explain
 #   out-of-fold predictions of every model -> fusion; per model: calibration (temperature)
-# Config: config/config.yaml (validated against workflow/schemas/config.schema.yaml).
+#   cross-dataset fits (train on one dataset, test on the other) -> report
+# Config: config/config.yaml (validated against workflow/schemas/config.schema.yaml); see
+# config/README.md for the other configs and how to lay them over it.
+from snakemake.utils import min_version
+
+# The oldest Snakemake this workflow is tested with (pyproject.toml pins the same).
+min_version("9.27")
 
 
 configfile: "config/config.yaml"
@@ -55,7 +61,13 @@ if PREDICT.get("inputs"):
     include: "workflow/rules/predict.smk"
 
 
-# Report figures and tables (snakemake --report results/report.html), cross-dataset table.
+# Cross-dataset table: LightGBM and the CNNs trained on one dataset, tested on the other.
+if CROSS["enabled"]:
+
+    include: "workflow/rules/cross_dataset.smk"
+
+
+# Report figures and tables (snakemake --report results/report.html).
 include: "workflow/rules/report.smk"
 
 
@@ -69,8 +81,8 @@ rule all:
             if config["cohort"] in ("synthetic", "local")
             else "results/acquire/report.csv"
         ),
-        cnn=cnn_targets(),
+        cnn=cnn_targets() if CNN else [],
         fusion="results/fusion/metrics.json" if FUSION else [],
         calibration=calibration_targets(),
-        predict=predict_targets(),
+        predict=predict_targets() if PREDICT.get("inputs") else [],
         report=report_targets(),

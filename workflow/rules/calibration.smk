@@ -4,6 +4,9 @@
 # reliability diagram.
 
 
+include: "calibration_common.smk"
+
+
 wildcard_constraints:
     model_dir="|".join(CALIBRATION_DIRS) or "$^",
 

@@ -6,6 +6,10 @@
 # architecture's settings re-runs that architecture only.
 
 
+# What every architecture shares: the pack rule's norm and dtype, the explain rule's saliency.
+include: "cnn_common.smk"
+
+
 wildcard_constraints:
     arch="mobilenet_v2|resnet18|densenet121|inception_v3",
     size=r"\d+",

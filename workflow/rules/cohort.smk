@@ -2,6 +2,9 @@
 # in for the download step (same shape: one file per cell where downloads would put it).
 
 
+include: "cohort_common.smk"
+
+
 rule synth_metadata:
     output:
         metadata="results/metadata.csv",

@@ -1,4 +1,5 @@
-# Config validation, the cell table and every input/params function live here.
+# Config validation, the cell table, and the switches and input/params functions that several
+# stages share. A function only one stage uses lives beside its rules, in that stage's .smk.
 import os
 
 from snakemake.utils import validate
@@ -64,11 +65,6 @@ def cell_meta_args(wildcards):
     return f"--dataset {quote(str(row['dataset']))} --label {quote(str(row['label']))}"
 
 
-def cli_flags(params):
-    """--key-name value flags of a settings dict (sts synth's --n-cells, --seed, ...)."""
-    return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in params.items())
-
-
 def json_arg(params):
     """One shell-quoted --params JSON argument (keys sorted: the same dict, the same string)."""
     import json
@@ -77,21 +73,9 @@ def json_arg(params):
     return f"--params {quote(json.dumps(params, sort_keys=True))}"
 
 
-def synth_cell_args(wildcards):
-    """One synthetic cell is fully given by its row: only changed rows re-run."""
-    row = cell(wildcards)
-    return (
-        f"--dataset {row['dataset']} --label '{row['label']}' --fs-hz {row['fs_hz']} "
-        f"--defect '{row['defect']}' --cell-seed {row['cell_seed']} --model-class '{row['model_class']}'"
-    )
-
-
-# The sweeps: block (absent keys: the code's defaults) and the scalogram: block with its
-# compression (the file changes): changing a key re-runs the select_sweeps / scalogram jobs.
+# The sweeps: block (absent keys: the code's defaults): changing a key re-runs the
+# select_sweeps jobs (and a streamed DANDI download, which selects the sweeps it fetches).
 SELECTION_ARGS = json_arg(PARAMS["sweeps"])
-SCALOGRAM_ARGS = json_arg(PARAMS["scalogram"])
-# The EP features read the ladder as sweep selection does (the sweeps: keys they share).
-FEATURE_ARGS = json_arg(PARAMS["features"])
 
 
 def published_reference_files():
@@ -109,7 +93,7 @@ def published_reference_files():
 BASELINE_OUT = "results/baseline"
 
 
-# --- Deep-learning stage (workflow/rules/cnn.smk) ---------------------------------------
+# --- Deep-learning stage (workflow/rules/cnn.smk; the cross-dataset fits reuse its inputs) ----
 CNN = config.get("cnn")
 CNN_ARCHS = CNN["architectures"] if CNN else []
 
@@ -125,8 +109,6 @@ def cnn_weights_path(arch):
 # tune (TuneSettings), train (the final fit's share of them), input_size. Checked here, so a bad
 # value stops the DAG build; each architecture's jobs get only its own.
 CNN_SETTINGS = {a: cnn_settings(config, a, cnn_weights_path(a)) for a in CNN_ARCHS}
-# What every architecture shares: the pack rule's norm and dtype, the explain rule's saliency.
-CNN_PARAMS = cnn_params(config) if CNN else {}
 
 
 def cnn_packed(wildcards):
@@ -135,20 +117,6 @@ def cnn_packed(wildcards):
 
 def cnn_weights_file(wildcards):
     return cnn_weights_path(wildcards.arch) or []
-
-
-def cnn_tune_settings(wildcards):
-    """Everything that defines one architecture's search (only its own settings)."""
-    return dict(CNN_SETTINGS[wildcards.arch]["tune"])
-
-
-def cnn_tune_workers(wildcards):
-    """The done files of the architecture's cnn.tune_workers search workers."""
-    return expand(
-        "results/tuning/{arch}/worker_{worker}.done",
-        arch=wildcards.arch,
-        worker=range(CNN["tune_workers"]),
-    )
 
 
 def cnn_train_settings(wildcards):
@@ -162,87 +130,8 @@ def cnn_preparation():
     return {"sweeps": PARAMS["sweeps"], "scalogram": scalogram}
 
 
-def cnn_targets():
-    return expand(
-        "results/models/{arch}/{out}",
-        arch=CNN_ARCHS,
-        out=["metrics.json", "saliency.h5"],
-    )
-
-
-# --- Classifying new recordings (workflow/rules/predict.smk) ----------------------------
+# --- Classifying new recordings (workflow/rules/predict.smk; the switch for the Snakefile) ----------------------------
 PREDICT = config.get("predict") or {}
-
-
-def predict_model():
-    """An architecture name means the workflow's own model (trained if needed), `lightgbm` the
-    baseline's saved fit (on computed features), `fusion` the fusion of the workflow's models,
-    else a path."""
-    from sts.cnn.models import ARCHITECTURES
-
-    model = PREDICT["model"]
-    if model == "fusion":
-        if not FUSION:
-            raise ValueError(
-                "predict.model is 'fusion' but this config has fewer than two models to fuse "
-                "(the CNNs of cnn.architectures and LightGBM on computed features)"
-            )
-        return "results/fusion/model.json"
-    if model == "lightgbm":
-        if config["baseline"]["features"] != "computed":
-            raise ValueError(
-                "predict.model is 'lightgbm' but baseline.features is not 'computed': a fit on the "
-                "published tables cannot classify recordings (their features do not come from the files)"
-            )
-        return "results/baseline/model/model.json"
-    if model not in ARCHITECTURES:
-        return model
-    if not CNN:
-        raise ValueError(
-            f"predict.model is {model!r} but the config has no cnn: block to train it; "
-            "give the path of a model.pt instead"
-        )
-    return f"results/models/{model}/model.pt"
-
-
-def predict_name():
-    """Output name: the architecture, or the model file's folder (results/models/X/model.pt -> X)."""
-    model = PREDICT["model"]
-    if model != predict_model():
-        return model
-    path = os.path.abspath(model)
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return os.path.basename(os.path.dirname(path)) if stem == "model" else stem
-
-
-def predict_inputs():
-    """The recordings of predict.inputs (the cohort's own NWB files when it is nwb_dir)."""
-    from sts.predict import find_recordings
-
-    folder = PREDICT["inputs"]
-    same = os.path.normpath(folder) == os.path.normpath(config["nwb_dir"])
-    if same and config["cohort"] != "local":
-        return expand(NWB, specimen_id=SPECIMEN_IDS)
-    if not os.path.isdir(folder):
-        raise ValueError(f"predict.inputs: {folder!r} is not a folder")
-    files = [str(p) for p in find_recordings([folder])]
-    if not files:
-        raise ValueError(f"predict.inputs: no .nwb or .abf files in {folder!r}")
-    return files
-
-
-def predict_calibration():
-    """The workflow's own model's calibration.json, so `predict` serves calibrated probabilities."""
-    name = PREDICT["model"]
-    return (
-        f"{member_files(name)['folder']}/calibration.json" if name in CALIBRATED else []
-    )
-
-
-def predict_targets():
-    if not PREDICT.get("inputs"):
-        return []
-    return [f"results/predictions/{predict_name()}.csv"]
 
 
 # --- Local cohort (workflow/rules/local.smk): the users' own files, listed in a CSV --------
@@ -269,13 +158,6 @@ def cell_protocol_args(wildcards):
 CELL_PROTOCOL = cell_protocol_args if LOCAL else ""
 
 
-def local_table_digest():
-    """Changes when a row's file, status or protocol changes, so results/metadata.csv is rewritten."""
-    from hashlib import sha256
-
-    return sha256(COHORT.to_csv(index=False).encode()).hexdigest()[:16]
-
-
 if LOCAL and not config["split"].get("train_file"):
     from sts.manifest import check_class_counts
 
@@ -291,90 +173,8 @@ if LOCAL and not config["split"].get("train_file"):
         raise ValueError(f"local.labels {config['local']['labels']}: {err}") from None
 
 
-# --- Report (workflow/rules/report.smk) and cross-dataset table --------------------------
+# --- Cross-dataset table (workflow/rules/cross_dataset.smk; the report lists it) --------------------------
 CROSS = config.get("cross_dataset") or {"enabled": False}
-
-
-def report_class_files():
-    """Class -> file-name-safe stem of its example-scalogram figure (Vip/Lamp5 -> Vip-Lamp5)."""
-    from sts.baseline.explain import class_filename
-
-    return {c: class_filename(c) for c in config["classes"]}
-
-
-def report_example_cells():
-    """The few cells per class and dataset whose files the example figures may read."""
-    from sts.report.scalograms import candidate_cells
-
-    # Rows excluded when the table was read have no files.
-    cells = USABLE.drop_duplicates("specimen_id")
-    return candidate_cells(cells, config["classes"], seed=config["split"]["seed"])
-
-
-def cross_dataset_archs():
-    """CNNs of the cross-dataset table: cross_dataset.architectures, or all of cnn.architectures."""
-    if not CROSS["enabled"]:
-        return []
-    archs = CROSS.get("architectures")
-    if archs is None:
-        return list(CNN_ARCHS)
-    unknown = [a for a in archs if a not in CNN_ARCHS]
-    if unknown:
-        raise ValueError(
-            f"cross_dataset.architectures {unknown} are not in cnn.architectures {CNN_ARCHS}"
-        )
-    return archs
-
-
-def report_targets():
-    """Figures and tables made for `snakemake --report` (part of `all`)."""
-    out = expand(
-        "results/report/scalograms/{name}.png", name=report_class_files().values()
-    )
-    out += ["results/report/shap_top5.png", "results/report/comparison.html"]
-    if CROSS["enabled"]:
-        out += ["results/cross_dataset.csv"]
-    out += expand("results/report/model_cards/{model}.md", model=MODEL_CARDS)
-    return out
-
-
-def model_cards():
-    """Served models -> their family and the files their card reads (report_model_card);
-    each CNN, the LightGBM baseline on computed features, the fusion; with its calibration.json.
-    """
-    cards = {}
-    for name in FUSION_MEMBERS + (["fusion"] if FUSION else []):
-        files = member_files(name)
-        family = name if name in ("lightgbm", "fusion") else "cnn"
-        folder = {"lightgbm": BASELINE_OUT, "fusion": "results/fusion"}.get(
-            name, files["folder"]
-        )
-        cards[name] = {
-            "family": family,
-            "model": files["model"],
-            "metrics": f"{folder}/metrics.json",
-            "confusion": f"{folder}/confusion_matrix.png",
-            "calibration": f"{files['folder']}/calibration.json",
-        }
-        if family == "lightgbm":
-            cards[name]["features"] = "results/baseline/features.csv"
-        if family == "cnn":
-            cards[name]["ood_holdout"] = f"{folder}/ood_holdout.csv"
-    return cards
-
-
-def model_card_inputs(wildcards):
-    return {k: v for k, v in MODEL_CARDS[wildcards.model].items() if k != "family"}
-
-
-def cross_dataset_lgbm_inputs(wildcards):
-    """The baseline's feature inputs: computed table + manifest, or the published tables."""
-    if config["baseline"]["features"] == "published":
-        return {"tables": published_reference_files()}
-    return {
-        "features": "results/baseline/features.csv",
-        "manifest": "results/manifest.csv",
-    }
 
 
 # --- Fusion and calibration (workflow/rules/fusion.smk, calibration.smk) -----------------
@@ -411,31 +211,11 @@ def member_files(name):
 
 
 CALIBRATED = FUSION_MEMBERS + (["fusion"] if FUSION else [])
-CALIBRATION_DIRS = {member_files(m)["folder"]: m for m in CALIBRATED}
 
 
 def fusion_member_inputs(key):
     return [member_files(m)[key] for m in FUSION_MEMBERS]
 
 
-def calibration_inputs(wildcards):
-    files = member_files(CALIBRATION_DIRS[wildcards.model_dir])
-    return {
-        "model": files["model"],
-        "oof": files["oof"],
-        "predictions": files["predictions"],
-        "manifest": "results/manifest.csv",
-    }
-
-
-def calibration_title(wildcards):
-    name = CALIBRATION_DIRS[wildcards.model_dir]
-    return {"lightgbm": "LightGBM (EP features)"}.get(name, name)
-
-
 def calibration_targets():
     return [f"{member_files(m)['folder']}/calibration.json" for m in CALIBRATED]
-
-
-# After the fusion and calibration definitions it reads.
-MODEL_CARDS = model_cards()

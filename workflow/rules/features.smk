@@ -2,6 +2,10 @@
 # then one table over all cells (excluded cells kept, with their reason).
 
 
+# The EP features read the ladder as sweep selection does (the sweeps: keys they share).
+FEATURE_ARGS = json_arg(PARAMS["features"])
+
+
 rule ep_features:
     input:
         nwb=CELL_INPUT,

@@ -2,6 +2,9 @@
 # local.labels. No download: each cell's per-cell jobs read its own file (common.smk: cell_file).
 
 
+include: "local_common.smk"
+
+
 localrules:
     local_metadata,
 

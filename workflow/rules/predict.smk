@@ -3,6 +3,9 @@
 # row per file (+ one figure per cell); calibrated by the model's calibration.json.
 
 
+include: "predict_common.smk"
+
+
 rule predict:
     input:
         model=predict_model(),

@@ -2,7 +2,7 @@
 # scalograms, the baseline's top SHAP features, every model's holdout scores with bootstrap
 # intervals and calibration scores beside the study's, the paired bootstrap differences best CNN
 # minus LightGBM and fusion minus the best single model and each member), one model card per
-# served model, and the cross-dataset table (train on clamp, test on seq and the reverse) when
+# served model; the cross-dataset table (workflow/rules/cross_dataset.smk) when
 # cross_dataset.enabled. Outputs of other stages join the report through report() flags in
 # their own rules (confusion matrices, training curves, saliency maps).
 
@@ -10,7 +10,7 @@
 report: "../report/workflow.rst"
 
 
-REPORT_CELLS = report_example_cells()
+include: "report_common.smk"
 
 
 rule report_scalograms:
@@ -156,81 +156,3 @@ rule report_model_card:
         cohort=config["cohort"],
     script:
         "../scripts/report_model_card.py"
-
-
-if CROSS["enabled"]:
-
-    rule cross_dataset_lgbm:
-        input:
-            unpack(cross_dataset_lgbm_inputs),
-            best=f"{BASELINE_OUT}/best_params.json",
-        output:
-            out_dir=directory("results/cross_dataset/lightgbm"),
-        log:
-            "logs/cross_dataset/lightgbm.log",
-        conda:
-            "../envs/baseline.yaml"
-        threads: 2
-        resources:
-            mem_mb=4000,
-            runtime=60,
-        params:
-            features=config["baseline"]["features"],
-            reference_dir=config["baseline"].get("reference_dir"),
-            classes=config["classes"],
-            seed=config["baseline"]["seed"],
-            min_cells_per_class=CROSS["min_cells_per_class"],
-        script:
-            "../scripts/cross_dataset_lgbm.py"
-
-    if CNN:
-
-        rule cross_dataset_cnn:
-            input:
-                packed=cnn_packed,
-                manifest="results/manifest.csv",
-                best="results/tuning/{arch}/best_params.json",
-                weights=cnn_weights_file,
-            output:
-                out_dir=directory("results/cross_dataset/{arch}"),
-            log:
-                "logs/cross_dataset/{arch}.log",
-            conda:
-                "../envs/cnn.yaml"
-            threads: CNN["threads"]
-            resources:
-                mem_mb=CNN["mem_mb"],
-                runtime=max(CNN["runtime"] // 2, 10),
-                gpu=CNN["gpus"],
-            params:
-                settings=cnn_train_settings,
-                preparation=cnn_preparation(),
-                min_cells_per_class=CROSS["min_cells_per_class"],
-            script:
-                "../scripts/cross_dataset_cnn.py"
-
-    rule cross_dataset_table:
-        input:
-            models=["results/cross_dataset/lightgbm"]
-            + expand("results/cross_dataset/{arch}", arch=cross_dataset_archs()),
-        output:
-            csv=report(
-                "results/cross_dataset.csv",
-                caption="../report/cross_dataset.rst",
-                category="Comparison",
-                subcategory="Cross-dataset",
-                labels={"figure": "table (CSV)"},
-            ),
-            html=report(
-                "results/report/cross_dataset.html",
-                caption="../report/cross_dataset.rst",
-                category="Comparison",
-                subcategory="Cross-dataset",
-                labels={"figure": "table"},
-            ),
-        log:
-            "logs/cross_dataset/table.log",
-        conda:
-            "../envs/report.yaml"
-        script:
-            "../scripts/cross_dataset_table.py"

@@ -1,6 +1,11 @@
 # Per cell: Mexican-hat CWT of both selected sweeps.
 
 
+# The scalogram: block with its compression (the file changes): changing a key re-runs the
+# scalogram jobs.
+SCALOGRAM_ARGS = json_arg(PARAMS["scalogram"])
+
+
 rule scalogram:
     input:
         sweeps="results/sweeps/{specimen_id}.h5",
