@@ -31,8 +31,8 @@ if config["baseline"]["features"] == "computed":
             "../envs/baseline.yaml"
         threads: 2
         resources:
-            mem_mb=4000,
-            runtime=60,
+            mem_mb=grows_with_attempt(4000),
+            runtime=grows_with_attempt(60),
         params:
             trials=config["baseline"]["trials"],
             seed=config["baseline"]["seed"],
@@ -57,8 +57,8 @@ if config["baseline"]["features"] == "computed":
             "../envs/baseline.yaml"
         threads: 1
         resources:
-            mem_mb=4000,
-            runtime=30,
+            mem_mb=grows_with_attempt(4000),
+            runtime=grows_with_attempt(30),
         params:
             seed=config["baseline"]["seed"],
             classes=config["classes"],
@@ -88,8 +88,8 @@ else:
             "../envs/baseline.yaml"
         threads: 2
         resources:
-            mem_mb=4000,
-            runtime=60,
+            mem_mb=grows_with_attempt(4000),
+            runtime=grows_with_attempt(60),
         params:
             reference_dir=config["baseline"]["reference_dir"],
             trials=config["baseline"]["trials"],

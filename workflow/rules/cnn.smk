@@ -38,8 +38,8 @@ rule cnn_pack:
     conda:
         "../envs/cnn.yaml"
     resources:
-        mem_mb=2000,
-        runtime=120,
+        mem_mb=grows_with_attempt(2000),
+        runtime=grows_with_attempt(120),
     params:
         norm=CNN_PARAMS["pack"]["norm"],
         dtype=CNN_PARAMS["pack"]["dtype"],
@@ -82,8 +82,8 @@ rule cnn_tune:
         "../envs/cnn.yaml"
     threads: CNN["threads"] * CNN["trials_per_gpu"]
     resources:
-        mem_mb=CNN["mem_mb"] * CNN["trials_per_gpu"],
-        runtime=CNN["runtime"],
+        mem_mb=grows_with_attempt(CNN["mem_mb"] * CNN["trials_per_gpu"]),
+        runtime=grows_with_attempt(CNN["runtime"]),
         gpu=CNN["gpus"],
         trials_per_gpu=CNN["trials_per_gpu"],
     params:
@@ -139,8 +139,8 @@ rule cnn_train:
         "../envs/cnn.yaml"
     threads: CNN["threads"]
     resources:
-        mem_mb=CNN["mem_mb"],
-        runtime=max(CNN["runtime"] // 4, 10),
+        mem_mb=grows_with_attempt(CNN["mem_mb"]),
+        runtime=grows_with_attempt(max(CNN["runtime"] // 4, 10)),
         gpu=CNN["gpus"],
     params:
         settings=cnn_train_settings,

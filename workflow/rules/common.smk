@@ -53,6 +53,15 @@ SPECIMEN_IDS = sorted(CELLS)
 NWB = os.path.join(config["nwb_dir"], "{specimen_id}.nwb")
 
 
+def grows_with_attempt(base):
+    """A memory (MB) or runtime (min) resource that grows with each retry: ``base`` on the first
+    attempt, ``attempt * base`` on the next (the training, pack and baseline rules, which a
+    cluster kills for memory or time). Retries come from the profile (profiles/slurm); without
+    them every job has attempt 1 and gets ``base``. A failed job is never a data error worth
+    retrying the same way: bad cells become excluded rows, not failures."""
+    return lambda wildcards, attempt: base * attempt
+
+
 def cell(wildcards):
     return CELLS[wildcards.specimen_id]
 
