@@ -30,7 +30,8 @@ def nwb_row(cls: str, dataset: str, seed: int, defect: str = "") -> dict:
 
 def write_cohort(root: Path) -> tuple[Path, dict[str, str]]:
     """8 usable cells per class (3 NWB v1, 3 MIES NWB 2, an ABF with its command waveform and one
-    with the ladder in the CSV), plus bad rows; returns the CSV and the expected reason per bad id."""
+    with the ladder in the CSV), plus bad rows; returns the CSV and the expected reason per bad id.
+    (An id given twice and a missing file stop the DAG build instead: tests/test_local_table.py.)"""
     from sts.synth import write_cell
 
     rows, seed = [], 100
@@ -64,10 +65,7 @@ def write_cohort(root: Path) -> tuple[Path, dict[str, str]]:
         {"file": "bad/garbage.abf", "label": "LTS"},
         {"file": "bad/noprotocol.abf", "label": "LTS"},
         {"file": "allen/FS_clamp_0.nwb", "label": "Unsure", "specimen_id": "unsure_1"},
-        {"file": "allen/RS_clamp_0.nwb", "label": "RS", "specimen_id": "twice"},
-        {"file": "mies/RS_seq_0.nwb", "label": "RS", "specimen_id": "twice"},
         {"file": "allen/LTS_clamp_0.nwb", "label": "LTS", "specimen_id": "../escape"},
-        {"file": "missing/none.nwb", "label": "FS"},
     ]
     reasons = {
         "nostep": "no long-square sweeps",
@@ -75,9 +73,7 @@ def write_cohort(root: Path) -> tuple[Path, dict[str, str]]:
         "garbage": "unreadable ABF file",
         "noprotocol": "no command waveform and no protocol in the CSV row",
         "unsure_1": "label 'Unsure' not in classes",
-        "twice": "duplicate specimen_id 'twice' (2 CSV rows)",
         "../escape": "unsafe specimen_id '../escape'",
-        "none": "file not found",
     }
     csv = root / "labels.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)

@@ -74,6 +74,19 @@ def _protocol(row: pd.Series, given: list[str]) -> tuple[dict, str]:
     return numbers, ""
 
 
+def read_table(csv_path: str | Path) -> pd.DataFrame:
+    """The CSV as text, one row per line, column names stripped (what every reader of it sees;
+    the workflow validates it against workflow/schemas/local_cohort.schema.yaml).
+
+    Raises FileNotFoundError if there is no CSV."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"local.labels: no CSV at {csv_path.absolute()} (the table of your recordings)")
+    raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    raw.columns = [c.strip() for c in raw.columns]
+    return raw
+
+
 def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
     """One row per CSV row: specimen_id, dataset, label, file (absolute), layout (nwb/abf), the
     protocol columns present in the CSV (float, NaN where not given), status (ok/excluded), reason.
@@ -86,10 +99,7 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
     from sts.ids import safe_id
 
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise FileNotFoundError(f"local.labels: no CSV at {csv_path.absolute()} (the table of your recordings)")
-    raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    raw.columns = [c.strip() for c in raw.columns]
+    raw = read_table(csv_path)
     if classes is None and "label" not in raw.columns:
         raw["label"] = ""
     missing = [c for c in ("file", "label") if c not in raw.columns]

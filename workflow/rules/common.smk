@@ -40,7 +40,23 @@ def cohort_table():
     return table(config)
 
 
+if config["cohort"] == "local":
+    from sts.local_cohort import read_table
+
+    # The users' label table: its columns (a misspelt one would be ignored) and their types.
+    validate(
+        read_table(config["local"]["labels"]),
+        "../schemas/local_cohort.schema.yaml",
+        set_default=False,
+    )
+
+
 COHORT = cohort_table()
+if config["cohort"] == "local":
+    from sts.local_table import check_label_table
+
+    # What no row check can see: an id given twice, a file that does not exist (rows named).
+    check_label_table(COHORT, config["local"]["labels"])
 # Rows excluded when the table was read (local cohort: missing file, unsafe or duplicate id,
 # unknown label) never become jobs; results/metadata.csv carries their reason to the manifest.
 USABLE = COHORT[COHORT["status"] == "ok"] if "status" in COHORT else COHORT
