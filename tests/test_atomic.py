@@ -1,4 +1,4 @@
-"""sts.atomic: a write either completes under the real name or leaves the old file untouched."""
+"""sts.io.atomic: a write either completes under the real name or leaves the old file untouched."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sts.atomic import (
+from sts.io.atomic import (
     atomic_h5,
     atomic_path,
     save_figure_atomic,

@@ -31,7 +31,7 @@ def save_cnn(path, size=32):
 def fused(lgbm_baseline, tmp_path_factory):
     from sts.baseline.oof import out_of_fold
     from sts.fusion.stack import Member, fit_fusion
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
     from sts.metrics import predictions_frame
     from sts.predict import load_predictor
 

@@ -10,9 +10,9 @@ import h5py
 import pandas as pd
 import pytest
 
-from sts.h5io import write_attrs
+from sts.io.hdf5 import write_attrs
 from sts.ids import ID_PATTERN, MAX_ID_LENGTH, derived_id, id_problem
-from sts.text import MAX_REASON_CHARS, clean_text, spreadsheet_safe
+from sts.io.text import MAX_REASON_CHARS, clean_text, spreadsheet_safe
 
 CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
 HOSTILE_IDS = {

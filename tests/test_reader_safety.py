@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 import fuzz_data as fd
-from sts.h5io import read_attrs, write_attrs
+from sts.io.hdf5 import read_attrs, write_attrs
 from sts.sweeps import select_sweeps, select_sweeps_file
 
 

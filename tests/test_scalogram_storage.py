@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from sts.cli import main
-from sts.h5io import read_attrs
+from sts.io.hdf5 import read_attrs
 from sts.scalogram_file import ScalogramParams, as_stored, scalogram_file, scalogram_of
 
 FS_HZ = 4000.0

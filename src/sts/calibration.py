@@ -203,7 +203,7 @@ def file_sha256(path) -> str:
 
 def write_calibration(path, cal: Calibration, model_file) -> None:
     """The sidecar: format, the model file's name and sha256 (a refit model invalidates it), T, scores."""
-    from sts.atomic import write_json_atomic
+    from sts.io.atomic import write_json_atomic
 
     model_file = Path(model_file)
     doc = {"format": FORMAT, "format_version": FORMAT_VERSION, "model_file": model_file.name,
@@ -215,9 +215,9 @@ def write_calibration(path, cal: Calibration, model_file) -> None:
 
 def read_sts_json(path: Path, fmt: str, version: int, max_bytes: int, what: str, error=ValueError) -> dict:
     """A JSON document sts wrote (``format``/``format_version`` fields), read as an untrusted file
-    (``sts.untrusted``: a regular file, size bound, strict JSON of bounded depth); anything else
+    (``sts.io.untrusted``: a regular file, size bound, strict JSON of bounded depth); anything else
     raises ``error`` naming ``path`` and ``what``."""
-    from sts.untrusted import UntrustedFileError, load_json
+    from sts.io.untrusted import UntrustedFileError, load_json
 
     try:
         doc = load_json(path, max_bytes, what)
@@ -241,7 +241,7 @@ def load_temperature(model_path, classes) -> float | None:
     if not path.exists():
         return None
     doc = read_sts_json(path, FORMAT, FORMAT_VERSION, MAX_BYTES, "calibration file")
-    from sts.untrusted import MAX_MODEL_BYTES, sha256_capped
+    from sts.io.untrusted import MAX_MODEL_BYTES, sha256_capped
 
     model_dir = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
     target = model_dir / str(doc.get("model_file", ""))

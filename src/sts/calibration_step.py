@@ -57,7 +57,7 @@ def calibrate_model(oof_csv, predictions_csv, model_file, manifest_csv, out_json
     import matplotlib.pyplot as plt
 
     from sts.calibration import calibrate, write_calibration
-    from sts.atomic import save_figure_atomic, write_csv_atomic
+    from sts.io.atomic import save_figure_atomic, write_csv_atomic
     from sts.metrics import predictions_frame
 
     text = {"specimen_id": str, "label": str, "predicted": str}

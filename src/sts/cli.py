@@ -14,7 +14,7 @@ import sys
 # Standard library only: the settings' defaults are read before numpy may be imported.
 from sts.protocol_args import add_protocol_options, protocol_from_args
 from sts.settings import ScalogramParams, SelectionParams, SplitParams, default
-from sts.threads import single_threaded
+from sts.io.threads import single_threaded
 
 
 def _synth(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Mapping
 import pandas as pd
 
 from sts.acquire import labels as lab
-from sts.atomic import write_csv_atomic
+from sts.io.atomic import write_csv_atomic
 from sts.settings import acquire_settings
 
 log = logging.getLogger(__name__)

@@ -68,7 +68,7 @@ def _row(model, train_ds, test_ds, n_train, n_test, metrics=None, reason="") -> 
 
 
 def _write_rows(out_dir: Path, rows: list[dict]) -> pd.DataFrame:
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
 
     table = pd.DataFrame(rows, columns=COLUMNS)
     write_csv_atomic(out_dir / ROWS_FILE, table)
@@ -201,7 +201,7 @@ def gather(rows_csvs: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def write_table(rows_csvs: Iterable[str | Path], out_csv, out_html) -> pd.DataFrame:
-    from sts.atomic import write_csv_atomic, write_text_atomic
+    from sts.io.atomic import write_csv_atomic, write_text_atomic
     from sts.report.tables import html_table
 
     table = gather(rows_csvs)

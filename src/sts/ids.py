@@ -7,7 +7,7 @@ and a command-line argument. So an id is letters, digits, ``_``, ``-`` and ``.``
 whole: a ``$`` would let ``id\\n`` through), starts with a letter, digit or ``_`` (not ``.``:
 ``.``/``..`` and hidden files; not ``-``: an option), and has at most ``MAX_ID_LENGTH``
 characters. Such an id never starts with a character a spreadsheet reads as a formula
-(``= + - @``), which lets ``sts.text.spreadsheet_safe`` leave every valid id unchanged.
+(``= + - @``), which lets ``sts.io.text.spreadsheet_safe`` leave every valid id unchanged.
 
 ``ID_PATTERN`` is the whole rule as one regular expression: the workflow's wildcard constraint
 (``workflow/rules/common.smk``) is that same string.

@@ -51,8 +51,8 @@ def _text(value) -> str:
 
 def _dataset(value) -> str:
     """The free-text dataset name as every later table shows it: one line, cut, and neutralised
-    for spreadsheets here, once, so that the per-cell files and every CSV agree (``sts.text``)."""
-    from sts.text import clean_text, neutralise
+    for spreadsheets here, once, so that the per-cell files and every CSV agree (``sts.io.text``)."""
+    from sts.io.text import clean_text, neutralise
 
     return neutralise(clean_text(_text(value), 100)) or DEFAULT_DATASET
 

@@ -13,9 +13,9 @@ the manifest stops (``UnexpectedErrors``) instead of training on what a bug left
 Ids follow ``sts.ids`` in every cohort: a metadata row whose id is unsafe as a file name is an
 excluded row with the reason (its cell never had a job). Reasons (from the metadata and the per-cell
 files, i.e. from readers of outside files) are cleaned of control characters and cut
-(``sts.text.clean_text``). The written CSV is ``spreadsheet_safe`` (users open it), except labels
+(``sts.io.text.clean_text``). The written CSV is ``spreadsheet_safe`` (users open it), except labels
 that are configured class names (later rules match them exactly); usable cells' ids are valid ids,
-which never change (see ``sts.text``). ``results/metadata.csv`` is written the same way.
+which never change (see ``sts.io.text``). ``results/metadata.csv`` is written the same way.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from sts.atomic import write_csv_atomic
-from sts.h5io import read_attrs
+from sts.io.atomic import write_csv_atomic
+from sts.io.hdf5 import read_attrs
 from sts.ids import id_problem
 from sts.settings import STUDY_CLASSES, SplitParams
-from sts.text import clean_text, spreadsheet_safe
+from sts.io.text import clean_text, spreadsheet_safe
 
 log = logging.getLogger(__name__)
 

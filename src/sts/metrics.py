@@ -15,7 +15,7 @@
   column per class, class names verbatim, e.g. ``p_Vip/Lamp5``);
 * ``confusion_matrix.png`` — counts and row-normalised matrices side by side.
 
-Every file is written atomically (``sts.atomic``): a killed job never leaves a half-written output.
+Every file is written atomically (``sts.io.atomic``): a killed job never leaves a half-written output.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from sts.atomic import save_figure_atomic, write_csv_atomic, write_json_atomic
+from sts.io.atomic import save_figure_atomic, write_csv_atomic, write_json_atomic
 from sts.uncertainty import BootstrapSettings, bootstrap_intervals
 
 log = logging.getLogger(__name__)

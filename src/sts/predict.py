@@ -16,7 +16,7 @@ A file that cannot be prepared is an ``excluded`` row with the reason sweep sele
 A file's stem is its ``specimen_id`` when it is a valid id (``sts.ids``), else a safe id derived
 from it (``sts.ids.derived_id``: its allowed characters and a hash), which also names its
 figure; ``file`` keeps the name as given. Reasons are one line, cut (``sts.prepared.Prepared``);
-the text columns are ``spreadsheet_safe`` (``sts.text``: a leading ``=+-@`` gets a ``'``).
+the text columns are ``spreadsheet_safe`` (``sts.io.text``: a leading ``=+-@`` gets a ``'``).
 
 The LightGBM baseline (its model folder or ``model.json``, see ``sts.baseline.served``) goes
 through the same rows and CSV: its ``LgbmPredictor`` computes each file's EP features with the
@@ -87,7 +87,7 @@ class Predictor:
         from sts.cnn.model_meta import ModelMetaError, check_serving
         from sts.cnn.train import select_device
         from sts.sweeps import SelectionParams
-        from sts.untrusted import UntrustedFileError
+        from sts.io.untrusted import UntrustedFileError
 
         if threads:
             torch.set_num_threads(threads)
@@ -303,9 +303,9 @@ def predict_files(
     import pandas as pd
     from tqdm import tqdm
 
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
     from sts.ids import safe_id
-    from sts.text import spreadsheet_safe
+    from sts.io.text import spreadsheet_safe
 
     items = [f if isinstance(f, Item) else Item(Path(f), safe_id(Path(f).stem), protocol) for f in files]
     figures = figure_names(items)

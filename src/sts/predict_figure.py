@@ -27,7 +27,7 @@ def plot_cell(prepared, proba, classes, saliency, fs_hz: float, freqs_hz, path: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sts.atomic import save_figure_atomic
+    from sts.io.atomic import save_figure_atomic
 
     traces, scal = prepared.traces_mv, prepared.scalogram
     n_times = traces.shape[-1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sts.text import clean_text
+from sts.io.text import clean_text
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The ABF step ladder on the command line (``select-sweeps``, ``ep-features``, ``predict``).
 
 Imports nothing heavy at module level: the per-cell commands import numpy only after
-``sts.threads.single_threaded``.
+``sts.io.threads.single_threaded``.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sts.atomic import atomic_h5
-from sts.h5io import read_attrs, write_attrs
+from sts.io.atomic import atomic_h5
+from sts.io.hdf5 import read_attrs, write_attrs
 from sts.scalogram import cwt
 from sts.settings import ScalogramParams
 

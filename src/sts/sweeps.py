@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sts.atomic import atomic_h5
-from sts.h5io import write_attrs
+from sts.io.atomic import atomic_h5
+from sts.io.hdf5 import write_attrs
 from sts.qc import check_sweep
 from sts.recordings import NwbReadError, open_recording
 from sts.recordings.common import from_hdf5, shown
@@ -28,7 +28,7 @@ from sts.resample import resample
 from sts.settings import SelectionParams
 from sts.spikes import detect_spike_peaks
 from sts.steps import Step, ladder_steps
-from sts.text import clean_text
+from sts.io.text import clean_text
 
 log = logging.getLogger(__name__)
 

@@ -103,7 +103,7 @@ class _Server:
     def preload(self) -> None:
         import ctypes
 
-        from sts.threads import single_threaded
+        from sts.io.threads import single_threaded
 
         self.prctl = ctypes.CDLL(None, use_errno=True).prctl
         single_threaded()

@@ -3,7 +3,7 @@
 import logging
 
 from sts.cohort import cohort_table
-from sts.atomic import write_csv_atomic
+from sts.io.atomic import write_csv_atomic
 from sts.manifest import for_spreadsheets
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -20,9 +20,9 @@ import pandas as pd
 
 from sts.acquire.http import DownloadError, HostRule, RetryPolicy, checked_url, download, session
 from sts.acquire.marker import write_marker
-from sts.atomic import write_text_atomic
+from sts.io.atomic import write_text_atomic
 from sts.settings import ACQUIRE_DEFAULTS
-from sts.text import clean_text, spreadsheet_safe
+from sts.io.text import clean_text, spreadsheet_safe
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def acquire_cell(specimen_id: str, dataset: str, out_nwb: str | Path, report_jso
 
 def write_report(report_files, out_csv: str | Path) -> pd.DataFrame:
     """One row per cell (bytes fetched, remote size, status, reason) and a log line with the totals."""
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
 
     rows = [json.loads(Path(p).read_text()) for p in report_files]
     table = pd.DataFrame(rows, columns=list(CellReport.__dataclass_fields__))

@@ -23,7 +23,7 @@ import h5py
 import pandas as pd
 
 from sts.acquire.http import RetryPolicy
-from sts.atomic import atomic_h5
+from sts.io.atomic import atomic_h5
 
 log = logging.getLogger(__name__)
 

@@ -144,7 +144,7 @@ def patchseq_labels(path: str | Path | None = None, columns: PatchseqColumns = P
 def write_patchseq_labels(metadata_csv: str | Path | None, out_csv: str | Path,
                           columns: PatchseqColumns = PatchseqColumns()) -> pd.DataFrame:
     """``sts labels patchseq``: ``specimen_id,label`` for every cell of the metadata, written atomically."""
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
 
     table = patchseq_labels(metadata_csv, columns)[["specimen_id", "label"]]
     write_csv_atomic(out_csv, table)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sts.atomic import atomic_h5
+from sts.io.atomic import atomic_h5
 
 ATTR = "sts_unavailable"
 

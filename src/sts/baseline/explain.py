@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from sts.atomic import save_figure_atomic, write_csv_atomic
+from sts.io.atomic import save_figure_atomic, write_csv_atomic
 from sts.settings import BaselineSettings
 
 log = logging.getLogger(__name__)

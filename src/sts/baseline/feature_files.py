@@ -18,7 +18,7 @@ import logging
 import math
 from pathlib import Path
 
-from sts.atomic import atomic_path, write_text_atomic
+from sts.io.atomic import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ from sts.baseline.prespike import dominant_tau_s
 from sts.recordings import NwbReadError, open_recording
 from sts.steps import ladder_steps
 from sts.sweeps import SelectionParams, find_step, is_long_square
-from sts.text import clean_text
+from sts.io.text import clean_text
 
 log = logging.getLogger(__name__)
 

@@ -96,11 +96,11 @@ def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = Base
     without training cells gets probability 0. Default: the training labels, sorted.
     ``resume=False`` deletes the journal and searches afresh.
     """
-    from sts.atomic import write_csv_atomic, write_json_atomic
+    from sts.io.atomic import write_csv_atomic, write_json_atomic
     from sts.baseline.explain import explain
     from sts.baseline.lgbm import fit_final, predict_in_order, search
     from sts.baseline.served import save_model
-    from sts.text import spreadsheet_safe
+    from sts.io.text import spreadsheet_safe
     from sts.metrics import write_evaluation
 
     s = settings

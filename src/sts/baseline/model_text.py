@@ -366,7 +366,7 @@ def _check_trailer(trailer: str) -> None:
 def _check_pandas_categorical(text: str) -> None:
     """The line lightgbm's Python (``_load_pandas_categorical``) finds exactly as it finds it, and
     gives to ``json.loads``: null or a shallow list of category lists."""
-    from sts.untrusted import UntrustedFileError, parse_json
+    from sts.io.untrusted import UntrustedFileError, parse_json
 
     key = "pandas_categorical:"
     idx = text.rfind("\n", 0, len(text) - len(key))

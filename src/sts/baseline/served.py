@@ -95,7 +95,7 @@ def save_model(out_dir, model, features: list[str], classes: list[str], X_train,
     leaves a pair that ``load_model`` refuses rather than a silently mismatched one.
     """
     from sts.baseline.features import FeatureParams
-    from sts.atomic import write_json_atomic, write_text_atomic
+    from sts.io.atomic import write_json_atomic, write_text_atomic
     from sts.ood import KnnNovelty
 
     out = Path(out_dir)
@@ -130,7 +130,7 @@ def is_lightgbm_model(path) -> bool:
 
 
 def _read_bounded(path: Path) -> bytes:
-    from sts.untrusted import UntrustedFileError, read_capped
+    from sts.io.untrusted import UntrustedFileError, read_capped
 
     try:
         return read_capped(path, MAX_BYTES, "LightGBM baseline model file")
@@ -154,7 +154,7 @@ def load_model(path) -> SavedModel:
     from sts.baseline.features import FEATURE_NAMES, FeatureParams
     from sts.baseline.model_text import ModelTextError, check_model_text
     from sts.ood import KnnNovelty
-    from sts.untrusted import UntrustedFileError, parse_json
+    from sts.io.untrusted import UntrustedFileError, parse_json
 
     path = Path(path)
     if path.suffix.lower() == ".txt":
@@ -304,7 +304,7 @@ class LgbmPredictor:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from sts.atomic import save_figure_atomic
+        from sts.io.atomic import save_figure_atomic
 
         z = ood.standardise(prepared.features[None])[0]
         missing = ~np.isfinite(prepared.features)

@@ -45,7 +45,7 @@ def evaluate_model(
     from sts.cnn.final import load_model
     from sts.cnn.embed import proba_and_embeddings
     from sts.cnn.train import select_device
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
     from sts.metrics import write_evaluation
 
     if threads:

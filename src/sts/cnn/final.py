@@ -43,7 +43,7 @@ def train_final(
 ) -> Path:
     """Refit and write model.pt, history.csv and training_curves.png to ``out_dir``.
     ``best_params``: best_params.json of ``arch``'s search (its ``arch`` must be ``arch``)."""
-    from sts.atomic import save_torch_atomic, write_csv_atomic
+    from sts.io.atomic import save_torch_atomic, write_csv_atomic
 
     if best_params.get("arch") != arch:
         raise ValueError(f"best parameters of {best_params.get('arch')!r} given to train {arch!r}: "
@@ -106,7 +106,7 @@ def plot_curves(history: pd.DataFrame, path: Path, arch: str, best_params: dict)
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from sts.atomic import save_figure_atomic
+    from sts.io.atomic import save_figure_atomic
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
     ax1.plot(history["epoch"], history["train_loss"], marker="o")

@@ -92,7 +92,7 @@ def fetch_weights(arch: str, out_path: str | Path) -> Path:
     """Download ``arch``'s ImageNet weights through torchvision and save the state dict."""
     import torchvision.models as tvm
 
-    from sts.atomic import save_torch_atomic
+    from sts.io.atomic import save_torch_atomic
 
     check_arch(arch)
     state = tvm.get_weight(WEIGHTS[arch]).get_state_dict(progress=True)

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from sts.atomic import atomic_h5
+from sts.io.atomic import atomic_h5
 from sts.settings import NormParams, PackSettings, default
 
 log = logging.getLogger(__name__)

@@ -38,18 +38,18 @@ def plain(obj):
 def safe_load(path: str | Path, map_location="cpu"):
     """``torch.load`` restricted to tensors and plain data; anything else raises UnsafeModelError.
 
-    The file is read as an untrusted one (``sts.untrusted.read_capped``: a regular file of at
+    The file is read as an untrusted one (``sts.io.untrusted.read_capped``: a regular file of at
     most ``MAX_FILE_BYTES``) and must be a zip archive (what torch.save writes) whose members
     declare at most ``MAX_UNCOMPRESSED_BYTES`` together: torch allocates each member's declared
     size, so a deflate bomb (10 MB -> 2.9 GB) is refused before torch reads it
-    (``sts.untrusted.UntrustedFileError``)."""
+    (``sts.io.untrusted.UntrustedFileError``)."""
     import io
     import pickle
     import zipfile
 
     import torch
 
-    from sts.untrusted import UntrustedFileError, read_capped
+    from sts.io.untrusted import UntrustedFileError, read_capped
 
     data = read_capped(path, MAX_FILE_BYTES, "model file")
     try:

@@ -89,7 +89,7 @@ def explain(
 
     from sts.cnn.final import load_model
     from sts.cnn.train import select_device
-    from sts.atomic import atomic_h5
+    from sts.io.atomic import atomic_h5
 
     if method not in SALIENCY_METHODS:
         raise ValueError(f"saliency method {method!r}: expected one of {SALIENCY_METHODS}")
@@ -116,7 +116,7 @@ def plot_saliency(sal, counts, classes, freqs_hz, times_ms, path, title: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from sts.atomic import save_figure_atomic
+    from sts.io.atomic import save_figure_atomic
 
     k = len(classes)
     fig, axes = plt.subplots(k, 2, figsize=(10, 2.2 * k), squeeze=False, constrained_layout=True)

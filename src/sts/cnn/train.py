@@ -32,7 +32,7 @@ from typing import Callable
 
 import numpy as np
 
-from sts.atomic import save_torch_atomic
+from sts.io.atomic import save_torch_atomic
 from sts.cnn.models import AUX_WEIGHT, build_model, uses_aux
 from sts.cnn.safe_torch import plain, safe_load
 from sts.settings import DEFAULT_DEVICE, TuneSettings, default

@@ -71,7 +71,7 @@ def _objective(packed, out: Path, settings: TuneSettings, study_name: str, threa
     """The trial function: CV folds in order, pruning after every epoch, out-of-fold file at the end."""
     import optuna
 
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
     from sts.metrics import predictions_frame
 
     folds = cv_folds(packed)
@@ -127,7 +127,7 @@ def tune_worker(packed, out_dir: str | Path, settings: TuneSettings, worker: int
     (JSON: study, worker, the trials it ran, wall_s)."""
     import optuna
 
-    from sts.atomic import write_json_atomic
+    from sts.io.atomic import write_json_atomic
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -178,7 +178,7 @@ def tune_job(packed_path: str | Path, out_dir: str | Path, settings: TuneSetting
     A killed job is resumed with the same ``per_gpu`` (its slots then retry their orphans).
     Writes ``OUT_DIR/worker_{job}.done`` (with ``slots``: the worker ids) once all are done."""
     from sts.cnn.pack import load_packed
-    from sts.atomic import write_json_atomic
+    from sts.io.atomic import write_json_atomic
 
     if per_gpu < 1:
         raise ValueError(f"trials per GPU {per_gpu}: expected at least 1")
@@ -257,7 +257,7 @@ def write_outputs(study, out: Path, settings: TuneSettings, wall_s: float, worke
     ``wall_s``: the longest worker's wall time; ``workers``: how many took part."""
     import optuna
 
-    from sts.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
+    from sts.io.atomic import write_csv_atomic, write_json_atomic, write_text_atomic
 
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:

@@ -56,7 +56,7 @@ def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_
                 floor: float) -> Path:
     """Write model.json atomically (members' paths relative to its folder)."""
     from sts.calibration import file_sha256
-    from sts.atomic import write_json_atomic
+    from sts.io.atomic import write_json_atomic
 
     path = Path(path)
     folder = path.parent.resolve()
@@ -78,7 +78,7 @@ def is_fusion_model(path) -> bool:
     """A .json (or a folder with model.json) whose format is the fusion's; FusionFileError for a
     file that is not a bounded regular file of strict, shallow JSON."""
     from sts.baseline.served import MAX_BYTES as LGBM_MAX_BYTES
-    from sts.untrusted import UntrustedFileError, load_json
+    from sts.io.untrusted import UntrustedFileError, load_json
 
     path = Path(path)
     target = path / "model.json" if path.is_dir() else path
@@ -96,7 +96,7 @@ def is_fusion_model(path) -> bool:
 def load_fusion(path) -> SavedFusion:
     """Read and check a fusion model.json; raises FusionFileError with the reason."""
     from sts.calibration import read_sts_json
-    from sts.untrusted import MAX_MODEL_BYTES, UntrustedFileError, sha256_capped
+    from sts.io.untrusted import MAX_MODEL_BYTES, UntrustedFileError, sha256_capped
 
     path = Path(path)
     path = path / "model.json" if path.is_dir() else path

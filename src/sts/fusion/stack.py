@@ -128,9 +128,9 @@ def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: Fu
     out-of-fold predictions per manifest fold, score the holdout, save the model; return metrics."""
     from sts.calibration import check_training_rows
     from sts.fusion.model import save_fusion
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
     from sts.metrics import predictions_frame, write_evaluation
-    from sts.text import spreadsheet_safe
+    from sts.io.text import spreadsheet_safe
 
     if len(members) < 2:
         raise ValueError(f"fusion needs at least two members, got {[m.name for m in members]}")

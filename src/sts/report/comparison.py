@@ -206,7 +206,7 @@ def write_comparison(
     """
     import matplotlib.pyplot as plt
 
-    from sts.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
+    from sts.io.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
     from sts.metrics import PREDICTIONS_FILE
     from sts.report.paired import best_cnn_minus_baseline, fusion_minus_members, oof_balanced_accuracy, read_cv_score
     from sts.report.tables import html_table

@@ -85,7 +85,7 @@ def training_data(manifest_csv: str | Path, classes=()) -> dict:
 
 
 def _reason_kind(reason: str) -> str:
-    from sts.text import clean_text  # manifests of older runs: escape codes and all
+    from sts.io.text import clean_text  # manifests of older runs: escape codes and all
 
     return re.sub(r"-?\d+(\.\d+)?", "N", clean_text(str(reason).split("\n")[0], 200)) or "(no reason given)"
 
@@ -361,7 +361,7 @@ def _inline(text: str) -> str:
 
 
 def write_card(card: CardInputs, markdown_path: str | Path, html_path: str | Path | None = None) -> None:
-    from sts.atomic import write_text_atomic
+    from sts.io.atomic import write_text_atomic
 
     write_text_atomic(markdown_path, to_markdown(card))
     if html_path is not None:

@@ -119,7 +119,7 @@ def write_class_examples(
     """Write one class's example figure (cells of ``among`` when given); return the ids shown."""
     import matplotlib.pyplot as plt
 
-    from sts.atomic import save_figure_atomic
+    from sts.io.atomic import save_figure_atomic
 
     manifest = pd.read_csv(manifest_csv, dtype={"specimen_id": str}, keep_default_na=False)
     cells = pick_examples(manifest, cls, n, seed, among)

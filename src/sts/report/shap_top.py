@@ -69,7 +69,7 @@ def write_top_features(shap_csv: str | Path, out_png: str | Path, out_csv: str |
     """Write the top-k table (CSV and HTML) and its figure; return the table."""
     import matplotlib.pyplot as plt
 
-    from sts.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
+    from sts.io.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
     from sts.report.tables import html_table
 
     top = top_features(read_shap_table(shap_csv), k)

@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from sts.atomic import atomic_path
+from sts.io.atomic import atomic_path
 from sts.synth.cohort import DEFECTS, make_cohort, simulate_cell
 from sts.synth.models import CLASSES
 

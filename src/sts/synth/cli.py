@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def write_metadata(cohort, out_csv: str | Path) -> None:
-    from sts.atomic import write_csv_atomic
+    from sts.io.atomic import write_csv_atomic
 
     write_csv_atomic(out_csv, cohort.rename(columns={"defect": "synthetic_defect"}))
 

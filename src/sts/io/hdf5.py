@@ -1,4 +1,4 @@
-"""Small HDF5 helpers for per-cell files: attribute round-trips (atomic writes: ``sts.atomic``)."""
+"""Small HDF5 helpers for per-cell files: attribute round-trips (atomic writes: ``sts.io.atomic``)."""
 
 from __future__ import annotations
 
