@@ -25,7 +25,7 @@ with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
     from acquire_fixtures import build_services, write_fixture_cells
     from sts.acquire.dandi_stream import stream_cell
-    from sts.sweeps import SelectionParams
+    from sts.prep.sweeps import SelectionParams
 
     cohort, nwb = write_fixture_cells(tmp / "nwb", args.cells, seed=3)
     seq = cohort[cohort["dataset"] == "seq"]

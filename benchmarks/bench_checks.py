@@ -30,7 +30,7 @@ import json, sys, time
 from pathlib import Path
 import sts.cnn  # noqa: F401 (thread settings before torch)
 from sts.predict import Predictor, predict_files
-from sts.sweeps import SelectionParams, select_sweeps
+from sts.prep.sweeps import SelectionParams, select_sweeps
 cells, real, model, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 demo = sorted(Path(cells).glob("*.nwb"))
 select_sweeps(demo[0], SelectionParams())

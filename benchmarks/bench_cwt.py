@@ -1,4 +1,4 @@
-"""Per-sweep time of pywt.cwt (conv, fft) vs sts.scalogram.cwt, their agreement, and the import time.
+"""Per-sweep time of pywt.cwt (conv, fft) vs sts.prep.scalogram.cwt, their agreement, and the import time.
 
     python benchmarks/bench_cwt.py [--sweeps 2] [--samples 4800] [--fs 4000] [--n-freqs 180] [--repeats 15]
 
@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pywt
 
-from sts.scalogram import cwt, default_freqs, scales_for
+from sts.prep.scalogram import cwt, default_freqs, scales_for
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:
@@ -90,7 +90,7 @@ def main() -> None:
               f"{per_sweep['pywt.cwt conv'] / per_sweep[sts_name]:.1f}x vs conv, "
               f"{per_sweep['pywt.cwt fft'] / per_sweep[sts_name]:.1f}x vs fft")
     print(f"import time (fresh interpreter, -X importtime, cumulative): "
-          f"sts.scalogram {import_time_s('sts.scalogram') * 1e3:.0f} ms, "
+          f"sts.prep.scalogram {import_time_s('sts.prep.scalogram') * 1e3:.0f} ms, "
           f"numpy alone {import_time_s('numpy') * 1e3:.0f} ms, pywt (incl. numpy) {import_time_s('pywt') * 1e3:.0f} ms")
 
 

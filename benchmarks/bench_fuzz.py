@@ -7,7 +7,7 @@ sts predict's preparation (the run of tests/test_fuzz_readers.py, with more muta
 Base files: a small synthetic Allen NWB v1 cell, a MIES NWB 2 cell, an ABF ladder, and the
 recordings of ../shared/realdata (unless --no-real). Mutation kinds and the check of each file:
 tests/fuzz_data.py. Prints the counts per outcome and per mutation kind, the unexpected errors
-(which sts.manifest counts), any exception that escaped (with its traceback), the peak RSS of
+(which sts.cohort.manifest counts), any exception that escaped (with its traceback), the peak RSS of
 the worker processes and the time per file. Exits 1 when an exception escaped.
 """
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from sts.scalogram_file import ScalogramParams, as_stored, dataset_options, scalogram_of
+from sts.prep.scalogram_file import ScalogramParams, as_stored, dataset_options, scalogram_of
 
 PAPER_CELLS = 5590
 

@@ -52,7 +52,7 @@ for k, cls in enumerate(["Pvalb", "Sst", "Excitatory"]):
 SELECT = """
 import json, pickle
 from pathlib import Path
-from sts.sweeps import SelectionParams, select_sweeps
+from sts.prep.sweeps import SelectionParams, select_sweeps
 files = Path({files!r})
 result = {{}}
 for name, ladder in sorted(json.loads((files / "index.json").read_text()).items()):

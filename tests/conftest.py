@@ -168,7 +168,7 @@ def check_against_sklearn(out_dir) -> dict:
         precision_recall_fscore_support,
     )
 
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     metrics = json.loads((out_dir / "metrics.json").read_text())
     frame, classes, proba = read_predictions(out_dir / "predictions.csv")

@@ -44,7 +44,7 @@ HUGE = 2**31  # elements declared by 'shape' mutations: 16 GiB as float64
 def _keep_sweeps(rec, full: Path) -> list[int]:
     """Sweep numbers kept in a small copy: one other sweep, one long square below rheobase,
     rheobase and rheobase + 40 pA (as sweep selection picks them)."""
-    from sts.sweeps import SelectionParams, is_long_square, select_sweeps
+    from sts.prep.sweeps import SelectionParams, is_long_square, select_sweeps
 
     sel = select_sweeps(full)
     assert sel.status == "ok", sel.reason
@@ -417,7 +417,7 @@ def check_file(path: Path, params=None, predictor=None) -> dict:
     Returns {'select': outcome, 'select_reason', 'unexpected', 'prepare': outcome, 'prepare_reason'};
     an outcome is 'ok', 'excluded' or 'escaped' (an exception left the function: 'traceback' holds it).
     """
-    from sts.sweeps import SelectionParams, select_sweeps
+    from sts.prep.sweeps import SelectionParams, select_sweeps
 
     out = {"unexpected": ""}
     try:
@@ -451,9 +451,9 @@ def _init_worker(model_path: str | None, folder: str, quiet: bool) -> None:
     if quiet:
         logging.getLogger().addHandler(logging.NullHandler())
         logging.getLogger("sts").setLevel(logging.CRITICAL)
-    import sts.spikes  # noqa: F401
+    import sts.prep.spikes  # noqa: F401
     from ipfx import spike_detector  # noqa: F401  (imported once here, not in the first task's time)
-    from sts.sweeps import SelectionParams
+    from sts.prep.sweeps import SelectionParams
 
     predictor = None
     if model_path:

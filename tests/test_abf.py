@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import sts.sweeps
+import sts.prep.sweeps
 from abf_data import FS_HZ, STEP_S, SWEEP_S, simulate_ladder, write_abf1, write_abf1_epochs
 from sts.recordings.abf import LONG_SQUARE, NO_PROTOCOL, AbfRecording, Protocol, open_abf
 from sts.recordings.common import NwbReadError, Recording
 from sts.settings import QcParams
-from sts.sweeps import SelectionParams, find_step, is_long_square, select_sweeps
+from sts.prep.sweeps import SelectionParams, find_step, is_long_square, select_sweeps
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +148,12 @@ def test_protocol_checks_and_short_steps(ladder, abf1_file):
         names = {rec.stimulus_name(k) for k in rec.sweep_numbers if ladder.amplitudes_pa[k] != 0}
         assert names == {"ABF square step of 0.1 s"}
         assert not is_long_square(names.pop(), SelectionParams().long_square_names)
-        short = sts.sweeps._select(rec, SelectionParams(min_step_s=0.2))
+        short = sts.prep.sweeps._select(rec, SelectionParams(min_step_s=0.2))
         assert short.reason.startswith("no square current step of at least 0.2 s (sweeps.min_step_s)")
         # The protocol's 0.1 s "step" lies inside the model's 1 s step: its "after the step" is still
         # depolarised, which the drift check would rightly call a broken recording.
         loose = SelectionParams(min_step_s=0.1, window_s=0.1, qc=QcParams(drift_max_mv=1000.0))
-        assert sts.sweeps._select(rec, loose).attrs["step_s"] == [0.1, 0.1]
+        assert sts.prep.sweeps._select(rec, loose).attrs["step_s"] == [0.1, 0.1]
 
 
 def test_select_sweeps_command_takes_the_protocol(ladder, abf1_file, tmp_path):

@@ -15,9 +15,9 @@ from conftest import REPO
 from sts.acquire import allen, dandi_stream, labels
 from sts.acquire.cell import Sources, acquire_cell, write_report
 from sts.acquire.http import RetryPolicy
-from sts.cohort import cohort_table
+from sts.cohort.table import cohort_table
 from sts.recordings import NwbReadError, open_recording
-from sts.sweeps import SelectionParams, select_sweeps
+from sts.prep.sweeps import SelectionParams, select_sweeps
 
 FAST = RetryPolicy(retries=2, backoff_s=0.01, timeout_s=20)
 STREAM_BUDGET = 2_000_000  # bytes per streamed cell (issue 6)

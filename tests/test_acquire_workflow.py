@@ -16,7 +16,7 @@ import yaml
 
 from acquire_fixtures import GHOST_ID
 from conftest import REPO, smk, start_run
-from sts.sweeps import select_sweeps
+from sts.prep.sweeps import select_sweeps
 
 pytestmark = pytest.mark.slow
 TARGETS = ["results/manifest.csv", "results/acquire/report.csv"]

@@ -50,7 +50,7 @@ def test_two_classes_and_configured_class_order(tmp_path):
     """LightGBM with 2 classes (a 'multiclass' objective fails there) and metrics in config order."""
     from sts.baseline.computed import load_computed
     from sts.baseline.flow import BaselineSettings, run_baseline
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     ids = two_class_tables(tmp_path)
     metrics = run_baseline(load_computed(tmp_path / "f.csv", tmp_path / "m.csv"), tmp_path / "out",

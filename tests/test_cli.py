@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from sts.cli import main
-from sts.sweeps import select_sweeps
+from sts.prep.sweeps import select_sweeps
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_manifest_command(tmp_path):
     """`sts manifest` over a folder of scalogram files: every cell once, split and folds seeded."""
     from cnn_data import CLASSES, write_cohort
 
-    from sts.manifest import SplitParams, build_manifest
+    from sts.cohort.manifest import SplitParams, build_manifest
 
     given, scal_dir = write_cohort(tmp_path, per_class=5)
     metadata = pd.read_csv(given, dtype={"specimen_id": str})

@@ -115,7 +115,7 @@ def test_model_file_carries_what_prediction_needs(model_dir, tuned):
 def test_holdout_metrics_match_sklearn(model_dir, stage):
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
 
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     packed = load_packed(stage / "packed.h5")
     assert main(["evaluate", str(model_dir / "model.pt"), str(stage / "packed.h5"), str(model_dir), "--device", "cpu",

@@ -24,7 +24,7 @@ from sts.cli import main
 from sts.cnn.pack import load_packed, pack
 from sts.cnn.study import RETRY_OF, SURPLUS, WORKER, claim, data_key, finished, open_study, recover_orphans
 from sts.cnn.tune import TuneSettings, oof_path, tune, tune_gather, tune_worker
-from sts.metrics import read_predictions
+from sts.trust.metrics import read_predictions
 
 S = optuna.trial.TrialState
 SPACE = {"batch_size": [8], "learning_rate": {"low": 5e-4, "high": 3e-3}, "patience": {"low": 1, "high": 2},

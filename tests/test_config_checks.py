@@ -13,8 +13,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from sts.config_checks import check_config, config_problems
-from sts.manifest import check_class_counts
+from sts.prep.config_checks import check_config, config_problems
+from sts.cohort.manifest import check_class_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
@@ -128,7 +128,7 @@ def test_a_cwt_too_large_for_one_job_is_refused(changes):
 
 
 def test_cwt_size_of_the_shipped_configs_is_far_below_the_bound():
-    from sts.config_checks import MAX_CWT_VALUES, cwt_values
+    from sts.prep.config_checks import MAX_CWT_VALUES, cwt_values
 
     assert cwt_values(4000, 1.2, 20, 180, "mexh") < MAX_CWT_VALUES / 50
     assert config_problems(bad(sweeps__fs_hz=50000, sweeps__window_s=1.2)) == []  # 50 kHz itself is fine

@@ -12,7 +12,7 @@ from sts.baseline.features import FEATURE_NAMES, compute_features, features_from
 from sts.baseline.feature_files import aggregate, features_file
 
 FS = 50_000.0
-ONSET_S, STEP_S, SWEEP_S = 0.5, 1.0, 2.2  # sts.sweeps.find_step: step < half the sweep
+ONSET_S, STEP_S, SWEEP_S = 0.5, 1.0, 2.2  # sts.prep.sweeps.find_step: step < half the sweep
 R_MOHM, TAU_S, VREST = 200.0, 0.02, -70.0
 WIDTH_MS = 0.6  # full width at half maximum of the Gaussian spikes
 SIGMA_S = WIDTH_MS / 2.355 / 1000

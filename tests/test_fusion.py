@@ -32,7 +32,7 @@ def fused(lgbm_baseline, tmp_path_factory):
     from sts.baseline.oof import out_of_fold
     from sts.fusion.stack import Member, fit_fusion
     from sts.io.atomic import write_csv_atomic
-    from sts.metrics import predictions_frame
+    from sts.trust.metrics import predictions_frame
     from sts.predict import load_predictor
 
     files, lgbm_out, features_csv = lgbm_baseline
@@ -65,7 +65,7 @@ def fused(lgbm_baseline, tmp_path_factory):
 
 
 def test_lightgbm_oof_uses_the_manifest_folds_and_training_cells_only(fused):
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     _, root, _, manifest, _ = fused
     oof, classes, proba = read_predictions(root / "lgbm_oof.csv")
@@ -91,8 +91,8 @@ def test_no_holdout_cell_in_the_fusion_training_rows(fused, tmp_path):
 
 
 def test_served_fusion_equals_the_evaluation_calibrated_or_not(fused, tmp_path):
-    from sts.calibration import apply_temperature, calibrate, write_calibration
-    from sts.metrics import read_predictions
+    from sts.trust.calibration import apply_temperature, calibrate, write_calibration
+    from sts.trust.metrics import read_predictions
 
     files, root, _, _, manifest_csv = fused
     model = root / "out" / "model.json"

@@ -50,9 +50,9 @@ def test_every_mutation_ends_ok_or_excluded_with_a_reason(fuzz_results):
 
 
 def test_damage_is_read_errors_not_unexpected(fuzz_results):
-    """Damaged files are the readers' NwbReadError cases: unexpected errors (which sts.manifest
+    """Damaged files are the readers' NwbReadError cases: unexpected errors (which sts.cohort.manifest
     counts as possible bugs) stay far below the share that stops the manifest."""
-    from sts.manifest import MAX_UNEXPECTED_SHARE
+    from sts.cohort.manifest import MAX_UNEXPECTED_SHARE
 
     results, _ = fuzz_results
     unexpected = [r for r in results if r["unexpected"]]

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sts.io.hdf5 import write_attrs
-from sts.ids import ID_PATTERN, MAX_ID_LENGTH, derived_id, id_problem
+from sts.cohort.ids import ID_PATTERN, MAX_ID_LENGTH, derived_id, id_problem
 from sts.io.text import MAX_REASON_CHARS, clean_text, spreadsheet_safe
 
 CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
@@ -49,7 +49,7 @@ def write_cell_file(path, sid, label_pa=(50.0, 90.0)):
 def test_manifest_excludes_unsafe_ids_of_any_cohort(kind):
     """Allen, DANDI, synthetic or paper metadata (no status column): an unsafe id is an excluded row
     with the reason, even where a per-cell file claims it with status ok."""
-    from sts.manifest import cell_rows
+    from sts.cohort.manifest import cell_rows
 
     sid = HOSTILE_IDS[kind]
     meta = pd.DataFrame({"specimen_id": ["1", sid], "dataset": "clamp", "label": "Sst"})
@@ -62,7 +62,7 @@ def test_manifest_excludes_unsafe_ids_of_any_cohort(kind):
 
 def test_cohort_table_excludes_unsafe_ids_before_any_job(tmp_path):
     """An Allen listing with hostile ids: the cohort table marks them excluded (no job, no path)."""
-    from sts.cohort import cohort_table
+    from sts.cohort.table import cohort_table
 
     ids = ["480051220", *HOSTILE_IDS.values()]
     pd.DataFrame({"specimen__id": ids, "line_name": "Pvalb-IRES-Cre", "tag__dendrite_type": "aspiny"}).to_csv(
@@ -77,7 +77,7 @@ def test_cohort_table_excludes_unsafe_ids_before_any_job(tmp_path):
 def test_manifest_csv_is_spreadsheet_safe_and_round_trips(tmp_path):
     """Hostile ids, labels and reasons get a leading ' in the written manifest; usable cells' ids and
     labels (Vip/Lamp5), and numbers (negative ones) read back unchanged."""
-    from sts.manifest import SplitParams, build_manifest
+    from sts.cohort.manifest import SplitParams, build_manifest
 
     (tmp_path / "s").mkdir()
     rows, files = [], []
@@ -127,7 +127,7 @@ def test_clean_text_one_line_and_cut():
 def test_reader_reason_is_cleaned_and_cut(tmp_path):
     """A download marker (or any file) whose reason text has newlines, escape codes and 1 MB: the
     excluded cell's reason, in the per-cell file and so in the manifest, is one line of at most 500."""
-    from sts.sweeps import SelectionParams, select_sweeps_file
+    from sts.prep.sweeps import SelectionParams, select_sweeps_file
 
     path = tmp_path / "hostile.nwb"
     with h5py.File(path, "w", libver="latest") as f:  # dense attribute storage: no 64 kB limit
@@ -141,7 +141,7 @@ def test_reader_reason_is_cleaned_and_cut(tmp_path):
 
 
 def test_local_dataset_names_are_one_line_and_spreadsheet_safe(tmp_path):
-    from sts.local_cohort import read_local_labels
+    from sts.cohort.local import read_local_labels
 
     (tmp_path / "a.nwb").write_bytes(b"")
     pd.DataFrame([{"file": "a.nwb", "label": "Sst", "dataset": "=cmd|'/c calc'!A0\nrig"}]).to_csv(
@@ -213,7 +213,7 @@ def test_hostile_ids_in_a_listing_never_reach_the_dag(tmp_path):
 def test_predict_table_derives_ids_from_unsafe_stems(tmp_path):
     """sts predict --table: an id defaulted from a stem that is not an id is derived (as for files
     on the command line); the workflow's table still excludes it, and a given unsafe id stays refused."""
-    from sts.local_cohort import read_local_labels
+    from sts.cohort.local import read_local_labels
 
     (tmp_path / "=x y.nwb").write_bytes(b"")
     pd.DataFrame([{"file": "=x y.nwb", "label": "Sst"}, {"file": "=x y.nwb", "label": "Sst", "specimen_id": "../a"}]

@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO
 from sts.acquire import labels
 from sts.cli import main
-from sts.cohort import cohort_table
+from sts.cohort.table import cohort_table
 
 PAPER = REPO / "resources" / "paper"
 N_SEQ = 4220  # seq cells of the study's split

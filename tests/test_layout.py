@@ -40,7 +40,7 @@ def imports() -> dict[str, set[tuple[str, str]]]:
 
 def test_the_scan_sees_lazy_and_top_level_imports():
     graph = imports()
-    assert ("sts.io.atomic", "write_json_atomic") in graph["sts.calibration"]  # inside a function
+    assert ("sts.io.atomic", "write_json_atomic") in graph["sts.trust.calibration"]  # inside a function
     assert ("sts.settings", "ScalogramParams") in graph["sts.cli"]  # at the top
 
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from abf_data import STEP_S, simulate_ladder, write_abf1
-from sts.local_cohort import id_problem, protocol_options, read_local_labels, row_protocol
+from sts.cohort.local import id_problem, protocol_options, read_local_labels, row_protocol
 from sts.recordings.abf import NO_PROTOCOL
-from sts.sweeps import SelectionParams, select_sweeps
+from sts.prep.sweeps import SelectionParams, select_sweeps
 
 CLASSES = ("Pvalb", "Sst", "Excitatory")
 

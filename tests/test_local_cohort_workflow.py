@@ -137,7 +137,7 @@ def test_excluded_rows_and_reasons(local_run):
 def test_models_follow_the_configured_classes(local_run, local_config):
     import torch
 
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     run, _ = local_run
     manifest = read(run / "results" / "manifest.csv")

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sts.manifest import SplitParams, assign_split, cell_rows, read_split_file
+from sts.cohort.manifest import SplitParams, assign_split, cell_rows, read_split_file
 
 CLASSES = ("Pvalb", "Sst", "Vip/Lamp5", "Excitatory")
 

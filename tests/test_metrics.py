@@ -1,4 +1,4 @@
-"""sts.metrics: scores, files written, and their agreement with scikit-learn."""
+"""sts.trust.metrics: scores, files written, and their agreement with scikit-learn."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import check_against_sklearn
-from sts.metrics import evaluate, write_evaluation
+from sts.trust.metrics import evaluate, write_evaluation
 
 CLASSES = ["Excitatory", "Pvalb", "Sst", "Vip/Lamp5"]
 

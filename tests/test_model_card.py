@@ -13,7 +13,7 @@ CLASSES = ["Pvalb", "Sst"]
 
 @pytest.fixture
 def inputs(tmp_path):
-    from sts.metrics import evaluate
+    from sts.trust.metrics import evaluate
 
     rows = [(f"c{i}", "clamp" if i % 2 else "seq", cls, "ok", "", split)
             for i, (cls, split) in enumerate([("Pvalb", "train")] * 3 + [("Sst", "train")] * 2
@@ -31,7 +31,7 @@ def inputs(tmp_path):
 
 
 def test_lightgbm_card_counts_metrics_and_ood(inputs):
-    from sts.ood import KnnNovelty
+    from sts.trust.ood import KnnNovelty
     from sts.report.model_card import build_card, to_markdown, write_card
 
     tmp_path, manifest, metrics = inputs
@@ -61,7 +61,7 @@ def test_lightgbm_card_counts_metrics_and_ood(inputs):
 def test_cnn_card_reads_model_pt_and_calibration(inputs):
     import torch
 
-    from sts.ood import EmbeddingNovelty
+    from sts.trust.ood import EmbeddingNovelty
     from sts.report.model_card import build_card, to_markdown
 
     tmp_path, manifest, _ = inputs

@@ -1,4 +1,4 @@
-"""The embedding OOD detector (``sts.ood.EmbeddingNovelty``): threshold, far points, safe storage."""
+"""The embedding OOD detector (``sts.trust.ood.EmbeddingNovelty``): threshold, far points, safe storage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 def test_embedding_detector_threshold_far_points_and_storage(tmp_path):
     import torch
 
-    from sts.ood import EmbeddingNovelty
+    from sts.trust.ood import EmbeddingNovelty
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 32)) * 3

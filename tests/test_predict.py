@@ -141,7 +141,7 @@ def test_ood_flag_from_the_models_detector(cells, tmp_path):
     import torch
 
     from sts.cnn.embed import proba_and_embeddings
-    from sts.ood import EmbeddingNovelty
+    from sts.trust.ood import EmbeddingNovelty
     from sts.predict import Predictor
 
     _, paths, model = cells
@@ -298,7 +298,7 @@ def test_formula_stem_gets_a_safe_id_and_the_csv_is_spreadsheet_safe(cells, tmp_
     name as given stays in ``file``, with the leading ' that keeps a spreadsheet from running it."""
     import shutil
 
-    from sts.ids import id_problem
+    from sts.cohort.ids import id_problem
 
     _, paths, model = cells
     name = '=HYPERLINK("evil.example";"x").nwb'  # a name cannot hold "/"
@@ -316,7 +316,7 @@ def test_long_stem_with_figures_keeps_the_batch(cells, tmp_path):
     plus the atomic writer's temporary suffix would pass the file system's 255), the CSV is written."""
     import shutil
 
-    from sts.ids import id_problem
+    from sts.cohort.ids import id_problem
 
     _, paths, model = cells
     long_file = tmp_path / ("c" * 250 + ".nwb")
@@ -333,7 +333,7 @@ def test_long_stem_with_figures_keeps_the_batch(cells, tmp_path):
 def test_stems_with_spaces_or_newlines_get_distinct_safe_ids(cells, tmp_path):
     import shutil
 
-    from sts.ids import id_problem
+    from sts.cohort.ids import id_problem
 
     _, paths, model = cells
     names = ["rig 1 cell.nwb", "rig\n1 cell.nwb", "-rf.nwb"]

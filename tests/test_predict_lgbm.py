@@ -32,7 +32,7 @@ def predict(model, *inputs, out, extra=()):
 
 def test_served_probabilities_equal_the_evaluation(lgbm_baseline, tmp_path):
     """From each holdout cell's raw file, the served probabilities are predictions.csv's."""
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     files, out, features_csv = lgbm_baseline
     (tmp_path / "bad.nwb").write_text("not an NWB file\n")
@@ -170,7 +170,7 @@ def test_figures_any_square_step_and_nothing_readable(lgbm_baseline, tmp_path):
 
 
 def test_ood_score_flags_far_cells():
-    from sts.ood import KnnNovelty
+    from sts.trust.ood import KnnNovelty
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 6)) * [1, 10, 100, 1, 1, 1]

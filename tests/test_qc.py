@@ -1,4 +1,4 @@
-"""Recording-health QC (sts.qc): healthy cells pass, broken recordings fail with their ``sweeps.qc`` key.
+"""Recording-health QC (sts.prep.qc): healthy cells pass, broken recordings fail with their ``sweeps.qc`` key.
 
 Synthetic sweeps whose verdict is evident from their construction, and the real recordings of
 ``../shared/realdata`` and ``../shared/realdata2`` read with pyabf directly (ADC0, mV), with the
@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from conftest import REPO, SHARED
-from sts.qc import check_sweep
+from sts.prep.qc import check_sweep
 from sts.settings import QcParams, SelectionParams
-from sts.steps import Step
+from sts.recordings.steps import Step
 
 FS = 20_000.0
 ONSET_S, STEP_S, SWEEP_S = 0.2, 1.0, 1.6
@@ -101,7 +101,7 @@ def test_spikes_that_never_overshoot_are_not_action_potentials(monkeypatch):
     """A ladder whose spikes all peak at -20 mV (ipfx's detector keeps them: its floor is -30 mV)
     has no action potential for sweep selection (sweeps.min_ap_peak_mv); full spikes have one."""
     from sts.recordings.common import Recording
-    from sts.sweeps import select_from_recording
+    from sts.prep.sweeps import select_from_recording
 
     class Ladder(Recording):
         layout, path = "test", "ladder"

@@ -24,7 +24,7 @@ import pytest
 
 import fuzz_data as fd
 from sts.io.hdf5 import read_attrs, write_attrs
-from sts.sweeps import select_sweeps, select_sweeps_file
+from sts.prep.sweeps import select_sweeps, select_sweeps_file
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ HUGE_CHECK = textwrap.dedent("""
     import json, resource, sys
     limit = 3 << 30  # address space: a 16 GiB allocation fails here instead of filling the machine
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    from sts.sweeps import select_sweeps
+    from sts.prep.sweeps import select_sweeps
     sel = select_sweeps(sys.argv[1])
     # VmHWM: this process's own peak (ru_maxrss would include the forking parent's, kept across exec)
     hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
@@ -266,8 +266,8 @@ def test_unexpected_error_excludes_only_that_cell_and_is_marked(cell, tmp_path, 
     """A reader bug (here an IndexError on one sweep) excludes the cell with file, sweep and
     cause, logs the traceback, and marks the per-cell file for the manifest's count."""
     from sts.recordings.allen_v1 import AllenV1Recording
-    from sts.scalogram_file import ScalogramParams, scalogram_file
-    from sts.sweeps import SelectionParams
+    from sts.prep.scalogram_file import ScalogramParams, scalogram_file
+    from sts.prep.sweeps import SelectionParams
 
     path, picked = cell("allen_v1")
     original = AllenV1Recording.response_mv
@@ -331,10 +331,10 @@ def _cohort(folder, n_cells: int, n_unexpected: int):
 def test_manifest_counts_unexpected_errors(tmp_path, caplog, n_cells, n_unexpected):
     """Below the share (10 %) or the count (5 cells): the manifest is written, the summary says
     how many cells unexpected errors excluded and of which types."""
-    from sts.manifest import build_manifest
+    from sts.cohort.manifest import build_manifest
 
     meta, files = _cohort(tmp_path / "cells", n_cells, n_unexpected)
-    with caplog.at_level(logging.INFO, logger="sts.manifest"):
+    with caplog.at_level(logging.INFO, logger="sts.cohort.manifest"):
         table = build_manifest(meta, files, tmp_path / "manifest.csv")
     assert (table["status"] == "excluded").sum() == n_unexpected
     n = n_cells + n_unexpected
@@ -344,7 +344,7 @@ def test_manifest_counts_unexpected_errors(tmp_path, caplog, n_cells, n_unexpect
 
 @pytest.mark.parametrize("n_cells,n_unexpected", [(40, 5), (60, 30)])
 def test_manifest_fails_above_the_share_of_unexpected_errors(tmp_path, n_cells, n_unexpected):
-    from sts.manifest import MAX_UNEXPECTED_SHARE, MIN_UNEXPECTED_CELLS, UnexpectedErrors, build_manifest
+    from sts.cohort.manifest import MAX_UNEXPECTED_SHARE, MIN_UNEXPECTED_CELLS, UnexpectedErrors, build_manifest
 
     assert n_unexpected >= MIN_UNEXPECTED_CELLS and n_unexpected > MAX_UNEXPECTED_SHARE * (n_cells + n_unexpected)
     meta, files = _cohort(tmp_path / "cells", n_cells, n_unexpected)
@@ -385,7 +385,7 @@ def test_ep_features_exclude_hostile_cells(cell, monkeypatch, tmp_path):
 
 def test_ep_features_table_stops_above_the_share(tmp_path):
     from sts.baseline.feature_files import aggregate
-    from sts.manifest import UnexpectedErrors
+    from sts.cohort.manifest import UnexpectedErrors
 
     paths = []
     for k in range(20):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from sts.sweeps import SelectionParams, select_sweeps
+from sts.prep.sweeps import SelectionParams, select_sweeps
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REALDATA = SHARED / "realdata"
@@ -80,7 +80,7 @@ def test_step_detection_matches_the_protocol():
     """Onset, duration and every sweep's amplitude of the varied epoch, as truth.json reads them
     (both sets: DAC0 and DAC1 waveforms, pA and nA)."""
     from sts.recordings import NwbReadError, open_recording
-    from sts.steps import ladder_steps
+    from sts.recordings.steps import ladder_steps
 
     checked = 0
     for path, t in sorted(ALL.items()):
@@ -107,7 +107,7 @@ def test_step_detection_matches_the_protocol():
 def test_segmented_command_agrees_with_the_epoch_table():
     """The same steps whether the ABF epoch table or the command trace is segmented (NWB's path)."""
     from sts.recordings import open_recording
-    from sts.steps import ladder_steps
+    from sts.recordings.steps import ladder_steps
 
     for path in LADDERS:
         with open_recording(path) as rec:
@@ -119,11 +119,11 @@ def test_segmented_command_agrees_with_the_epoch_table():
 
 
 def test_spike_counts_agree_with_ipfx():
-    """sts.spikes and ipfx's SpikeFeatureExtractor count the same spikes in every step of every file."""
+    """sts.prep.spikes and ipfx's SpikeFeatureExtractor count the same spikes in every step of every file."""
     import pyabf
     from ipfx.feature_extractor import SpikeFeatureExtractor
 
-    from sts.spikes import detect_spikes, filter_khz
+    from sts.prep.spikes import detect_spikes, filter_khz
 
     compared = 0
     for name in USABLE:

@@ -15,7 +15,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from sts.cross_dataset import check_direction, cnn_cross, gather, lgbm_cross
-from sts.metrics import read_predictions
+from sts.trust.metrics import read_predictions
 from sts.report.comparison import comparison_table
 from sts.report.scalograms import candidate_cells, pick_examples, write_class_examples
 from sts.report.shap_top import top_features
@@ -97,9 +97,9 @@ def test_comparison_shows_intervals_and_the_paired_difference(tmp_path):
     paired table compares the best CNN by CV with LightGBM on their shared cells."""
     from matplotlib.container import ErrorbarContainer
 
-    from sts.metrics import evaluate, predictions_frame
+    from sts.trust.metrics import evaluate, predictions_frame
     from sts.report.comparison import plot_comparison, write_comparison
-    from sts.uncertainty import paired_difference
+    from sts.trust.uncertainty import paired_difference
 
     rng = np.random.default_rng(0)
     ids = np.array([f"c{i}" for i in range(60)])
@@ -223,7 +223,7 @@ def test_cnn_cross_trains_on_one_dataset_and_tests_on_the_other(tmp_path):
 def test_comparison_with_fusion_and_calibration(tmp_path):
     """A fusion row, calibration columns from each calibration.json, and the paired rows fusion minus
     the best single member by out-of-fold CV score (b here, whatever the holdout says) and minus each."""
-    from sts.metrics import evaluate, predictions_frame
+    from sts.trust.metrics import evaluate, predictions_frame
     from sts.report.comparison import write_comparison
 
     rng = np.random.default_rng(1)

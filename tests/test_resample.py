@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly as scipy_resample_poly
 
-from sts.resample import rational_ratio, resample, resample_poly
+from sts.prep.resample import rational_ratio, resample, resample_poly
 
 
 @pytest.mark.parametrize("up,down,n", [(2, 25, 60_000), (1, 50, 240_000), (3, 7, 1001), (5, 3, 77), (7, 2, 5)])

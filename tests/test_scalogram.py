@@ -1,4 +1,4 @@
-"""sts.scalogram.cwt against pywt.cwt, on real computations (each test well under a second)."""
+"""sts.prep.scalogram.cwt against pywt.cwt, on real computations (each test well under a second)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import pywt
 
-from sts.scalogram import _bank, cwt, default_freqs, scales_for
+from sts.prep.scalogram import _bank, cwt, default_freqs, scales_for
 
 
 def pywt_ref(x, fs, freqs, wavelet="mexh", method="conv"):

@@ -10,7 +10,7 @@ import pytest
 
 from sts.cli import main
 from sts.io.hdf5 import read_attrs
-from sts.scalogram_file import ScalogramParams, as_stored, scalogram_file, scalogram_of
+from sts.prep.scalogram_file import ScalogramParams, as_stored, scalogram_file, scalogram_of
 
 FS_HZ = 4000.0
 PARAMS = ScalogramParams(fmin_hz=20, fmax_hz=200, n_freqs=48)

@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sts.spikes import detect_spikes
+from sts.prep.spikes import detect_spikes
 
 
 def spike_train(times_s, fs_hz=50_000.0, dur_s=2.0, width_ms=0.5, noise_mv=0.3, seed=0):
@@ -48,7 +48,7 @@ def test_agrees_with_ipfx_on_synthetic_sweep(synth_cells):
     from ipfx.feature_extractor import SpikeFeatureExtractor
 
     from sts.recordings import open_recording
-    from sts.sweeps import find_step, is_long_square, SelectionParams
+    from sts.prep.sweeps import find_step, is_long_square, SelectionParams
 
     cohort, paths = synth_cells
     good = cohort[(cohort["defect"] == "") & (cohort["dataset"] == "clamp")].iloc[0]
@@ -80,7 +80,7 @@ def test_a_spike_in_the_last_10_ms_of_a_cut_trace_is_counted():
     from ipfx.feature_extractor import SpikeFeatureExtractor
 
     from sts.recordings import open_recording
-    from sts.spikes import detect_spikes, filter_khz
+    from sts.prep.spikes import detect_spikes, filter_khz
 
     import json
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sts.steps import ladder_steps, segment
+from sts.recordings.steps import ladder_steps, segment
 
 
 def command(fs, dur_s, pieces, holding=0.0):

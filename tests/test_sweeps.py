@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sts.recordings import NwbReadError, open_recording
-from sts.sweeps import SelectionParams, find_step, select_sweeps, select_sweeps_file
+from sts.prep.sweeps import SelectionParams, find_step, select_sweeps, select_sweeps_file
 
 from conftest import FILE_DEFECT_REASONS as DEFECT_REASONS
 
@@ -55,8 +55,8 @@ def test_rheobase_is_lowest_spiking_long_square(synth_cells):
         assert sel.attrs["n_spikes"][0] >= 1
         assert sel.traces_mv.shape == (2, 4800) and sel.traces_mv.dtype == np.float32
         # independently: every long square below rheobase has no spike in its step
-        from sts.spikes import detect_spikes
-        from sts.sweeps import is_long_square
+        from sts.prep.spikes import detect_spikes
+        from sts.prep.sweeps import is_long_square
 
         with open_recording(paths[row["specimen_id"]]) as rec:
             for n in rec.sweep_numbers:

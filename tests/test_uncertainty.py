@@ -1,4 +1,4 @@
-"""sts.uncertainty: class-stratified bootstrap intervals and paired differences, checked
+"""sts.trust.uncertainty: class-stratified bootstrap intervals and paired differences, checked
 against an independent resampling loop (per-class scores checked against scikit-learn)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from sts.metrics import write_evaluation
-from sts.uncertainty import (
+from sts.trust.metrics import write_evaluation
+from sts.trust.uncertainty import (
     BootstrapSettings,
     bootstrap_intervals,
     encode,
@@ -43,7 +43,7 @@ def reference_scores(y, pred):
 
 
 def reference_interval(y, pred, n_resamples, seed, confidence=0.95):
-    """Written apart from sts.uncertainty: a loop that resamples each class by hand."""
+    """Written apart from sts.trust.uncertainty: a loop that resamples each class by hand."""
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(y == c) for c in np.unique(y)]
     values = []

@@ -373,7 +373,7 @@ def test_hostile_fusion_model_is_refused(fusion_model, lgbm_baseline, tmp_path, 
 
 @pytest.mark.parametrize("which", ["lightgbm model.json", "calibration.json", "fusion model.json"])
 def test_deeply_nested_json_is_refused(lgbm_baseline, fusion_model, tmp_path, which):
-    from sts.calibration import Calibration, write_calibration
+    from sts.trust.calibration import Calibration, write_calibration
 
     files, out, _ = lgbm_baseline
     model = tmp_path / "model"

@@ -122,7 +122,7 @@ def test_manifest_and_outputs(run, base_config):
 
 
 def test_baseline_outputs_match_manifest_holdout(run):
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
     base = run / "results" / "baseline"
@@ -257,7 +257,7 @@ def test_cnn_outputs(run, base_config):
 
     import torch
 
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
     holdout = set(manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == "test"), "specimen_id"])
@@ -303,7 +303,7 @@ def test_predict_reproduces_the_holdout_evaluation(run, base_config, tmp_path):
     its predictions."""
     import numpy as np
 
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     manifest = pd.read_csv(run / "results" / "manifest.csv", dtype={"specimen_id": str}, keep_default_na=False)
     holdout = manifest.loc[(manifest["status"] == "ok") & (manifest["split"] == "test"), "specimen_id"]
@@ -459,7 +459,7 @@ def test_cross_dataset_table(run, base_config):
     """Both directions per model; scores recomputed by scikit-learn from the saved predictions."""
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     table = pd.read_csv(run / "results" / "cross_dataset.csv", keep_default_na=False, na_values=[""])
     archs = base_config["cross_dataset"].get("architectures") or base_config["cnn"]["architectures"]

@@ -12,7 +12,7 @@ import logging
 import sys
 
 # Standard library only: the settings' defaults are read before numpy may be imported.
-from sts.protocol_args import add_protocol_options, protocol_from_args
+from sts.prep.protocol_args import add_protocol_options, protocol_from_args
 from sts.settings import ScalogramParams, SelectionParams, SplitParams, default
 from sts.io.threads import single_threaded
 
@@ -25,7 +25,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _select_sweeps(args: argparse.Namespace) -> int:
     single_threaded()
-    from sts.sweeps import select_sweeps_file
+    from sts.prep.sweeps import select_sweeps_file
 
     params = selection_params(args)
     meta = {"specimen_id": args.specimen_id, "dataset": args.dataset, "label": args.label}
@@ -93,7 +93,7 @@ def selection_params(args: argparse.Namespace):
 
 def _scalogram(args: argparse.Namespace) -> int:
     single_threaded()
-    from sts.scalogram_file import scalogram_file
+    from sts.prep.scalogram_file import scalogram_file
 
     scalogram_file(args.sweeps, args.out, settings_from_args(args, ScalogramParams, SCALOGRAM_FLAGS))
     return 0
@@ -102,7 +102,7 @@ def _scalogram(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sts.manifest import build_manifest
+    from sts.cohort.manifest import build_manifest
 
     split = SplitParams(**{name: getattr(args, name) for name, _ in SPLIT_FLAGS.values()})
     files = sorted(Path(args.scalograms).glob("*.h5"))  # every file of the folder is a cell of the cohort

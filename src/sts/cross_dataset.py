@@ -15,7 +15,7 @@ A direction that cannot be run (no cells in a dataset, or a class with fewer tha
 ``min_cells_per_class`` training cells) gets a row with its ``reason`` and no scores.
 
 Per model, ``OUT_DIR/rows.csv`` holds the two rows (COLUMNS); ``OUT_DIR/{train}_to_{test}/``
-the direction's ``metrics.json``, ``predictions.csv`` and ``confusion_matrix.png`` (sts.metrics
+the direction's ``metrics.json``, ``predictions.csv`` and ``confusion_matrix.png`` (sts.trust.metrics
 format; CNNs also ``model.pt``, ``history.csv``, ``training_curves.png``).
 """
 
@@ -113,7 +113,7 @@ def lgbm_cross(
     import shutil
 
     from sts.baseline.lgbm import fit_final
-    from sts.metrics import write_evaluation
+    from sts.trust.metrics import write_evaluation
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -13,16 +13,16 @@ Inference goes through the evaluation step's own ``predict_proba``.
 The output CSV has one row per input file: ``file, specimen_id, status, reason, predicted,
 p_<class>...`` (model class order), ``rheobase_pa, second_pa, rheobase_sweep, second_sweep``.
 A file that cannot be prepared is an ``excluded`` row with the reason sweep selection gives.
-A file's stem is its ``specimen_id`` when it is a valid id (``sts.ids``), else a safe id derived
-from it (``sts.ids.derived_id``: its allowed characters and a hash), which also names its
-figure; ``file`` keeps the name as given. Reasons are one line, cut (``sts.prepared.Prepared``);
+A file's stem is its ``specimen_id`` when it is a valid id (``sts.cohort.ids``), else a safe id derived
+from it (``sts.cohort.ids.derived_id``: its allowed characters and a hash), which also names its
+figure; ``file`` keeps the name as given. Reasons are one line, cut (``sts.prep.prepared.Prepared``);
 the text columns are ``spreadsheet_safe`` (``sts.io.text``: a leading ``=+-@`` gets a ``'``).
 
 The LightGBM baseline (its model folder or ``model.json``, see ``sts.baseline.served``) goes
 through the same rows and CSV: its ``LgbmPredictor`` computes each file's EP features with the
 saved feature parameters; it fills ``rheobase_pa``/``rheobase_sweep`` only (it uses every long
 square, not a +40 pA pair). Both add ``ood_score, in_distribution``: the model's
-out-of-distribution detector (``sts.ood``; CNN: its embedding of the cell, LightGBM: the EP
+out-of-distribution detector (``sts.trust.ood``; CNN: its embedding of the cell, LightGBM: the EP
 features) and whether the score is within the training cells' threshold; empty for a model
 saved without a detector.
 """
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from sts.prepared import Prepared, with_protocol_hint
+from sts.prep.prepared import Prepared, with_protocol_hint
 from sts.settings import DEFAULT_DEVICE
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Predictor:
         from sts.cnn.final import load_model
         from sts.cnn.model_meta import ModelMetaError, check_serving
         from sts.cnn.train import select_device
-        from sts.sweeps import SelectionParams
+        from sts.prep.sweeps import SelectionParams
         from sts.io.untrusted import UntrustedFileError
 
         if threads:
@@ -126,8 +126,8 @@ class Predictor:
         for a bad recording (excluded, with the reason)."""
         from sts.cnn.pack import prepare_images
         from sts.recordings import NwbReadError, open_recording
-        from sts.scalogram_file import as_stored, scalogram_of
-        from sts.sweeps import select_from_recording
+        from sts.prep.scalogram_file import as_stored, scalogram_of
+        from sts.prep.sweeps import select_from_recording
 
         path = Path(path)
         sid = specimen_id or path.stem
@@ -238,7 +238,7 @@ def _row(p: Prepared, classes: list[str], proba: np.ndarray | None) -> dict:
 def items_from_table(csv_path: str | Path) -> list[Item]:
     """Inputs listed in a local-cohort CSV (file, optional specimen_id, label and ABF ladder columns);
     rows it cannot use (missing file, unsafe or duplicate id, bad ladder) stay, with their reason."""
-    from sts.local_cohort import read_local_labels, row_protocol
+    from sts.cohort.local import read_local_labels, row_protocol
 
     table = read_local_labels(csv_path, None)
     return [Item(Path(r["file"]) if r["file"] else Path(str(r["specimen_id"])), str(r["specimen_id"]),
@@ -251,7 +251,7 @@ def figure_names(items: list[Item]) -> list[str]:
     (two ``cell1.nwb`` in different folders must not overwrite each other's figure)."""
     import hashlib
 
-    from sts.ids import safe_id
+    from sts.cohort.ids import safe_id
 
     ids = [safe_id(it.specimen_id) for it in items]  # already safe, unless a caller's Item is not
     counts: dict[str, int] = {}
@@ -270,9 +270,9 @@ def load_predictor(model_path, device: str = DEFAULT_DEVICE, threads: int | None
     """A ``Predictor`` for a CNN model.pt, an ``LgbmPredictor`` for the LightGBM baseline's model
     folder (or its model.json), a ``FusionPredictor`` for a fusion model.json; each raises
     ValueError for a file it cannot use. With ``calibrate``, wrapped to apply the temperature of the
-    model's ``calibration.json`` when there is one (``sts.calibration.CalibratedPredictor``)."""
+    model's ``calibration.json`` when there is one (``sts.trust.calibration.CalibratedPredictor``)."""
     from sts.baseline.served import LgbmPredictor, is_lightgbm_model
-    from sts.calibration import CalibratedPredictor, load_temperature
+    from sts.trust.calibration import CalibratedPredictor, load_temperature
     from sts.fusion.model import is_fusion_model
     from sts.fusion.served import FusionPredictor
 
@@ -304,7 +304,7 @@ def predict_files(
     from tqdm import tqdm
 
     from sts.io.atomic import write_csv_atomic
-    from sts.ids import safe_id
+    from sts.cohort.ids import safe_id
     from sts.io.text import spreadsheet_safe
 
     items = [f if isinstance(f, Item) else Item(Path(f), safe_id(Path(f).stem), protocol) for f in files]
@@ -356,7 +356,7 @@ def run(model_path, inputs, out_csv, figures_dir=None, device=DEFAULT_DEVICE, pr
     try:
         predictor = load_predictor(model_path, device, threads, selection_overrides, calibrate)
         if not calibrate:  # raw probabilities, still with the calibrated column
-            from sts.calibration import CalibratedPredictor
+            from sts.trust.calibration import CalibratedPredictor
 
             predictor = CalibratedPredictor(predictor, None, "--uncalibrated")
     except (ValueError, FileNotFoundError) as err:

@@ -75,7 +75,7 @@ class SynthParams:
 
 @dataclass(frozen=True)
 class QcParams:
-    """Config ``sweeps.qc``: recording-health checks of the two sweeps used (sts.qc, which says why these values)."""
+    """Config ``sweeps.qc``: recording-health checks of the two sweeps used (sts.prep.qc, which says why these values)."""
 
     baseline_min_mv: float = -120.0  # baseline before the step (median of 100 ms)
     baseline_max_mv: float = -30.0
@@ -87,7 +87,7 @@ class QcParams:
 
 @dataclass(frozen=True)
 class SelectionParams:
-    """Config ``sweeps:`` (sts.sweeps)."""
+    """Config ``sweeps:`` (sts.prep.sweeps)."""
 
     window_s: float = 1.2  # window length from step onset (s)
     fs_hz: float = 4000.0  # output rate (Hz)
@@ -112,7 +112,7 @@ COMPRESSIONS = ("none", "gzip", "lzf")
 
 @dataclass(frozen=True)
 class ScalogramParams:
-    """Config ``scalogram:`` (sts.scalogram_file)."""
+    """Config ``scalogram:`` (sts.prep.scalogram_file)."""
 
     wavelet: str = "mexh"
     fmin_hz: float = 20.0
@@ -130,7 +130,7 @@ class ScalogramParams:
 
     @property
     def freqs_hz(self):
-        """The frequency grid (Hz), a numpy array (as sts.scalogram.default_freqs, which takes its defaults from here)."""
+        """The frequency grid (Hz), a numpy array (as sts.prep.scalogram.default_freqs, which takes its defaults from here)."""
         import numpy as np
 
         return np.linspace(self.fmin_hz, self.fmax_hz, self.n_freqs)
@@ -138,7 +138,7 @@ class ScalogramParams:
 
 @dataclass(frozen=True)
 class SplitParams:
-    """Config ``split:`` (sts.manifest)."""
+    """Config ``split:`` (sts.cohort.manifest)."""
 
     seed: int = 42
     test_fraction: float = 0.2
@@ -303,7 +303,7 @@ class BaselineSettings:
 
 @dataclass(frozen=True)
 class OodSettings:
-    """The out-of-distribution detectors (sts.ood): k nearest training cells, and the quantile of
+    """The out-of-distribution detectors (sts.trust.ood): k nearest training cells, and the quantile of
     the training cells' own leave-one-out scores that sets the threshold."""
 
     k: int = 5

@@ -19,7 +19,7 @@ from pathlib import Path
 from sts.warm import ACK, INT, NAK, RLIMITS, Unavailable, minimal_env, open_private, peer_uid, per_cell, socket_path
 
 PRELOAD = (
-    "sts.sweeps", "sts.scalogram_file", "sts.baseline.feature_files", "sts.baseline.features",
+    "sts.prep.sweeps", "sts.prep.scalogram_file", "sts.baseline.feature_files", "sts.baseline.features",
     "ipfx.spike_train_features", "ipfx.feature_extractor", "ipfx.stimulus_protocol_analysis", "ipfx.sweep",
     "sts.synth.cli", "sts.synth", "sts.synth.write_allen_v1", "sts.synth.write_mies_nwb2",
 )  # fmt: skip

@@ -6,12 +6,12 @@ from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
-from sts.config_checks import check_config
+from sts.prep.config_checks import check_config
 
 # What the schema cannot say: keys that must agree with each other (messages name them).
 check_config(config)
 
-from sts.ids import ID_PATTERN
+from sts.cohort.ids import ID_PATTERN
 from sts.settings import (
     BaselineSettings,
     CnnJobSettings,
@@ -28,14 +28,14 @@ from sts.settings import (
 PARAMS = rule_params(config)
 
 
-# Every cohort's ids follow sts.ids: cells with other ids are excluded rows, never paths.
+# Every cohort's ids follow sts.cohort.ids: cells with other ids are excluded rows, never paths.
 wildcard_constraints:
     specimen_id=ID_PATTERN,
 
 
 def cohort_table():
     """One row per metadata entry (duplicated ids included: the manifest excludes them)."""
-    from sts.cohort import cohort_table as table
+    from sts.cohort.table import cohort_table as table
 
     return table(config)
 
@@ -174,7 +174,7 @@ CELL_INPUT = cell_file if LOCAL else NWB
 
 def cell_protocol_args(wildcards):
     """An ABF row's step ladder from the CSV (files without a command waveform); else ''."""
-    from sts.local_cohort import protocol_options
+    from sts.cohort.local import protocol_options
 
     return protocol_options(cell(wildcards))
 
@@ -184,7 +184,7 @@ CELL_PROTOCOL = cell_protocol_args if LOCAL else ""
 
 
 if LOCAL and not config["split"].get("train_file"):
-    from sts.manifest import check_class_counts
+    from sts.cohort.manifest import check_class_counts
 
     # Stops the DAG build, before any job, when a class is too small for the holdout and folds.
     try:

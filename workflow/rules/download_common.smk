@@ -1,6 +1,7 @@
 # Input/params functions of the real-data rules (download.smk), apart from common.smk so that
 # the acquisition stage stays in its own files.
-from sts.cohort import listing_path, patchseq_metadata_path
+from sts.acquire.listings import listing_path
+from sts.cohort.table import patchseq_metadata_path
 from sts.settings import acquire_settings
 
 ACQ = acquire_settings(config)

@@ -3,7 +3,7 @@
 Runs in workflow/envs/allensdk.yaml, where AllenSDK's CellTypesApi sends the query. It imports
 neither sts nor pandas (that env pins old numpy/pandas); its column list and mouse filter
 mirror sts.acquire.allen.CELL_COLUMNS / list_cells, which the default (pip) environment uses
-when the DAG is built and the listing is missing (sts.cohort); tests/test_acquire_allensdk.py
+when the DAG is built and the listing is missing (sts.cohort.table); tests/test_acquire_allensdk.py
 checks that both write the same table.
 """
 

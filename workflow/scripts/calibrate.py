@@ -1,8 +1,8 @@
-"""Snakemake adapter: temperature scaling of one model, fitted out of fold (logic in sts.calibration_step)."""
+"""Snakemake adapter: temperature scaling of one model, fitted out of fold (logic in sts.trust.calibrate)."""
 
 import logging
 
-from sts.calibration_step import calibrate_model
+from sts.trust.calibrate import calibrate_model
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 i, o = snakemake.input, snakemake.output

@@ -1,10 +1,10 @@
-"""Snakemake adapter: the cohort's cell table (logic in sts.cohort) as results/metadata.csv."""
+"""Snakemake adapter: the cohort's cell table (logic in sts.cohort.table) as results/metadata.csv."""
 
 import logging
 
-from sts.cohort import cohort_table
+from sts.cohort.table import cohort_table
 from sts.io.atomic import write_csv_atomic
-from sts.manifest import for_spreadsheets
+from sts.cohort.manifest import for_spreadsheets
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 table = cohort_table(snakemake.params.cohort)

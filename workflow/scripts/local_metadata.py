@@ -1,10 +1,10 @@
-"""Snakemake adapter: the local cohort's CSV as results/metadata.csv (logic in sts.local_cohort)."""
+"""Snakemake adapter: the local cohort's CSV as results/metadata.csv (logic in sts.cohort.local)."""
 
 import logging
 
-from sts.local_cohort import read_local_labels
+from sts.cohort.local import read_local_labels
 from sts.io.atomic import write_csv_atomic
-from sts.manifest import for_spreadsheets
+from sts.cohort.manifest import for_spreadsheets
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 table = read_local_labels(snakemake.input.labels, snakemake.params.classes)

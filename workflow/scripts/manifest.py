@@ -1,8 +1,8 @@
-"""Snakemake adapter: build the split manifest (logic in sts.manifest)."""
+"""Snakemake adapter: build the split manifest (logic in sts.cohort.manifest)."""
 
 import logging
 
-from sts.manifest import SplitParams, build_manifest
+from sts.cohort.manifest import SplitParams, build_manifest
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 build_manifest(

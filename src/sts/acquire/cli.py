@@ -26,7 +26,7 @@ def _cell(args: argparse.Namespace) -> int:
 
 
 def _listing(args: argparse.Namespace) -> int:
-    from sts.cohort import write_allen_listing, write_dandi_listing
+    from sts.acquire.listings import write_allen_listing, write_dandi_listing
 
     acq = {**ACQ, "retries": args.retries, "backoff_s": args.backoff_s, "timeout_s": args.timeout_s}
     if args.which == "allen-cells":

@@ -153,7 +153,7 @@ def stream_cell(url: str, out_path: str | Path, params, block_size: int = 1 << 1
                 policy: RetryPolicy = RetryPolicy(), size: int | None = None) -> StreamResult:
     """Select the cell's two sweeps over HTTP range requests and write them to ``out_path``.
 
-    ``params`` is the ``sts.sweeps.SelectionParams`` of the downstream selection, so the
+    ``params`` is the ``sts.prep.sweeps.SelectionParams`` of the downstream selection, so the
     streamed sweeps are the ones ``sts select-sweeps`` will choose. An excluded cell writes
     nothing and returns the reason. Transient HTTP failures restart the read (all bytes counted);
     a 404 raises a permanent DownloadError. ``size`` (from the asset metadata) spares the size
@@ -162,7 +162,7 @@ def stream_cell(url: str, out_path: str | Path, params, block_size: int = 1 << 1
     import fsspec
 
     from sts.acquire.http import DownloadError
-    from sts.sweeps import select_sweeps
+    from sts.prep.sweeps import select_sweeps
 
     fetched = 0
     for attempt in range(policy.retries + 1):

@@ -5,7 +5,7 @@
 (NaN features as JSON null) atomically, also for an excluded cell.
 ``sts ep-features-aggregate OUT.csv JSON...`` writes one row per cell: specimen_id, dataset,
 label, status, reason, then the feature columns (in ``FEATURE_NAMES`` order; empty = NaN); like
-``sts.manifest``, it stops when unexpected errors (``unexpected_error`` in the records) excluded
+``sts.cohort.manifest``, it stops when unexpected errors (``unexpected_error`` in the records) excluded
 too many cells.
 """
 
@@ -63,7 +63,7 @@ def aggregate(json_paths, out_csv) -> int:
     """One CSV row per per-cell JSON (any order in, sorted by specimen_id out); returns rows."""
     from sts.baseline.features import FEATURE_NAMES
 
-    from sts.manifest import MAX_UNEXPECTED_SHARE, MIN_UNEXPECTED_CELLS, check_unexpected
+    from sts.cohort.manifest import MAX_UNEXPECTED_SHARE, MIN_UNEXPECTED_CELLS, check_unexpected
 
     records = [json.loads(Path(p).read_text()) for p in json_paths]
     records.sort(key=lambda r: str(r["specimen_id"]))
@@ -97,7 +97,7 @@ def feature_params_from_json(text: str | None):
 
 
 def _run_features(args: argparse.Namespace) -> int:
-    from sts.protocol_args import protocol_from_args
+    from sts.prep.protocol_args import protocol_from_args
 
     rec = features_file(args.nwb, args.out, args.specimen_id, args.dataset, args.label, protocol_from_args(args),
                         feature_params_from_json(args.params))  # fmt: skip
@@ -128,7 +128,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--params", default=None, metavar="JSON",
                    help="feature settings as JSON, e.g. {\"any_square_step\": true} (the workflow passes the keys "
                         "its sweeps: block sets: dv_cutoff_mv_ms, long_square_names, min_step_s, any_square_step)")  # fmt: skip
-    from sts.protocol_args import add_protocol_options
+    from sts.prep.protocol_args import add_protocol_options
 
     add_protocol_options(p)
     p.set_defaults(func=_run_features)

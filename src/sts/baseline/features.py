@@ -53,8 +53,8 @@ import numpy as np
 
 from sts.baseline.prespike import dominant_tau_s
 from sts.recordings import NwbReadError, open_recording
-from sts.steps import ladder_steps
-from sts.sweeps import SelectionParams, find_step, is_long_square
+from sts.recordings.steps import ladder_steps
+from sts.prep.sweeps import SelectionParams, find_step, is_long_square
 from sts.io.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -157,10 +157,10 @@ class FeatureResult:
     reason: str = ""
     features: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # sweeps used, rheobase/hero sweep numbers...
-    unexpected_error: str = ""  # exception type when an unexpected error excluded the cell (sts.sweeps.failed)
+    unexpected_error: str = ""  # exception type when an unexpected error excluded the cell (sts.prep.sweeps.failed)
 
     def __post_init__(self):
-        # Reasons quote readers' and files' text: one line, cut (as sts.sweeps.Selection's).
+        # Reasons quote readers' and files' text: one line, cut (as sts.prep.sweeps.Selection's).
         self.reason = clean_text(self.reason) if self.reason else ""
 
 
@@ -173,7 +173,7 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
 
     ``protocol`` (``sts.recordings.abf.Protocol``): the step ladder of an ABF file without a command waveform.
     """
-    from sts.sweeps import WatchedRecording
+    from sts.prep.sweeps import WatchedRecording
 
     try:
         rec = WatchedRecording(open_recording(nwb_path, protocol))
@@ -202,8 +202,8 @@ def compute_features(nwb_path: str | Path, params: FeatureParams = FeatureParams
 
 def _failed(err: Exception, path, sweep_number=None) -> FeatureResult:
     """Excluded after an exception other than NwbReadError: marked unexpected unless the HDF5
-    library failed on a damaged file (``sts.sweeps.failed``: traceback logged)."""
-    from sts.sweeps import failed
+    library failed on a damaged file (``sts.prep.sweeps.failed``: traceback logged)."""
+    from sts.prep.sweeps import failed
 
     sel = failed(err, path, sweep_number)
     return FeatureResult("excluded", sel.reason, unexpected_error=sel.unexpected_error)

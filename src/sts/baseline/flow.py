@@ -7,7 +7,7 @@ study's tables and split (``sts baseline-published``), ``sts.baseline.computed.l
 from ``sts ep-features``' table and the manifest's split (the workflow's ``baseline`` rule).
 
 ``run_baseline`` writes to OUT_DIR: metrics.json, predictions.csv, confusion_matrix.png
-(sts.metrics), shap_mean_abs.csv and shap_beeswarm_<class>.png (sts.baseline.explain),
+(sts.trust.metrics), shap_mean_abs.csv and shap_beeswarm_<class>.png (sts.baseline.explain),
 best_params.json, search.json (trials, best CV score, wall time, features, settings),
 features.json (feature list and cell counts), excluded.csv and, for computed features,
 model/ (model.txt + model.json, sts.baseline.served). The Optuna study is kept in
@@ -101,7 +101,7 @@ def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = Base
     from sts.baseline.lgbm import fit_final, predict_in_order, search
     from sts.baseline.served import save_model
     from sts.io.text import spreadsheet_safe
-    from sts.metrics import write_evaluation
+    from sts.trust.metrics import write_evaluation
 
     s = settings
     out = Path(out_dir)

@@ -30,7 +30,7 @@ def out_of_fold(features_csv, manifest_csv, best_params_json, out_csv, classes, 
     from sts.baseline.computed import join_features
     from sts.baseline.lgbm import fit_final, predict_in_order
     from sts.io.atomic import write_csv_atomic
-    from sts.metrics import predictions_frame
+    from sts.trust.metrics import predictions_frame
 
     classes = [str(c) for c in classes]
     rows, _, columns = join_features(features_csv, manifest_csv)

@@ -8,7 +8,7 @@ A saved model is a folder (``results/baseline/model/``) with two files:
   columns, configured order) and ``fitted_classes`` (the booster's outputs: classes with
   training cells, sorted), ``feature_params`` (``sts.baseline.features.FeatureParams``: the
   ipfx and sweep settings that made the features), ``imputation`` / ``standardisation`` (none
-  for the trees: NaN is routed natively, as in training), ``ood`` (``sts.ood``), the
+  for the trees: NaN is routed natively, as in training), ``ood`` (``sts.trust.ood``), the
   tuned parameters, training cell counts and package versions.
 
 A CNN is one ``model.pt`` (torch); a LightGBM model is that folder or its ``model.json``.
@@ -96,7 +96,7 @@ def save_model(out_dir, model, features: list[str], classes: list[str], X_train,
     """
     from sts.baseline.features import FeatureParams
     from sts.io.atomic import write_json_atomic, write_text_atomic
-    from sts.ood import KnnNovelty
+    from sts.trust.ood import KnnNovelty
 
     out = Path(out_dir)
     text = model.booster_.model_to_string()
@@ -153,7 +153,7 @@ def load_model(path) -> SavedModel:
 
     from sts.baseline.features import FEATURE_NAMES, FeatureParams
     from sts.baseline.model_text import ModelTextError, check_model_text
-    from sts.ood import KnnNovelty
+    from sts.trust.ood import KnnNovelty
     from sts.io.untrusted import UntrustedFileError, parse_json
 
     path = Path(path)
@@ -260,7 +260,7 @@ class LgbmPredictor:
     def prepare(self, path, protocol=None, specimen_id: str | None = None):
         """EP features of one file in the model's order; never raises for a bad recording."""
         from sts.baseline.features import compute_features
-        from sts.prepared import Prepared, with_protocol_hint
+        from sts.prep.prepared import Prepared, with_protocol_hint
 
         path = Path(path)
         sid = specimen_id or path.stem

@@ -83,7 +83,7 @@ def _explain(args) -> int:
 
 def _predict(args) -> int:
     from sts.predict import run
-    from sts.protocol_args import protocol_from_args
+    from sts.prep.protocol_args import protocol_from_args
 
     if not args.inputs and not args.table:
         raise SystemExit("sts predict: give recordings (FILE_OR_DIR) or --table CSV")
@@ -188,7 +188,7 @@ def add_parser(sub) -> None:
     _common(p)
     p.set_defaults(func=_explain)
 
-    from sts.protocol_args import add_protocol_options
+    from sts.prep.protocol_args import add_protocol_options
 
     p = sub.add_parser("predict", help="classify new recordings (.nwb/.abf) with a trained model.pt",
                        description="Prepare every recording exactly as the model's training cells were, from "

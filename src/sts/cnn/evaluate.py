@@ -1,4 +1,4 @@
-"""Holdout evaluation of a saved CNN, in the format shared with the baseline (sts.metrics).
+"""Holdout evaluation of a saved CNN, in the format shared with the baseline (sts.trust.metrics).
 
 Beside metrics.json it writes ``ood_holdout.csv`` (``specimen_id, label, predicted, ood_score,
 in_distribution``): the model's out-of-distribution flag on its holdout cells, whose share
@@ -24,7 +24,7 @@ OOD_HOLDOUT = "ood_holdout.csv"
 def read_ood(meta: dict, model_path, model):
     """The model.pt's ``EmbeddingNovelty``, or None (logged) for a model saved without one."""
     from sts.cnn.embed import embedding_dim
-    from sts.ood import EmbeddingNovelty
+    from sts.trust.ood import EmbeddingNovelty
 
     if meta.get("ood") is None:
         log.warning("%s: saved without an out-of-distribution detector (trained before it existed): "
@@ -46,7 +46,7 @@ def evaluate_model(
     from sts.cnn.embed import proba_and_embeddings
     from sts.cnn.train import select_device
     from sts.io.atomic import write_csv_atomic
-    from sts.metrics import write_evaluation
+    from sts.trust.metrics import write_evaluation
 
     if threads:
         torch.set_num_threads(threads)

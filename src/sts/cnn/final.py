@@ -5,7 +5,7 @@ best_params.json, the mean over the CV folds of the epoch at which early stoppin
 best weights. ``model.pt`` carries everything needed to classify a new recording: weights,
 arch, classes, input size, normalisation, and the sweep-selection and scalogram parameters
 that produced the inputs (``preparation``), and ``ood``: the out-of-distribution detector
-(``sts.ood.EmbeddingNovelty``) fitted on the final network's embeddings of the training
+(``sts.trust.ood.EmbeddingNovelty``) fitted on the final network's embeddings of the training
 cells, as tensors and plain values (``weights_only=True`` loads it).
 """
 
@@ -85,7 +85,7 @@ def fit_ood(arch, state_dict, n_classes, dropout, packed, train_idx, weights, de
     """``EmbeddingNovelty.to_state()`` of the trained network's embeddings of the training cells."""
     from sts.cnn.embed import proba_and_embeddings
     from sts.cnn.train import select_device
-    from sts.ood import EmbeddingNovelty
+    from sts.trust.ood import EmbeddingNovelty
 
     dev = select_device(device)
     meta = {"arch": arch, "classes": list(range(n_classes)), "dropout": dropout, "input_size": packed.input_size,

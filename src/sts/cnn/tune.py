@@ -7,7 +7,7 @@ stops hopeless trials; ``search.json`` counts the epochs that pruning saved (est
 the mean epochs of the completed trials). Every completed trial also leaves its out-of-fold
 predictions, ``oof/{study}/trial_{n}.csv``: each training cell's class probabilities from the
 fold that validated it, at that fold's kept epoch (``specimen_id, fold, label, predicted,
-p_<class>...``; ``sts.metrics.read_predictions`` reads it).
+p_<class>...``; ``sts.trust.metrics.read_predictions`` reads it).
 
 The search space is a dict (``sts.settings.CNN_SPACE``, overridable from config): a list is a
 categorical choice; ``{low, high}`` is a range (``learning_rate`` log-uniform, ``decay_period`` and
@@ -72,7 +72,7 @@ def _objective(packed, out: Path, settings: TuneSettings, study_name: str, threa
     import optuna
 
     from sts.io.atomic import write_csv_atomic
-    from sts.metrics import predictions_frame
+    from sts.trust.metrics import predictions_frame
 
     folds = cv_folds(packed)
     images, y, classes = packed.images, packed.y, list(packed.classes)

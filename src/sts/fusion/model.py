@@ -55,7 +55,7 @@ def member_kind(path) -> str:
 def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_balanced_accuracy: float,
                 floor: float) -> Path:
     """Write model.json atomically (members' paths relative to its folder)."""
-    from sts.calibration import file_sha256
+    from sts.trust.calibration import file_sha256
     from sts.io.atomic import write_json_atomic
 
     path = Path(path)
@@ -95,7 +95,7 @@ def is_fusion_model(path) -> bool:
 
 def load_fusion(path) -> SavedFusion:
     """Read and check a fusion model.json; raises FusionFileError with the reason."""
-    from sts.calibration import read_sts_json
+    from sts.trust.calibration import read_sts_json
     from sts.io.untrusted import MAX_MODEL_BYTES, UntrustedFileError, sha256_capped
 
     path = Path(path)

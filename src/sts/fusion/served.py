@@ -52,7 +52,7 @@ class FusionPredictor:
 
     def prepare(self, path, protocol=None, specimen_id: str | None = None):
         """Every member's preparation of the file; excluded as soon as one member excludes it."""
-        from sts.prepared import Prepared
+        from sts.prep.prepared import Prepared
 
         path = Path(path)
         sid = specimen_id or path.stem

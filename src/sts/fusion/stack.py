@@ -18,7 +18,7 @@ The fusion's own out-of-fold predictions (``oof.csv``: the stacker refitted per 
 the other folds' rows) give its CV score and the rows its temperature is fitted on.
 
 Outputs of ``fit_fusion`` (a folder): ``model.json`` (``sts.fusion.model``), ``oof.csv``,
-``metrics.json``, ``predictions.csv``, ``confusion_matrix.png`` (``sts.metrics``) and
+``metrics.json``, ``predictions.csv``, ``confusion_matrix.png`` (``sts.trust.metrics``) and
 ``excluded.csv`` (``specimen_id, split, label, reason``).
 """
 
@@ -91,8 +91,8 @@ def stacker_proba(stacker: dict, X, classes: list[str]) -> np.ndarray:
 
 
 def _member_table(member: Member, path: Path, classes: list[str], what: str) -> pd.DataFrame:
-    from sts.calibration import proba_columns
-    from sts.metrics import read_predictions
+    from sts.trust.calibration import proba_columns
+    from sts.trust.metrics import read_predictions
 
     frame, member_classes, _ = read_predictions(path)
     if member_classes != classes:
@@ -126,10 +126,10 @@ def join_members(members: list[Member], which: str, cells: pd.DataFrame, classes
 def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: FusionParams = FusionParams()) -> dict:
     """Fit the stacker on the members' out-of-fold predictions of the training cells, its own
     out-of-fold predictions per manifest fold, score the holdout, save the model; return metrics."""
-    from sts.calibration import check_training_rows
+    from sts.trust.calibration import check_training_rows
     from sts.fusion.model import save_fusion
     from sts.io.atomic import write_csv_atomic
-    from sts.metrics import predictions_frame, write_evaluation
+    from sts.trust.metrics import predictions_frame, write_evaluation
     from sts.io.text import spreadsheet_safe
 
     if len(members) < 2:

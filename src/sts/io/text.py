@@ -11,12 +11,12 @@ recipe). Which CSVs and columns: the ones users open, where a cell holds outside
 names, labels, reasons). Files the pipeline reads back still round-trip, because
 - only ``str`` cells change: numbers (negative ones included) are floats or ints, and a string that
   parses as a number (``-70.5``) is left alone too;
-- every valid specimen id (``sts.ids``) starts with a letter, digit or ``_``: ids of usable cells
+- every valid specimen id (``sts.cohort.ids``) starts with a letter, digit or ``_``: ids of usable cells
   never change; only ids that are already excluded (unsafe) get the ``'``;
 - the prefix is idempotent (``'=x`` starts with ``'``): reading a table back and writing it again
   changes nothing;
 - writers keep the columns they match exactly unchanged where it matters (the manifest keeps its
-  usable cells' labels, configured class names; see ``sts.manifest``).
+  usable cells' labels, configured class names; see ``sts.cohort.manifest``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ clamp: the file is refused. A file without a usable command waveform (e.g. ABF1 
 ``first_amplitude_pa + k * step_pa`` for ``duration_s`` from ``onset_s``, holding 0 pA elsewhere.
 Sweeps whose command's longest deviation from holding is a square step of 0.5–2 s (test
 pulses aside) are named "Long Square", so
-``sts.sweeps.is_long_square`` accepts them as it does Allen's.
+``sts.prep.sweeps.is_long_square`` accepts them as it does Allen's.
 
 Hostile input: before pyabf parses anything, the raw header's counts are bounded (sweeps,
 section entries, tags, input channels; every block inside the file), then pyabf's reading of
@@ -261,10 +261,10 @@ class AbfRecording(Recording):
         return values * scale
 
     def epochs(self, sweep_number: int):
-        """The epoch table's pieces of the sweep (``sts.steps.Epochs``): levels of step epochs in pA,
+        """The epoch table's pieces of the sweep (``sts.recordings.steps.Epochs``): levels of step epochs in pA,
         NaN for ramps and pulse trains; None when the command comes from the CSV protocol or a
         stimulus file."""
-        from sts.steps import Epochs
+        from sts.recordings.steps import Epochs
 
         pieces = self._pieces.get(sweep_number)
         if self.command_source != "waveform" or not pieces:

@@ -188,7 +188,7 @@ class Recording(ABC):
     named_protocols = True
 
     def epochs(self, sweep_number: int):
-        """The sweep's command as an ``sts.steps.Epochs`` table when the file has one, else None
+        """The sweep's command as an ``sts.recordings.steps.Epochs`` table when the file has one, else None
         (the command trace is then segmented)."""
         return None
 

@@ -8,7 +8,7 @@ family, balanced_accuracy, balanced_accuracy_low, balanced_accuracy_high, weight
 weighted_f1_low, weighted_f1_high, accuracy, n_test, cv_balanced_accuracy,
 published_balanced_accuracy, published_weighted_f1, published_source, metrics_file. The
 ``_low``/``_high`` columns are the 95 % class-stratified bootstrap percentile intervals stored
-in each metrics.json (``sts.uncertainty``; empty for a metrics.json without them); the
+in each metrics.json (``sts.trust.uncertainty``; empty for a metrics.json without them); the
 figure draws them as error bars.
 
 With a fusion model (``sts.fusion``), a "fusion" row; with each model's ``calibration.json``,
@@ -207,7 +207,7 @@ def write_comparison(
     import matplotlib.pyplot as plt
 
     from sts.io.atomic import save_figure_atomic, write_csv_atomic, write_text_atomic
-    from sts.metrics import PREDICTIONS_FILE
+    from sts.trust.metrics import PREDICTIONS_FILE
     from sts.report.paired import best_cnn_minus_baseline, fusion_minus_members, oof_balanced_accuracy, read_cv_score
     from sts.report.tables import html_table
 

@@ -185,7 +185,7 @@ def lgbm_card(model_json: str | Path | None, features_csv=None, **kwargs) -> Car
 
 
 def _lgbm_holdout_ood(meta: dict, features_csv, manifest) -> pd.DataFrame:
-    from sts.ood import KnnNovelty
+    from sts.trust.ood import KnnNovelty
 
     ood = KnnNovelty.from_dict(meta["ood"], len(meta["features"]))
     m = pd.read_csv(manifest, dtype={"specimen_id": str}, keep_default_na=False)

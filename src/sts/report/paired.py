@@ -2,7 +2,7 @@
 
 ``paired_rows`` compares two models on the holdout cells they share (matched by
 specimen_id): A minus B for balanced accuracy and weighted F1, with the paired,
-class-stratified bootstrap interval of ``sts.uncertainty.paired_difference``. The report
+class-stratified bootstrap interval of ``sts.trust.uncertainty.paired_difference``. The report
 compares the best CNN (by its CV score, never by the holdout) with the LightGBM baseline;
 another comparison (e.g. a fusion model minus the best single model) is one more
 ``paired_rows`` call on its two predictions.csv files.
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sts.uncertainty import METRICS, BootstrapSettings, paired_difference
+from sts.trust.uncertainty import METRICS, BootstrapSettings, paired_difference
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def paired_rows(
     settings: BootstrapSettings = BootstrapSettings(),
 ) -> list[dict]:  # fmt: skip
     """Rows (one per metric) of A minus B on their shared holdout cells."""
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     (frame_a, classes_a, _), (frame_b, classes_b, _) = read_predictions(predictions_a), read_predictions(predictions_b)
     both, only_a, only_b = align(frame_a, frame_b)
@@ -110,7 +110,7 @@ def oof_balanced_accuracy(oof_csv: str | Path) -> float:
     """Balanced accuracy of a model's out-of-fold predictions (its CV score on the manifest's folds)."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from sts.metrics import read_predictions
+    from sts.trust.metrics import read_predictions
 
     frame, _, _ = read_predictions(oof_csv)
     return float(balanced_accuracy_score(frame["label"], frame["predicted"])) if len(frame) else float("nan")

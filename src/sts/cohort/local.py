@@ -1,13 +1,13 @@
 """``cohort: local``: the user's own recordings, listed in a CSV (``local.labels``).
 
 CSV columns: ``file`` (relative to the CSV's folder unless absolute) and ``label``; optional
-``specimen_id`` (default: the file name's stem; the rule of ``sts.ids``), ``dataset`` (free text,
+``specimen_id`` (default: the file name's stem; the rule of ``sts.cohort.ids``), ``dataset`` (free text,
 default ``local``; one line, at most 100 characters, a leading ``=+-@`` neutralised) and,
 for ABF files without a command waveform, the long-square ladder ``first_amplitude_pa``,
 ``step_pa``, ``onset_s``, ``duration_s`` (sweep k steps to first + k * step).
 ``read_local_labels`` keeps every CSV row: a row that cannot be used gets ``status`` 'excluded'
 and its reasons (all of them, joined by '; '). A specimen id given by several rows excludes all of
-them (as ``sts.manifest.cell_rows`` does for other cohorts): which row is meant is not ours to guess.
+them (as ``sts.cohort.manifest.cell_rows`` does for other cohorts): which row is meant is not ours to guess.
 Ids are compared case-folded: ``Cell1`` and ``cell1`` name the same file on a case-insensitive file
 system (macOS, Windows), so they are duplicates too.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sts.ids import id_problem  # the rule of every cohort
+from sts.cohort.ids import id_problem  # the rule of every cohort
 from sts.recordings.abf import PROTOCOL_FIELDS, Protocol
 
 LAYOUTS = {".nwb": "nwb", ".abf": "abf"}
@@ -93,10 +93,10 @@ def read_local_labels(csv_path: str | Path, classes) -> pd.DataFrame:
 
     Raises FileNotFoundError if there is no CSV, ValueError if it lacks a ``file`` or ``label`` column.
     With ``classes`` None (files to classify, ``sts predict --table``) the label is optional and unchecked,
-    and an id defaulted from a file stem that is not a valid id is derived from it (``sts.ids.safe_id``,
+    and an id defaulted from a file stem that is not a valid id is derived from it (``sts.cohort.ids.safe_id``,
     as for files given on the command line); an id the table gives must be valid.
     """
-    from sts.ids import safe_id
+    from sts.cohort.ids import safe_id
 
     csv_path = Path(csv_path)
     raw = read_table(csv_path)

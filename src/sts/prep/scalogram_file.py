@@ -16,7 +16,7 @@ import numpy as np
 
 from sts.io.atomic import atomic_h5
 from sts.io.hdf5 import read_attrs, write_attrs
-from sts.scalogram import cwt
+from sts.prep.scalogram import cwt
 from sts.settings import ScalogramParams
 
 log = logging.getLogger(__name__)

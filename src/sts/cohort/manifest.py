@@ -6,11 +6,11 @@ Usable cells (status 'ok') are split into a stratified holdout ('test') and 'tra
 carrying fold 0..n_folds-1 (stratified, seeded); or the split comes from the paper's files.
 
 Cells excluded by an unexpected error (per-cell attribute ``unexpected_error``: an exception
-other than the readers' NwbReadError, see ``sts.sweeps``) are counted in the summary; when
+other than the readers' NwbReadError, see ``sts.prep.sweeps``) are counted in the summary; when
 they are more than ``MAX_UNEXPECTED_SHARE`` of the cells and at least ``MIN_UNEXPECTED_CELLS``,
 the manifest stops (``UnexpectedErrors``) instead of training on what a bug left over.
 
-Ids follow ``sts.ids`` in every cohort: a metadata row whose id is unsafe as a file name is an
+Ids follow ``sts.cohort.ids`` in every cohort: a metadata row whose id is unsafe as a file name is an
 excluded row with the reason (its cell never had a job). Reasons (from the metadata and the per-cell
 files, i.e. from readers of outside files) are cleaned of control characters and cut
 (``sts.io.text.clean_text``). The written CSV is ``spreadsheet_safe`` (users open it), except labels
@@ -29,7 +29,7 @@ import pandas as pd
 
 from sts.io.atomic import write_csv_atomic
 from sts.io.hdf5 import read_attrs
-from sts.ids import id_problem
+from sts.cohort.ids import id_problem
 from sts.settings import STUDY_CLASSES, SplitParams
 from sts.io.text import clean_text, spreadsheet_safe
 
@@ -73,13 +73,13 @@ def read_split_file(path: str | Path) -> list[str]:
 def cell_rows(metadata: pd.DataFrame, scalogram_attrs: dict[str, dict], classes) -> pd.DataFrame:
     """Status and reason per unique specimen_id, before splitting.
 
-    Metadata problems (an unsafe id, ``sts.ids``; duplicate id, compared case-folded as in
-    ``sts.local_cohort``; label outside the classes, e.g. Unsure) come first; then the per-cell
+    Metadata problems (an unsafe id, ``sts.cohort.ids``; duplicate id, compared case-folded as in
+    ``sts.cohort.local``; label outside the classes, e.g. Unsure) come first; then the per-cell
     file's own status (unreadable NWB, no spiking sweep, ...). Metadata with ``status``/``reason`` columns (the
     local cohort) excludes its 'excluded' rows with their reasons; those rows had no per-cell
     job, so no scalogram file is expected for them.
     """
-    from sts.local_cohort import duplicate_ids, duplicate_reason
+    from sts.cohort.local import duplicate_ids, duplicate_reason
 
     meta = metadata.astype({"specimen_id": str})
     spellings = duplicate_ids(meta["specimen_id"])
@@ -143,7 +143,7 @@ def _metadata_reasons(meta: pd.DataFrame) -> dict[str, list[str]]:
 def check_class_counts(table: pd.DataFrame, n_folds: int, test_fraction: float, classes=None) -> None:
     """Stop before any job runs when a class has too few usable ('ok') cells for the split.
 
-    The rule is sts.manifest.assign_split's: each class needs one holdout cell and one cell per
+    The rule is sts.cohort.manifest.assign_split's: each class needs one holdout cell and one cell per
     fold (n_folds + 1). With ``classes``, a configured class without any usable cell counts too.
     """
     need = n_folds + 1

@@ -18,10 +18,10 @@ MAX_CWT_VALUES = 1 << 26
 
 
 def cwt_values(fs_hz: float, window_s: float, fmin_hz: float, n_freqs: int, wavelet: str) -> int:
-    """About n_freqs x nfft of ``sts.scalogram.cwt`` on one window (its filter bank's size)."""
+    """About n_freqs x nfft of ``sts.prep.scalogram.cwt`` on one window (its filter bank's size)."""
     import pywt
 
-    from sts.scalogram import scales_for
+    from sts.prep.scalogram import scales_for
 
     wav = pywt.ContinuousWavelet(wavelet)
     kernel = float(scales_for([fmin_hz], fs_hz, wavelet)[0]) * (wav.upper_bound - wav.lower_bound)

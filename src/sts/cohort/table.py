@@ -5,10 +5,10 @@ label (the study's classes or Unsure), label_source; the synthetic cohort adds i
 columns. Snakemake calls ``cohort_table`` at parse time, so it stays cheap: the paper cohort
 reads only the split and label files; the allen and dandi cohorts read their cached listing
 (``{metadata_dir}/allen_cells.csv``, ``dandi_assets.csv``) and fetch it once when it is missing.
-The local cohort is the users' CSV (``local.labels``, see ``sts.local_cohort``): one row per CSV
+The local cohort is the users' CSV (``local.labels``, see ``sts.cohort.local``): one row per CSV
 row with file, layout, ABF protocol columns, status and reason (rows unusable at reading time
 are kept, excluded with their reason; they never become jobs).
-Every cohort's ids follow one rule (``sts.ids``): the other cohorts' tables carry ``status`` and
+Every cohort's ids follow one rule (``sts.cohort.ids``): the other cohorts' tables carry ``status`` and
 ``reason`` too, a row whose id would be unsafe as a file name (``../../etc/passwd``, a newline,
 5,000 characters, ``=1+1``) is 'excluded' with the reason, never a job or a path.
 """
@@ -22,35 +22,13 @@ from typing import Mapping
 import pandas as pd
 
 from sts.acquire import labels as lab
-from sts.io.atomic import write_csv_atomic
+from sts.acquire.listings import listing_path, write_allen_listing, write_dandi_listing
 from sts.settings import acquire_settings
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ["specimen_id", "dataset", "label", "label_source", "status", "reason"]
 DATASET_OF_SPLIT = {"clamp": "clamp", "seq": "seq"}  # paper split files say Clamp / Seq
-
-
-def listing_path(acq: Mapping, dataset: str) -> Path:
-    name = {"clamp": "allen_cells.csv", "seq": "dandi_assets.csv"}[dataset]
-    return Path(acq["metadata_dir"]) / name
-
-
-def write_allen_listing(acq: Mapping, path: str | Path) -> pd.DataFrame:
-    from sts.acquire.allen import list_cells
-    from sts.acquire.http import RetryPolicy
-
-    table = list_cells(acq["allen_api"], RetryPolicy(acq["retries"], acq["backoff_s"], acq["timeout_s"]))
-    write_csv_atomic(path, table)
-    return table
-
-
-def write_dandi_listing(acq: Mapping, path: str | Path) -> pd.DataFrame:
-    from sts.acquire.dandi_stream import list_assets
-
-    table = list_assets(acq["dandi_api"], acq["dandiset"], acq["dandiset_version"])
-    write_csv_atomic(path, table)
-    return table
 
 
 def read_listing(acq: Mapping, dataset: str) -> pd.DataFrame:
@@ -127,8 +105,8 @@ def paper_cells(config: Mapping) -> pd.DataFrame:
 
 
 def with_id_status(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with ``status`` ('ok' / 'excluded') and ``reason``: unsafe ids excluded (``sts.ids``)."""
-    from sts.ids import id_problem
+    """``table`` with ``status`` ('ok' / 'excluded') and ``reason``: unsafe ids excluded (``sts.cohort.ids``)."""
+    from sts.cohort.ids import id_problem
 
     table = table.copy()
     table["reason"] = [id_problem(s) for s in table["specimen_id"].astype(str)]
@@ -143,8 +121,8 @@ def cohort_table(config: Mapping) -> pd.DataFrame:
     """One row per cell of the configured cohort (see module docstring)."""
     cohort = config["cohort"]
     if cohort == "local":
-        from sts.local_cohort import read_local_labels
-        from sts.manifest import STUDY_CLASSES
+        from sts.cohort.local import read_local_labels
+        from sts.cohort.manifest import STUDY_CLASSES
 
         return read_local_labels(config["local"]["labels"], config.get("classes") or STUDY_CLASSES)
     if cohort == "synthetic":

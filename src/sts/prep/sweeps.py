@@ -7,7 +7,7 @@ sweep numbers, rates, onset...). A cell that cannot be used still gets its file,
 Whatever fails on one cell excludes that cell: a reader's ``NwbReadError`` or the HDF5 library
 failing on a damaged file is an ordinary exclusion; any other exception (a case the readers do
 not know, or a bug of ours) also sets the attribute ``unexpected_error`` (its type) and logs the
-traceback, and ``sts.manifest`` counts these so that a bug cannot silently exclude a cohort.
+traceback, and ``sts.cohort.manifest`` counts these so that a bug cannot silently exclude a cohort.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import numpy as np
 
 from sts.io.atomic import atomic_h5
 from sts.io.hdf5 import write_attrs
-from sts.qc import check_sweep
+from sts.prep.qc import check_sweep
 from sts.recordings import NwbReadError, open_recording
 from sts.recordings.common import from_hdf5, shown
-from sts.resample import resample
+from sts.prep.resample import resample
 from sts.settings import SelectionParams
-from sts.spikes import detect_spike_peaks
-from sts.steps import Step, ladder_steps
+from sts.prep.spikes import detect_spike_peaks
+from sts.recordings.steps import Step, ladder_steps
 from sts.io.text import clean_text
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def select_from_recording(rec, params: SelectionParams = SelectionParams()) -> S
         return _select(watched, params)
     except NwbReadError as err:
         return Selection("excluded", str(err))
-    except Exception as err:  # the cell only; marked, so that sts.manifest counts it
+    except Exception as err:  # the cell only; marked, so that sts.cohort.manifest counts it
         return failed(err, rec.path, watched.sweep_number)
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from sts.settings import QcParams
-from sts.steps import Step
+from sts.recordings.steps import Step
 
 BASELINE_S = 0.1  # baseline window before the step onset
 MIN_BASELINE_S = 0.005  # shorter: no baseline (or post-step baseline) check

@@ -4,7 +4,7 @@ Its temperature is fitted on the model's out-of-fold predictions of the training
 a holdout cell: refused against the manifest) and scored on the holdout ``predictions.csv`` of
 its evaluation step. Writes, beside the model:
 
-* ``calibration.json`` — the sidecar ``sts predict`` applies (``sts.calibration``): T, the
+* ``calibration.json`` — the sidecar ``sts predict`` applies (``sts.trust.calibration``): T, the
   model file's sha256, ECE (15 bins), Brier score and log loss before/after, on the
   out-of-fold rows (where T was fitted) and on the holdout (where it was not), reliability bins;
 * ``predictions_calibrated.csv`` — the holdout predictions after scaling (what ``sts predict``
@@ -56,9 +56,9 @@ def calibrate_model(oof_csv, predictions_csv, model_file, manifest_csv, out_json
     """Fit, score and write the three outputs; returns the calibration as a dict."""
     import matplotlib.pyplot as plt
 
-    from sts.calibration import calibrate, write_calibration
+    from sts.trust.calibration import calibrate, write_calibration
     from sts.io.atomic import save_figure_atomic, write_csv_atomic
-    from sts.metrics import predictions_frame
+    from sts.trust.metrics import predictions_frame
 
     text = {"specimen_id": str, "label": str, "predicted": str}
     oof = pd.read_csv(oof_csv, dtype=text, keep_default_na=False)

@@ -8,8 +8,8 @@
   predicted, in ``classes`` order), ``classes``, ``n_test``, and ``bootstrap``: 95 %
   intervals of ``balanced_accuracy`` and ``weighted_f1`` (``{"low", "high", "std"}`` each)
   from a seeded, class-stratified bootstrap of the holdout cells, with the method, number of
-  resamples, confidence and seed (``sts.uncertainty``); ``ece`` (15 bins), ``brier`` and
-  ``log_loss`` of the probabilities as given, uncalibrated (``sts.calibration``; the
+  resamples, confidence and seed (``sts.trust.uncertainty``); ``ece`` (15 bins), ``brier`` and
+  ``log_loss`` of the probabilities as given, uncalibrated (``sts.trust.calibration``; the
   calibration step's ``calibration.json`` has them before and after temperature scaling);
 * ``predictions.csv`` — ``specimen_id, label, predicted, p_<class>...`` (one probability
   column per class, class names verbatim, e.g. ``p_Vip/Lamp5``);
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sts.io.atomic import save_figure_atomic, write_csv_atomic, write_json_atomic
-from sts.uncertainty import BootstrapSettings, bootstrap_intervals
+from sts.trust.uncertainty import BootstrapSettings, bootstrap_intervals
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def evaluate(
     y_true, y_pred, proba = _check(y_true, y_pred, proba, classes, specimen_ids)
     prec, rec, f1, sup = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     intervals = {"bootstrap": bootstrap_intervals(y_true, y_pred, classes, bootstrap)} if bootstrap else {}
-    from sts.calibration import codes, probabilistic_scores
+    from sts.trust.calibration import codes, probabilistic_scores
 
     probabilistic = probabilistic_scores(proba, codes(y_true, classes)) if len(y_true) else {}
     return {
