@@ -29,7 +29,8 @@ RUN = r"""
 import json, sys, time
 from pathlib import Path
 import sts.cnn  # noqa: F401 (thread settings before torch)
-from sts.predict import Predictor, predict_files
+from sts.serve.cnn import CnnPredictor
+from sts.serve.predict import predict_files
 from sts.prep.sweeps import SelectionParams, select_sweeps
 cells, real, model, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
 demo = sorted(Path(cells).glob("*.nwb"))
@@ -38,7 +39,7 @@ t0 = time.perf_counter()
 ok = sum(select_sweeps(p, SelectionParams()).status == "ok" for p in demo)
 select_s = (time.perf_counter() - t0) / len(demo)
 t0 = time.perf_counter()
-predictor = Predictor(model, "cpu", threads=2)
+predictor = CnnPredictor(model, "cpu", threads=2)
 load_s = time.perf_counter() - t0
 predict_files(predictor, [Path(real[0])], out / "warm.csv")
 t0 = time.perf_counter()

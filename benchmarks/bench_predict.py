@@ -6,7 +6,7 @@
 Cells: synthetic cells of the demo generator (both NWB layouts, no defects), written once to
 WORKDIR/cells. Model: an untrained ARCH (weights none) saved as model.pt with the metadata
 ``sts train`` writes, preparation from config/config.yaml (1.2 s at 4 kHz, 180 frequencies).
-Times the whole per-file loop of ``sts.predict.predict_files`` (read, select sweeps, resample,
+Times the whole per-file loop of ``sts.serve.predict.predict_files`` (read, select sweeps, resample,
 CWT, image, forward pass, CSV) after one warm-up file, and splits it into preparation and
 inference; --figures also times the per-cell figure (traces, scalograms, saliency).
 Target: <= 1 s per cell on 2 cores for MobileNetV2 at 224 px.
@@ -26,7 +26,8 @@ import yaml
 
 from sts.cnn.models import build_model
 from sts.cnn.pack import NormParams
-from sts.predict import Predictor, predict_files
+from sts.serve.cnn import CnnPredictor
+from sts.serve.predict import predict_files
 from sts.synth import CLASSES, make_cohort, write_cell
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def main() -> None:
     model = write_model(work / "model.pt", args.arch, args.size)
 
     t0 = time.perf_counter()
-    predictor = Predictor(model, args.device, threads=args.threads)
+    predictor = CnnPredictor(model, args.device, threads=args.threads)
     load = time.perf_counter() - t0
     predict_files(predictor, files[:1], work / "warmup.csv")  # first-call costs (kernels, caches)
 

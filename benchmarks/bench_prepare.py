@@ -66,7 +66,7 @@ try:
     targets = ["results/manifest.csv"]
     steps = "select_sweeps + scalogram + manifest" + (" + ep_features + table" if args.with_features else "")
     for warm in ("1", "0") if args.cold else ("1",):
-        os.environ["STS_WARM"] = warm  # sts.warm: per-cell commands share one warm interpreter
+        os.environ["STS_WARM"] = warm  # sts.warm.client: per-cell commands share one warm interpreter
         for stale in ("sweeps", "scalograms"):
             shutil.rmtree(workdir / "results" / stale, ignore_errors=True)
         if args.with_features:

@@ -31,7 +31,8 @@ import numpy as np
 import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 import torch
 
-from sts.cnn.models import ARCHITECTURES, AUX_WEIGHT, MIN_SIZE, STUDY_SIZE, build_model, uses_aux
+from sts.cnn.models import AUX_WEIGHT, STUDY_SIZE, build_model, uses_aux
+from sts.settings import ARCHITECTURES, MIN_SIZE
 from sts.cnn.train import batch_tensor, device_images, select_device
 
 

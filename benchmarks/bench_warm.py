@@ -1,4 +1,4 @@
-"""Wall time of one per-cell command through the warm server (sts.warm) and in-process, interleaved.
+"""Wall time of one per-cell command through the warm server (sts.warm.client) and in-process, interleaved.
 
 One synthetic cell is written first (not timed). Each round then runs `sts select-sweeps` and
 `sts scalogram` on it, warm (STS_WARM=1, its server started before timing) and cold (STS_WARM=0),
@@ -6,7 +6,7 @@ for every --src given, in an order rotated each round so that a drifting machine
 alike; medians (and quartiles) per variant, mode and step are printed. A client's whole life is
 timed: interpreter start, request, the command, exit status.
 
-Before/after a change of sts.warm: copy the old and new `src/` trees and pass both,
+Before/after a change of sts.warm.client: copy the old and new `src/` trees and pass both,
   python benchmarks/bench_warm.py --src /tmp/old/src --src /tmp/new/src
 (each goes first on PYTHONPATH of its commands; without --src, the installed package).
 

@@ -457,9 +457,9 @@ def _init_worker(model_path: str | None, folder: str, quiet: bool) -> None:
 
     predictor = None
     if model_path:
-        from sts.predict import Predictor
+        from sts.serve.cnn import CnnPredictor
 
-        predictor = Predictor(model_path, device="cpu", threads=1)
+        predictor = CnnPredictor(model_path, device="cpu", threads=1)
     _WORKER.update(predictor=predictor, folder=Path(folder), params=SelectionParams.from_dict(lab_selection()))
 
 

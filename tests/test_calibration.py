@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 
 from sts.trust import calibration as cal
+
+
 def overconfident(n=4000, k=4, t_true=2.5, seed=0):
     """Labels drawn from softmax(z); the 'model' reports softmax(z * t_true): over-confident by t_true."""
     rng = np.random.default_rng(seed)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sts.cnn.models import ARCHITECTURES, STUDY_SIZE, build_model, check_arch
+from sts.cnn.models import STUDY_SIZE, build_model
+from sts.settings import ARCHITECTURES, check_arch
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -33,7 +33,7 @@ def fused(lgbm_baseline, tmp_path_factory):
     from sts.fusion.stack import Member, fit_fusion
     from sts.io.atomic import write_csv_atomic
     from sts.trust.metrics import predictions_frame
-    from sts.predict import load_predictor
+    from sts.serve.predict import load_predictor
 
     files, lgbm_out, features_csv = lgbm_baseline
     root = tmp_path_factory.mktemp("fusion")

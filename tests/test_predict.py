@@ -74,10 +74,10 @@ def test_preparation_comes_from_the_model_and_matches_the_per_cell_commands(cell
     """The image fed to the network equals what select-sweeps -> scalogram -> pack make with the
     model's saved parameters: the float32 CWT rounds to the file's float16 bit for bit, and the
     packed image of that file is predict's image exactly (predict rounds through float16 too)."""
-    from sts.predict import Predictor
+    from sts.serve.cnn import CnnPredictor
 
     _, paths, model = cells
-    predictor = Predictor(model, "cpu")
+    predictor = CnnPredictor(model, "cpu")
     s, c = PREPARATION["sweeps"], PREPARATION["scalogram"]
     for kind in ("good_clamp", "good_seq"):
         prepared = predictor.prepare(paths[kind])
@@ -97,10 +97,10 @@ def test_preparation_comes_from_the_model_and_matches_the_per_cell_commands(cell
 def test_models_saved_before_scalogram_dtype_serve_float32_scalograms(cells, tmp_path):
     """A model trained on float32 scalogram files (no scalogram_dtype in model.pt) gets images of
     the unrounded CWT: the image an old float32 file packs to."""
-    from sts.predict import Predictor
+    from sts.serve.cnn import CnnPredictor
 
     _, paths, _ = cells
-    predictor = Predictor(save_untrained_model(tmp_path / "old.pt", PREPARATION, CLASSES, scalogram_dtype=None), "cpu")
+    predictor = CnnPredictor(save_untrained_model(tmp_path / "old.pt", PREPARATION, CLASSES, scalogram_dtype=None), "cpu")
     assert predictor.scalogram_dtype == np.float32
     prepared = predictor.prepare(paths["good_clamp"])
     with h5py.File(tmp_path / "old.h5", "w") as f:  # the file the scalogram step wrote before float16
@@ -142,10 +142,10 @@ def test_ood_flag_from_the_models_detector(cells, tmp_path):
 
     from sts.cnn.embed import proba_and_embeddings
     from sts.trust.ood import EmbeddingNovelty
-    from sts.predict import Predictor
+    from sts.serve.cnn import CnnPredictor
 
     _, paths, model = cells
-    plain = Predictor(model, "cpu")
+    plain = CnnPredictor(model, "cpu")
     images = np.stack([plain.prepare(paths[k]).image for k in ("good_clamp", "good_seq")])
     rng = np.random.default_rng(0)
     train = np.concatenate([images + rng.normal(0, 0.05, images.shape).astype(images.dtype) for _ in range(4)])
@@ -154,7 +154,7 @@ def test_ood_flag_from_the_models_detector(cells, tmp_path):
     meta = torch.load(model, weights_only=True)
     meta["ood"] = EmbeddingNovelty.fit(emb).to_state()
     torch.save(meta, tmp_path / "model.pt")
-    predictor = Predictor(tmp_path / "model.pt", "cpu")
+    predictor = CnnPredictor(tmp_path / "model.pt", "cpu")
     assert predictor.ood.dim == emb.shape[1] == 1280 and predictor.ood.k == 5
     far = plain.prepare(paths["good_clamp"])
     far.image = np.full_like(far.image, 3.0)
@@ -255,7 +255,7 @@ def test_table_gives_each_file_its_id_and_ladder(cells, tmp_path):
 
 def test_selection_overrides_tolerance_only(tmp_path):
     """--tolerance-pa accepts a coarser ladder's second sweep (offset written); the window stays the model's."""
-    from sts.predict import Predictor
+    from sts.serve.cnn import CnnPredictor
 
     real = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "171116sh_0018.abf"
     if not real.is_file():
@@ -269,7 +269,7 @@ def test_selection_overrides_tolerance_only(tmp_path):
     row = pd.read_csv(out).iloc[0]
     assert row["status"] == "ok" and (row["rheobase_pa"], row["second_pa"], row["second_offset_pa"]) == (50, 100, 10)
     with pytest.raises(ValueError, match="only"):
-        Predictor(model, "cpu", selection_overrides={"window_s": 0.5})
+        CnnPredictor(model, "cpu", selection_overrides={"window_s": 0.5})
     long_step = real.with_name("18711001.abf")  # 0.68 s after the onset: the model's 1.0 s window cannot fit
     assert predict(model, long_step, out=out, extra=["--tolerance-pa", "20"]) == 0
     assert "a model trained with sweeps.window_s <= 0.676 would fit" in pd.read_csv(out)["reason"][0]

@@ -94,7 +94,7 @@ def _tampered(out, tmp_path, edit=None, text=None):
     ("not ours", "not a LightGBM model written by the sts baseline"),
 ])  # fmt: skip
 def test_tampered_model_is_refused(lgbm_baseline, tmp_path, case, message):
-    from sts.baseline.served import ModelFileError, load_model
+    from sts.baseline.saved import ModelFileError, load_model
 
     files, out, _ = lgbm_baseline
     edits = {
@@ -116,7 +116,7 @@ def test_tampered_model_is_refused(lgbm_baseline, tmp_path, case, message):
 
 
 def test_model_txt_and_non_standard_json_are_refused(lgbm_baseline, tmp_path):
-    from sts.baseline.served import ModelFileError, load_model
+    from sts.baseline.saved import ModelFileError, load_model
 
     _, out, _ = lgbm_baseline
     with pytest.raises(ModelFileError, match="give the LightGBM model's folder or its model.json"):
@@ -129,7 +129,7 @@ def test_model_txt_and_non_standard_json_are_refused(lgbm_baseline, tmp_path):
 
 
 def test_loading_and_predicting_never_unpickle(lgbm_baseline, monkeypatch):
-    from sts.baseline.served import load_model
+    from sts.baseline.saved import load_model
 
     def refuse(*args, **kwargs):
         raise AssertionError("unpickling attempted")

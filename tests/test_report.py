@@ -1,4 +1,4 @@
-"""Report figures and tables (sts.report) and the cross-dataset evaluation (sts.cross_dataset).
+"""Report figures and tables (sts.report) and the cross-dataset evaluation (sts.report.cross_dataset).
 
 The end-to-end checks (the HTML report of a workflow run, the cross-dataset table of the .test
 config) are in test_workflow.py; these cover the pieces on small inputs.
@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from sts.cross_dataset import check_direction, cnn_cross, gather, lgbm_cross
+from sts.report.cross_dataset import check_direction, cnn_cross, gather, lgbm_cross
 from sts.trust.metrics import read_predictions
 from sts.report.comparison import comparison_table
 from sts.report.scalograms import candidate_cells, pick_examples, write_class_examples

@@ -13,7 +13,8 @@ from snakemake.utils import validate
 
 from sts.acquire.cell import Sources
 from sts.acquire.labels import PatchseqColumns
-from sts.cli import SCALOGRAM_FLAGS, build_parser, selection_params, settings_from_args
+from sts.cli import build_parser
+from sts.prep.cli import SCALOGRAM_FLAGS, selection_params, settings_from_args
 from sts.settings import (
     ACQUIRE_DEFAULTS, DEFAULT_DEVICE, TRAIN_KEYS, CrossDatasetSettings, NormParams, PackSettings, QcParams,
     SaliencySettings, ScalogramParams, SelectionParams, SplitParams, SynthParams, TuneSettings, cnn_params,

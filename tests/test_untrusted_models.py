@@ -206,7 +206,7 @@ def test_served_baseline_is_unchanged_by_the_check(lgbm_baseline):
     """The real baseline passes, and serves the booster's own probabilities."""
     import lightgbm as lgb
 
-    from sts.baseline.served import load_model
+    from sts.baseline.saved import load_model
 
     _, out, features_csv = lgbm_baseline
     saved = load_model(out / "model")

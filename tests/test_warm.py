@@ -1,4 +1,4 @@
-"""The warm-start server (sts.warm): same results as a cold command, status and kills passed through,
+"""The warm-start server (sts.warm.client): same results as a cold command, status and kills passed through,
 and the guarantees of issue 15: private to its user (2), no file opened through a symlink (3), one bad
 client or a dead server harms nobody else and the caller's state is honoured (4), no sharing across
 SLURM jobs (5)."""
@@ -262,7 +262,7 @@ def fd_table(pid: int) -> dict[str, str] | str:
 
 def acknowledged(pid: int, stderr: Path) -> bool:
     """The forked command writes to the client's stderr and has closed its connection: it has sent
-    its acknowledgement (sts.warm_server._become_command). Before that, a server killed under it is a
+    its acknowledgement (sts.warm.server._become_command). Before that, a server killed under it is a
     command that never started, which the client rightly retries on a fresh server."""
     fds = fd_table(pid)
     return isinstance(fds, dict) and fds.get("2") == os.path.realpath(stderr) and not any(
@@ -279,7 +279,7 @@ def test_killing_the_client_kills_its_command(tmp_path, warm_dir):
 
 
 def test_source_change_gives_a_new_server(tmp_path):
-    from sts.warm import source_hash
+    from sts.warm.client import source_hash
 
     pkg = tmp_path / "pkg"
     pkg.mkdir()
@@ -318,7 +318,7 @@ class FakeServer:
 
 def test_a_server_that_drops_the_command_unstarted_is_not_fatal(synth_cells, tmp_path, warm_dir, monkeypatch):
     """No acknowledgement (e.g. a server ending its idle time): retried, then run in-process."""
-    from sts import warm
+    from sts.warm import client as warm
 
     monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
     path = warm.socket_path()
@@ -347,7 +347,7 @@ def other_user() -> list[str]:
 
     path = os.pathsep.join([str(Path(sts.__file__).parents[1]), sysconfig.get_paths()["purelib"]])
     version = "{}.{}".format(*sys.version_info[:2])
-    probe = "import sys, numpy, h5py, sts.cli, sts.warm; assert sys.executable and sys.version.startswith(%r)" % version
+    probe = "import sys, numpy, h5py, sts.cli, sts.warm.client; assert sys.executable and sys.version.startswith(%r)" % version
     errors = []
     for python in dict.fromkeys([sys.executable, f"/usr/bin/python{version}", "/usr/bin/python3"]):
         cmd = ["setpriv", f"--reuid={OTHER_UID}", f"--regid={OTHER_UID}", "--clear-groups", "env", f"PYTHONPATH={path}"]
@@ -390,7 +390,7 @@ print(repr(head + body))
 
 def test_a_socket_of_another_user_gets_nothing(tmp_path, warm_dir, other_user, monkeypatch):
     """Another user's socket at our server's name (planted in a race) is sent nothing: no argv, no env."""
-    from sts import warm
+    from sts.warm import client as warm
 
     monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
     path = warm.socket_path()
@@ -457,7 +457,7 @@ def test_an_unsafe_directory_is_not_used(tmp_path, warm_dir, kind):
 
 
 def test_only_per_cell_commands_are_served(tmp_path, warm_dir):
-    from sts.warm import enabled
+    from sts.warm.client import enabled
 
     assert "absent.h5" in run_sts(quick(tmp_path), warm_dir).stderr
     answer = raw_request(the_socket(warm_dir), ["manifest", "meta.csv", "scalograms", str(tmp_path / "m.csv")])
@@ -466,7 +466,7 @@ def test_only_per_cell_commands_are_served(tmp_path, warm_dir):
 
 
 def test_the_command_gets_only_the_environment_it_needs(tmp_path, warm_dir, monkeypatch):
-    from sts import warm
+    from sts.warm import client as warm
 
     secrets = {"API_TOKEN": "s3cr3t", "DANDI_API_KEY": "k3y"}
     needed = {"STS_SOMETHING": "1", "LC_ALL": "C", "OMP_NUM_THREADS": "1", "HDF5_USE_FILE_LOCKING": "FALSE"}
@@ -492,7 +492,7 @@ def test_the_command_gets_only_the_environment_it_needs(tmp_path, warm_dir, monk
 
 
 def test_open_private_refuses_what_is_not_our_own_file(tmp_path):
-    from sts.warm import open_private
+    from sts.warm.client import open_private
 
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
@@ -519,7 +519,7 @@ def test_open_private_refuses_what_is_not_our_own_file(tmp_path):
 
 @pytest.mark.parametrize("planted", [(".lock",), (".log",), (".lock", ".log")])
 def test_lock_and_log_are_never_opened_through_a_symlink(tmp_path, warm_dir, monkeypatch, planted):
-    from sts import warm
+    from sts.warm import client as warm
 
     monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
     path = warm.socket_path()
@@ -593,7 +593,7 @@ def test_a_killed_server_takes_its_commands_along(tmp_path, warm_dir):
 )  # fmt: skip
 def test_a_server_that_cannot_start_means_in_process_at_once(tmp_path, warm_dir, monkeypatch, trouble, noticed):
     """Noticed before the command waits for anything (the old client waited 60 s, or crashed)."""
-    from sts import warm
+    from sts.warm import client as warm
 
     used = {"path too long": warm_dir / ("d" * 100), "no parent directory": warm_dir / "no" / "dir"}.get(trouble)
     if trouble == "server fails":
@@ -631,7 +631,7 @@ def test_the_command_runs_with_its_callers_nice_limits_and_umask(tmp_path, warm_
 
 
 def test_no_server_under_slurm_unless_asked(tmp_path, warm_dir, monkeypatch):
-    from sts import warm
+    from sts.warm import client as warm
 
     proc = run_sts(quick(tmp_path), warm_dir, warm=None, extra={"SLURM_JOB_ID": "4242", "SLURM_STEP_ID": "0"})
     assert "absent.h5" in proc.stderr and not list(warm_dir.iterdir())
@@ -643,7 +643,7 @@ def test_no_server_under_slurm_unless_asked(tmp_path, warm_dir, monkeypatch):
 
 
 def test_a_server_is_never_shared_across_slurm_jobs_or_steps(warm_dir, monkeypatch):
-    from sts import warm
+    from sts.warm import client as warm
 
     monkeypatch.setenv("STS_WARM_DIR", str(warm_dir))
     names = set()

@@ -10,7 +10,7 @@ trigger compares each value's repr: a dict must keep its keys' order and types f
 config, or every finished job would re-run.
 
 Standard library only: ``sts.cli`` reads these defaults while building its parser, before a
-per-cell command may import numpy (``sts.cli.single_threaded``).
+per-cell command may import numpy (``sts.io.threads.single_threaded``).
 """
 
 from __future__ import annotations
@@ -62,6 +62,19 @@ def from_dict(cls, values: Mapping, what: str):
             value = from_dict(NESTED[kind], dict(value), f"{what}.{key}")
         out[key] = value
     return cls(**out)
+
+
+# The study's CNN architectures (sts.cnn.models builds them) and the smallest input each accepts (px).
+ARCHITECTURES = ("mobilenet_v2", "resnet18", "densenet121", "inception_v3")
+MIN_SIZE = {"mobilenet_v2": 32, "resnet18": 32, "densenet121": 32, "inception_v3": 75}
+
+
+def check_arch(arch: str, input_size: int | None = None) -> None:
+    """Reject an unknown architecture or an input too small for it, with a clear message."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}: choose from {', '.join(ARCHITECTURES)}")
+    if input_size is not None and input_size < MIN_SIZE[arch]:
+        raise ValueError(f"{arch} needs inputs of at least {MIN_SIZE[arch]} px, got {input_size}")
 
 
 @dataclass(frozen=True)
@@ -253,8 +266,6 @@ class TuneSettings:
     recalibrate_bn: bool = False
 
     def __post_init__(self):
-        from sts.cnn.models import check_arch
-
         check_arch(self.arch)
         unknown = set(self.space) - set(CNN_SPACE)
         if unknown:
@@ -312,7 +323,7 @@ class OodSettings:
 
 @dataclass(frozen=True)
 class CrossDatasetSettings:
-    """Config ``cross_dataset:`` (sts.cross_dataset)."""
+    """Config ``cross_dataset:`` (sts.report.cross_dataset)."""
 
     enabled: bool = False
     architectures: list | None = None  # None: every one of cnn.architectures
@@ -382,8 +393,6 @@ def cnn_settings(config: Mapping, arch: str, weights_path: str | None = None) ->
     ``input_size``, the side of the packed images it reads (checked against ``arch``).
     ``weights_path``: the pre-staged ImageNet weights file the workflow gives it, if any.
     Absent keys take the dataclass's defaults; a bad value stops the DAG build."""
-    from sts.cnn.models import check_arch
-
     cnn = config["cnn"]
     over = (cnn.get("overrides") or {}).get(arch, {})
     values = {"arch": arch, "weights_path": weights_path}

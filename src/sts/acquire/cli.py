@@ -15,7 +15,7 @@ def _policy(args):
 
 def _cell(args: argparse.Namespace) -> int:
     from sts.acquire.cell import Sources, acquire_cell
-    from sts.cli import selection_params
+    from sts.prep.cli import selection_params
 
     src = Sources(args.allen_api or Sources.allen_api, args.dandi_api, args.dandiset, args.dandiset_version,
                   args.dandi_mode, args.block_size_kb * 1024)
@@ -52,7 +52,7 @@ def _retry_args(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> None:
     """Register ``acquire`` and its subcommands on the ``sts`` subparsers."""
-    from sts.cli import add_selection_options
+    from sts.prep.cli import add_selection_options
 
     top = subparsers.add_parser("acquire", help="real data: API listings, per-cell download/stream, byte report")
     sub = top.add_subparsers(dest="acquire_command", required=True, metavar="STEP")

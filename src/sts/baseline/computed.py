@@ -6,7 +6,7 @@ reason, never imputed; features undefined for a cell (e.g. avg_isi with one spik
 NaN, which LightGBM routes natively.
 
 ``sts.baseline.flow.run_baseline`` saves the final fit on these features for ``sts predict``
-(``model/``: ``model.txt`` + ``model.json``, ``sts.baseline.served``), with the feature
+(``model/``: ``model.txt`` + ``model.json``, ``sts.baseline.saved``), with the feature
 parameters that made ``features.csv``.
 """
 
@@ -55,3 +55,17 @@ def load_computed(features_csv, manifest_csv, feature_params=None) -> FeatureCel
 
     return FeatureCells(side("train"), side("test"), columns, excluded, "computed EP features",
                         feature_params or FeatureParams())  # fmt: skip
+
+
+def computed_baseline(features_csv, manifest_csv, out_dir, feature_params: dict, trials: int, seed: int, folds: int,
+                      jobs: int, classes=None) -> dict:  # fmt: skip
+    """Rule ``baseline``: the LightGBM baseline (``sts.baseline.flow.run_baseline``) on the EP features
+    computed from the recordings; ``feature_params`` (the config's ``features:`` block) made the table
+    and is saved with the model."""
+    from sts.baseline.features import FeatureParams
+    from sts.baseline.flow import BaselineSettings, run_baseline
+    from sts.settings import from_dict
+
+    settings = BaselineSettings(trials=trials, seed=seed, jobs=jobs, folds=folds)
+    features = from_dict(FeatureParams, feature_params, "features")
+    return run_baseline(load_computed(features_csv, manifest_csv, features), out_dir, settings, classes=classes)

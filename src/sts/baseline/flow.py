@@ -10,7 +10,7 @@ from ``sts ep-features``' table and the manifest's split (the workflow's ``basel
 (sts.trust.metrics), shap_mean_abs.csv and shap_beeswarm_<class>.png (sts.baseline.explain),
 best_params.json, search.json (trials, best CV score, wall time, features, settings),
 features.json (feature list and cell counts), excluded.csv and, for computed features,
-model/ (model.txt + model.json, sts.baseline.served). The Optuna study is kept in
+model/ (model.txt + model.json, sts.baseline.saved). The Optuna study is kept in
 OUT_DIR/optuna_journal.log, so a killed run resumes its search. The study is named after a hash
 of the training cells (ids, labels, feature names and values) and of the search settings
 (``study_name``): changed features, cells or settings start a new study instead of reusing the
@@ -99,7 +99,7 @@ def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = Base
     from sts.io.atomic import write_csv_atomic, write_json_atomic
     from sts.baseline.explain import explain
     from sts.baseline.lgbm import fit_final, predict_in_order, search
-    from sts.baseline.served import save_model
+    from sts.baseline.saved import save_model
     from sts.io.text import spreadsheet_safe
     from sts.trust.metrics import write_evaluation
 

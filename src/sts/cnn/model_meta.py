@@ -57,7 +57,7 @@ def check_network(meta, where) -> None:
     """The keys that build the network (``model_from_meta``) and its weights; ModelMetaError if not."""
     import torch
 
-    from sts.cnn.models import ARCHITECTURES, MIN_SIZE
+    from sts.settings import ARCHITECTURES, MIN_SIZE
 
     if not isinstance(meta, dict):
         raise ModelMetaError(f"{where}: not a model.pt written by sts train (no metadata dict)")

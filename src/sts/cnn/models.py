@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sts.settings import check_arch
+
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("mobilenet_v2", "resnet18", "densenet121", "inception_v3")
-MIN_SIZE = {"mobilenet_v2": 32, "resnet18": 32, "densenet121": 32, "inception_v3": 75}
 STUDY_SIZE = {"mobilenet_v2": 224, "resnet18": 224, "densenet121": 224, "inception_v3": 299}
 WEIGHTS = {  # torchvision weight enums of the study's ImageNet models
     "mobilenet_v2": "MobileNet_V2_Weights.IMAGENET1K_V1",
@@ -25,14 +25,6 @@ WEIGHTS = {  # torchvision weight enums of the study's ImageNet models
 }
 AUX_MIN_SIZE = 299
 AUX_WEIGHT = 0.4
-
-
-def check_arch(arch: str, input_size: int | None = None) -> None:
-    """Reject an unknown architecture or an input too small for it, with a clear message."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}: choose from {', '.join(ARCHITECTURES)}")
-    if input_size is not None and input_size < MIN_SIZE[arch]:
-        raise ValueError(f"{arch} needs inputs of at least {MIN_SIZE[arch]} px, got {input_size}")
 
 
 def uses_aux(arch: str, input_size: int) -> bool:

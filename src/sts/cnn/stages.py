@@ -22,23 +22,28 @@ def pack_stage(manifest_csv, scalogram_dir, out_path, size: int, norm: dict, cla
     return pack(manifest_csv, scalogram_dir, out_path, size, NormParams.from_dict(norm), classes=classes, dtype=dtype)
 
 
-def tune_stage(packed_path, out_dir, settings: TuneSettings, worker: int = 0, per_gpu: int = 1,
+def _tune_settings(settings: TuneSettings | dict) -> TuneSettings:
+    return settings if isinstance(settings, TuneSettings) else TuneSettings(**settings)
+
+
+def tune_stage(packed_path, out_dir, settings: TuneSettings | dict, worker: int = 0, per_gpu: int = 1,
                storage: str | None = None, threads: int | None = None) -> dict:  # fmt: skip
     """Rule ``cnn_tune``, ``sts tune --worker K``: one job of the architecture's shared search
-    (``sts.cnn.tune.tune_job``); writes ``OUT_DIR/worker_{worker}.done``."""
+    (``sts.cnn.tune.tune_job``); writes ``OUT_DIR/worker_{worker}.done``. ``settings`` may be the
+    TuneSettings fields as a dict (the rule's params)."""
     from sts.cnn.tune import tune_job
 
-    return tune_job(packed_path, out_dir, settings, worker, per_gpu, storage, threads)
+    return tune_job(packed_path, out_dir, _tune_settings(settings), worker, per_gpu, storage, threads)
 
 
-def tune_gather_stage(packed_path, out_dir, settings: TuneSettings, storage: str | None = None,
+def tune_gather_stage(packed_path, out_dir, settings: TuneSettings | dict, storage: str | None = None,
                       reports: list | None = None) -> dict:  # fmt: skip
     """Rule ``cnn_tune_gather``, ``sts tune --gather``: the search's outputs once its workers are
     done (``reports``: their .done files; None: every one in OUT_DIR); returns best_params."""
     from sts.cnn.pack import load_packed
     from sts.cnn.tune import tune_gather
 
-    return tune_gather(load_packed(packed_path), out_dir, settings, storage, reports=reports)
+    return tune_gather(load_packed(packed_path), out_dir, _tune_settings(settings), storage, reports=reports)
 
 
 def train_stage(packed_path, best_params_path, out_dir, arch: str, seed: int = default(TuneSettings, "seed"),

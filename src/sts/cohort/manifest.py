@@ -210,13 +210,14 @@ def for_spreadsheets(table: pd.DataFrame, classes) -> pd.DataFrame:
 
 def build_manifest(
     metadata_csv: str | Path, scalogram_files: list[str | Path], out_csv: str | Path,
-    split: SplitParams = SplitParams(), classes=STUDY_CLASSES,
+    split: SplitParams | dict = SplitParams(), classes=STUDY_CLASSES,
 ) -> pd.DataFrame:
     """Read the metadata and per-cell files, split, write the manifest atomically."""
     # Ids, labels and reasons are text: '007' stays '007', a label 'NA' stays 'NA'.
     metadata = pd.read_csv(metadata_csv, dtype=str, keep_default_na=False)
     from tqdm import tqdm
 
+    split = split if isinstance(split, SplitParams) else SplitParams(**split)  # a config block
     attrs = {}
     for path in tqdm(scalogram_files, desc="manifest: reading cells", unit="cell", mininterval=2):
         with h5py.File(path, "r") as f:
@@ -235,3 +236,17 @@ def build_manifest(
     log.info("manifest: %d cells, %d usable, %d excluded; %s", len(table), n_ok, len(table) - n_ok, summary)
     return table
 
+
+def write_local_table(labels_csv, classes, out_csv) -> pd.DataFrame:
+    """Rule ``local_metadata``: the users' label CSV (``sts.cohort.local``) as results/metadata.csv; each
+    excluded row logged with its file and reason."""
+    from sts.cohort.local import read_local_labels
+    from sts.io.atomic import write_csv_atomic
+
+    table = read_local_labels(labels_csv, classes)
+    write_csv_atomic(out_csv, for_spreadsheets(table, classes))
+    ok = table["status"] == "ok"
+    log.info("%d rows, %d usable: %s", len(table), ok.sum(), table[ok].groupby(["dataset", "label"]).size().to_dict())
+    for row in table[~ok].itertuples():
+        log.info("excluded %s (%s): %s", row.specimen_id, row.file, row.reason)
+    return table

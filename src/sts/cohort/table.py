@@ -154,3 +154,15 @@ def cohort_table(config: Mapping) -> pd.DataFrame:
         table = table.sample(n=int(acq["max_cells"]), random_state=0)
     table = with_id_status(table)
     return table[COLUMNS].sort_values("specimen_id", kind="stable").reset_index(drop=True)
+
+
+def write_cohort_table(config: Mapping, classes, out_csv) -> pd.DataFrame:
+    """Rule ``cohort_metadata``: ``cohort_table(config)`` as results/metadata.csv (spreadsheet-safe)."""
+    from sts.cohort.manifest import for_spreadsheets
+    from sts.io.atomic import write_csv_atomic
+
+    table = cohort_table(config)
+    write_csv_atomic(out_csv, for_spreadsheets(table, classes))
+    log.info("%d cells: %s", len(table), table.groupby(["dataset", "label"]).size().to_dict())
+    return table
+

@@ -47,7 +47,7 @@ class SavedFusion:
 
 
 def member_kind(path) -> str:
-    from sts.baseline.served import is_lightgbm_model
+    from sts.baseline.saved import is_lightgbm_model
 
     return "lightgbm" if is_lightgbm_model(path) else "cnn"
 
@@ -77,7 +77,7 @@ def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_
 def is_fusion_model(path) -> bool:
     """A .json (or a folder with model.json) whose format is the fusion's; FusionFileError for a
     file that is not a bounded regular file of strict, shallow JSON."""
-    from sts.baseline.served import MAX_BYTES as LGBM_MAX_BYTES
+    from sts.baseline.saved import MAX_BYTES as LGBM_MAX_BYTES
     from sts.io.untrusted import UntrustedFileError, load_json
 
     path = Path(path)

@@ -179,3 +179,10 @@ def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: Fu
     log.info("fusion: out-of-fold balanced accuracy %.4f; holdout %.4f (%d cells); %d cells excluded", cv,
              metrics["balanced_accuracy"], len(test), len(excluded))  # fmt: skip
     return metrics
+
+
+def fit_fusion_files(names, models, oofs, predictions, manifest_csv, out_dir, classes) -> dict:
+    """Rule ``fusion``: ``fit_fusion`` over the members given as parallel lists of their name, model,
+    out-of-fold and holdout prediction files."""
+    members = [Member(*m) for m in zip(names, models, oofs, predictions)]
+    return fit_fusion(members, manifest_csv, out_dir, classes)

@@ -366,3 +366,10 @@ def write_card(card: CardInputs, markdown_path: str | Path, html_path: str | Pat
     write_text_atomic(markdown_path, to_markdown(card))
     if html_path is not None:
         write_text_atomic(html_path, to_html(card))
+
+
+def model_card(family: str, name: str, model, features_csv, markdown_path, html_path, **files) -> CardInputs:
+    """Rule ``report_model_card``: ``build_card`` then ``write_card``."""
+    card = build_card(family, name, model, features_csv, **files)
+    write_card(card, markdown_path, html_path)
+    return card

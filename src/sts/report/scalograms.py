@@ -140,3 +140,9 @@ def write_class_examples(
         plt.close(fig)
     log.info("class %s: example cells %s -> %s", cls, ", ".join(cells["specimen_id"]), out_png)
     return list(cells["specimen_id"])
+
+
+def write_examples_per_class(manifest_csv, classes, out_pngs, **kwargs) -> None:
+    """Rule ``report_scalograms``: ``write_class_examples`` for each class, one figure each."""
+    for cls, png in zip(classes, out_pngs):
+        write_class_examples(manifest_csv, cls, png, **kwargs)

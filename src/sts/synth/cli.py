@@ -63,3 +63,10 @@ def run(args: argparse.Namespace) -> int:
         for row in tqdm(cohort.drop_duplicates("specimen_id").to_dict("records"), desc="cells"):
             write_cell(row, out_dir / "nwb" / f"{row['specimen_id']}.nwb")
     return 0
+
+
+def add_parser(sub) -> None:
+    """Register ``synth`` on the ``sts`` subparsers."""
+    p = sub.add_parser("synth", help="write the synthetic cohort (metadata table or one cell's NWB)")
+    add_arguments(p)
+    p.set_defaults(func=run)

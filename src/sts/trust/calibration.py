@@ -259,7 +259,7 @@ def load_temperature(model_path, classes) -> float | None:
 
 
 class CalibratedPredictor:
-    """A served model (``sts.predict``'s predictors) whose probabilities go through its temperature
+    """A served model (``sts.serve.predict``'s predictors) whose probabilities go through its temperature
     (None: unchanged); adds the ``calibrated`` column (true/false) to every classified row."""
 
     def __init__(self, inner, temperature: float | None, why_raw: str = "no calibration.json beside the model"):

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 class FusionPredictor:
     """``load_member(path, device, threads, selection_overrides, calibrate=False)`` loads each
-    member's predictor (``sts.predict.load_predictor``)."""
+    member's predictor (``sts.serve.predict.load_predictor``)."""
 
     def __init__(self, model_path, load_member, device: str = DEFAULT_DEVICE, threads: int | None = None,
                  selection_overrides: dict | None = None):  # fmt: skip

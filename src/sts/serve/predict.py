@@ -18,7 +18,7 @@ from it (``sts.cohort.ids.derived_id``: its allowed characters and a hash), whic
 figure; ``file`` keeps the name as given. Reasons are one line, cut (``sts.prep.prepared.Prepared``);
 the text columns are ``spreadsheet_safe`` (``sts.io.text``: a leading ``=+-@`` gets a ``'``).
 
-The LightGBM baseline (its model folder or ``model.json``, see ``sts.baseline.served``) goes
+The LightGBM baseline (its model folder or ``model.json``, see ``sts.baseline.saved``) goes
 through the same rows and CSV: its ``LgbmPredictor`` computes each file's EP features with the
 saved feature parameters; it fills ``rheobase_pa``/``rheobase_sweep`` only (it uses every long
 square, not a +40 pA pair). Both add ``ood_score, in_distribution``: the model's
@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from sts.prep.prepared import Prepared, with_protocol_hint
+from sts.prep.prepared import Prepared
 from sts.settings import DEFAULT_DEVICE
 
 if TYPE_CHECKING:
@@ -49,11 +49,6 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".nwb", ".abf")
 FIXED_COLUMNS = ("file", "specimen_id", "status", "reason", "predicted")
 SWEEP_COLUMNS = ("rheobase_pa", "second_pa", "second_offset_pa", "rheobase_sweep", "second_sweep")
-# Which sweeps qualify may follow the lab's protocol; the window, rate and spike threshold that
-# shaped the training inputs may not (train/serve parity).
-SELECTION_OVERRIDES = ("tolerance_pa", "any_square_step", "long_square_names")
-DEFAULT_IMAGE_DTYPE = "float16"  # sts pack's default, for model.pt files without image_dtype
-LEGACY_SCALOGRAM_DTYPE = "float32"  # per-cell scalogram files of models saved without scalogram_dtype
 
 
 class NoReadableInput(RuntimeError):
@@ -70,135 +65,6 @@ class Item:
     specimen_id: str
     protocol: object = None
     excluded: str = ""
-
-
-class Predictor:
-    """A loaded model.pt with the preparation that made its training inputs."""
-
-    extra_columns: tuple[str, ...] = ("ood_score", "in_distribution")  # columns after SWEEP_COLUMNS
-
-    def __init__(self, model_path: str | Path, device: str = DEFAULT_DEVICE, threads: int | None = None,
-                 selection_overrides: dict | None = None):
-        """``selection_overrides``: sweep settings that only decide which sweeps qualify
-        (``tolerance_pa``, ``any_square_step``, ``long_square_names``), never how they are prepared."""
-        import torch
-
-        from sts.cnn.final import load_model
-        from sts.cnn.model_meta import ModelMetaError, check_serving
-        from sts.cnn.train import select_device
-        from sts.prep.sweeps import SelectionParams
-        from sts.io.untrusted import UntrustedFileError
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.model_path = Path(model_path)
-        self.device = select_device(device)
-        from sts.cnn.safe_torch import UnsafeModelError
-
-        try:
-            self.model, self.meta = load_model(model_path, self.device)
-        except (UnsafeModelError, UntrustedFileError, ModelMetaError):
-            raise
-        except Exception as err:  # missing, not a torch file, or not ours
-            raise ValueError(f"{model_path}: not a model.pt written by sts train: {err}") from err
-        # Bounded (sizes a served cell's arrays) before anything is prepared. Unknown keys are an
-        # error (they shaped training); numbers cast as the per-cell commands cast them (4000 ->
-        # 4000.0), so results are identical.
-        self.selection, self.scalogram, self.norm = check_serving(self.meta, model_path)
-        overrides = {k: v for k, v in (selection_overrides or {}).items() if v is not None}
-        if set(overrides) - set(SELECTION_OVERRIDES):
-            raise ValueError(f"only {SELECTION_OVERRIDES} may differ from the model's sweep selection")
-        if overrides:
-            self.selection = SelectionParams.from_dict({**asdict(self.selection), **overrides})
-        self.input_size = tuple(int(v) for v in self.meta["input_size"])
-        self.image_dtype = np.dtype(self.meta.get("image_dtype", DEFAULT_IMAGE_DTYPE))
-        self.scalogram_dtype = np.dtype(self.meta.get("scalogram_dtype", LEGACY_SCALOGRAM_DTYPE))
-        self.classes = [str(c) for c in self.meta["classes"]]
-        from sts.cnn.evaluate import read_ood
-
-        self.ood = read_ood(self.meta, model_path, self.model)  # None (logged) for an older model.pt
-        axes = self.meta.get("scalogram_axes")
-        if axes and not np.allclose(axes["freqs_hz"], self.scalogram.freqs_hz):
-            raise ValueError(f"{model_path}: saved frequencies differ from its preparation.scalogram parameters")
-
-    def prepare(self, path: str | Path, protocol=None, specimen_id: str | None = None) -> Prepared:
-        """Select the sweeps, compute the scalogram and the network image of one file; never raises
-        for a bad recording (excluded, with the reason)."""
-        from sts.cnn.pack import prepare_images
-        from sts.recordings import NwbReadError, open_recording
-        from sts.prep.scalogram_file import as_stored, scalogram_of
-        from sts.prep.sweeps import select_from_recording
-
-        path = Path(path)
-        sid = specimen_id or path.stem
-        try:
-            rec = open_recording(path, protocol)
-        except NwbReadError as err:
-            return Prepared(path, sid, "excluded", with_protocol_hint(str(err)), readable=False)
-        except Exception as err:  # a reader's unexpected failure: that file only
-            log.warning("%s: cannot open", path, exc_info=True)
-            return Prepared(path, sid, "excluded", f"unreadable file {path}: {type(err).__name__}: {err}",
-                            readable=False)  # fmt: skip
-        try:
-            with rec:
-                sel = select_from_recording(rec, self.selection)
-        except Exception as err:  # e.g. a damaged dataset inside an otherwise readable file
-            log.warning("%s: sweep selection failed", path, exc_info=True)
-            return Prepared(path, sid, "excluded", f"cannot read sweeps of {path}: {type(err).__name__}: {err}")
-        if sel.status != "ok":
-            return Prepared(path, sid, "excluded", predict_hint(sel.reason))
-        scal = scalogram_of(sel.traces_mv, self.selection.fs_hz, self.scalogram)
-        stored, reason = as_stored(scal, self.scalogram_dtype)  # as the training cells' files held it
-        if stored is None:
-            return Prepared(path, sid, "excluded", reason, attrs=sel.attrs)
-        image = prepare_images(stored[None], self.input_size, self.norm)[0].numpy().astype(self.image_dtype)
-        return Prepared(path, sid, "ok", traces_mv=sel.traces_mv, scalogram=scal, image=image, attrs=sel.attrs)
-
-    def probabilities(self, images: np.ndarray) -> np.ndarray:
-        """(B, n_classes) softmax of (B, 3, H, W) prepared images, as ``sts evaluate`` computes them."""
-        from sts.cnn.train import predict_proba
-
-        return predict_proba(self.model, images, np.arange(len(images)), self.device)
-
-    def classify(self, prepared: Prepared) -> tuple[np.ndarray, dict]:
-        """Class probabilities of one prepared cell and its OOD columns (one forward pass)."""
-        from sts.cnn.embed import proba_and_embeddings
-
-        proba, emb = proba_and_embeddings(self.model, prepared.image[None], np.arange(1), self.device)
-        if self.ood is None:
-            return proba[0], {"ood_score": np.nan, "in_distribution": None}
-        score = float(self.ood.score(emb)[0])
-        return proba[0], {"ood_score": score, "in_distribution": bool(score <= self.ood.threshold)}
-
-    def figure(self, prepared: Prepared, proba: np.ndarray, path: Path) -> None:
-        """Traces, scalograms and the saliency of the predicted class (``sts.predict_figure``)."""
-        from sts.predict_figure import plot_cell
-
-        target = int(np.argmax(proba))
-        plot_cell(prepared, proba, self.classes, self.saliency(prepared, target), self.selection.fs_hz,
-                  self.scalogram.freqs_hz, path, title=f"{self.meta['arch']}")  # fmt: skip
-
-    def saliency(self, prepared: Prepared, target: int, method: str = "gradient") -> np.ndarray:
-        """(2, n_freqs, n_times) |attribution| of class ``target`` on the scalogram's axes."""
-        from sts.cnn.saliency import attribute, to_scalogram_axes
-        from sts.cnn.train import batch_tensor
-
-        x = batch_tensor(prepared.image[None], np.arange(1), self.device).requires_grad_(True)
-        maps = attribute(self.model, x, target, method)[0].float().cpu().numpy()
-        return to_scalogram_axes(maps, *prepared.scalogram.shape[1:])
-
-
-def predict_hint(reason: str) -> str:
-    """Sweep selection names config keys; here the options of ``sts predict`` say what can change
-    (the window cannot: it shaped the model's inputs)."""
-    import re
-
-    reason = re.sub(r"sweeps\.tolerance_pa >= ([\d.]+)", r"--tolerance-pa \1", reason)
-    reason = reason.replace("add the ladder's name to sweeps.long_square_names or set sweeps.any_square_step",
-                            "give the ladder's name with --long-square-names or use --any-square-step")  # fmt: skip
-    return re.sub(r"sweeps\.window_s <= ([\d.]+) would fit",
-                  r"a model trained with sweeps.window_s <= \1 would fit (sts predict keeps the model's window)",
-                  reason)  # fmt: skip
 
 
 def find_recordings(inputs) -> list[Path]:
@@ -267,14 +133,16 @@ def figure_names(items: list[Item]) -> list[str]:
 
 def load_predictor(model_path, device: str = DEFAULT_DEVICE, threads: int | None = None,
                    selection_overrides: dict | None = None, calibrate: bool = True):
-    """A ``Predictor`` for a CNN model.pt, an ``LgbmPredictor`` for the LightGBM baseline's model
+    """A ``CnnPredictor`` for a CNN model.pt, an ``LgbmPredictor`` for the LightGBM baseline's model
     folder (or its model.json), a ``FusionPredictor`` for a fusion model.json; each raises
     ValueError for a file it cannot use. With ``calibrate``, wrapped to apply the temperature of the
     model's ``calibration.json`` when there is one (``sts.trust.calibration.CalibratedPredictor``)."""
-    from sts.baseline.served import LgbmPredictor, is_lightgbm_model
+    from sts.baseline.saved import is_lightgbm_model
+    from sts.serve.cnn import CnnPredictor
+    from sts.serve.lgbm import LgbmPredictor
     from sts.trust.calibration import CalibratedPredictor, load_temperature
     from sts.fusion.model import is_fusion_model
-    from sts.fusion.served import FusionPredictor
+    from sts.serve.fusion import FusionPredictor
 
     if is_fusion_model(model_path):
         predictor = FusionPredictor(model_path, load_predictor, device, threads, selection_overrides)
@@ -283,7 +151,7 @@ def load_predictor(model_path, device: str = DEFAULT_DEVICE, threads: int | None
             log.info("--device %s: the LightGBM baseline runs on the CPU", device)
         predictor = LgbmPredictor(model_path, threads, selection_overrides)
     else:
-        predictor = Predictor(model_path, device, threads, selection_overrides)
+        predictor = CnnPredictor(model_path, device, threads, selection_overrides)
     if not calibrate:
         return predictor
     return CalibratedPredictor(predictor, load_temperature(model_path, predictor.classes))
@@ -295,7 +163,7 @@ def predict_files(
     """Classify every file (a path, or an ``Item``), write OUT.csv atomically (its text columns
     ``spreadsheet_safe``) and one figure per usable cell; return the table (as computed).
     ``protocol`` is the ABF ladder of inputs given as bare paths.
-    ``predictor``: a ``Predictor`` or an ``LgbmPredictor`` (``prepare``, ``classify``, ``figure``,
+    ``predictor``: a ``CnnPredictor``, ``LgbmPredictor`` or ``FusionPredictor`` (``prepare``, ``classify``, ``figure``,
     ``classes``, ``extra_columns``).
 
     Raises ``NoReadableInput`` (after writing the table) when not one file could be opened.

@@ -1,6 +1,6 @@
-"""The warm server of ``sts.warm``: one per user, code version and placement; see ``sts.warm`` for what it
+"""The warm server of ``sts.warm.client``: one per user, code version and placement; see ``sts.warm.client`` for what it
 guarantees. Single-threaded: a selector reads every request and watches every client and command, and a
-forked child runs each command (``python -m sts.warm_server SOCKET``, started by the first client)."""
+forked child runs each command (``python -m sts.warm.server SOCKET``, started by the first client)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
-from sts.warm import ACK, INT, NAK, RLIMITS, Unavailable, minimal_env, open_private, peer_uid, per_cell, socket_path
+from sts.warm.client import ACK, INT, NAK, RLIMITS, Unavailable, minimal_env, open_private, peer_uid, per_cell, socket_path
 
 PRELOAD = (
     "sts.prep.sweeps", "sts.prep.scalogram_file", "sts.baseline.feature_files", "sts.baseline.features",
@@ -50,8 +51,9 @@ class _BadRequest(Exception):
     pass
 
 
-def serve(path: Path) -> int:
-    """Serve on ``path`` until IDLE_S without work; 0 if another server owns it, 1 if this one cannot."""
+def serve(path: Path, command: Callable[..., int]) -> int:
+    """Serve on ``path`` until IDLE_S without work; 0 if another server owns it, 1 if this one cannot.
+    ``command(argv, warm=False)`` runs one request (``sts.cli.main``, which starts this server)."""
     os.umask(0o077)
     if path != socket_path():  # checks the directory too; another code version must not serve this name
         print(f"sts.warm: {path} is not this code's socket ({socket_path()})", file=sys.stderr)
@@ -74,7 +76,7 @@ def serve(path: Path) -> int:
     listener.bind(str(path))
     os.chmod(path, 0o600)
     listener.listen(64)  # clients queue here while the imports run
-    server = _Server(listener, lock)
+    server = _Server(listener, lock, command)
     try:
         server.preload()
         server.loop()
@@ -87,8 +89,8 @@ def serve(path: Path) -> int:
 
 
 class _Server:
-    def __init__(self, listener: socket.socket, lock: int):
-        self.listener, self.lock = listener, lock
+    def __init__(self, listener: socket.socket, lock: int, command: Callable[..., int]):
+        self.listener, self.lock, self.command = listener, lock, command
         self.sel = selectors.DefaultSelector()
         self.sel.register(listener, selectors.EVENT_READ)
         listener.setblocking(False)
@@ -219,7 +221,7 @@ class _Server:
         server = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _become_command(client, request, lambda: self.close_all_but(client), server, self.prctl)
+            _become_command(client, request, lambda: self.close_all_but(client), server, self.prctl, self.command)
         try:
             os.setpgid(pid, pid)  # the child does it too: whoever comes first
         except OSError:
@@ -332,7 +334,7 @@ def _kill(pid: int) -> None:
             pass
 
 
-def _become_command(client: _Client, request: dict, close_server, server: int, prctl) -> None:
+def _become_command(client: _Client, request: dict, close_server, server: int, prctl, command) -> None:
     """The forked child: take on the caller's state, acknowledge, run the command, exit with its status."""
     code = 1
     try:
@@ -361,10 +363,8 @@ def _become_command(client: _Client, request: dict, close_server, server: int, p
             os._exit(1)  # the client gave up or went away: nothing to run for
         conn.close()
         sys.argv = ["sts", *request["argv"]]
-        from sts.cli import main
-
         try:
-            code = main(request["argv"], warm=False)
+            code = command(request["argv"], warm=False)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
@@ -389,8 +389,9 @@ def _take_on(request: dict) -> None:
     os.chdir(request["cwd"])
 
 
-if __name__ == "__main__":
+def main(socket: str, command: Callable[..., int]) -> int | str:
+    """The server process (``python -m sts.cli --warm-server SOCKET``): its exit status or message."""
     try:
-        sys.exit(serve(Path(sys.argv[1])))
+        return serve(Path(socket), command)
     except Unavailable as exc:
-        sys.exit(f"sts.warm: {exc}")
+        return f"sts.warm: {exc}"

@@ -2,7 +2,7 @@
 
 A per-cell job (``sts select-sweeps``, ``sts scalogram``, ``sts ep-features``, ``sts synth cell``) spends
 most of its time starting Python and importing numpy, h5py (and ipfx: ~1 s). With thousands of
-cells, that dominates. The first such command starts a small server (``python -m sts.warm_server SOCKET``)
+cells, that dominates. The first such command starts a small server (``python -m sts.cli --warm-server SOCKET``)
 that binds a Unix socket, imports those modules once and serves; each later command is a thin
 client that sends its arguments, working directory, a minimal environment, its umask, nice value,
 resource limits and CPU affinity, and its stdin/stdout/stderr file descriptors. The server forks a
@@ -24,7 +24,7 @@ Guarantees (issue 15):
   (PR_SET_PDEATHSIG). A server that cannot start is noticed within STARTUP_S (the socket is bound
   before the slow imports), and the command then runs in-process, as it does whenever the
   directory or socket path (108 bytes at most) is unusable or the caller's limits cannot be applied.
-  A server serving as many clients as its descriptor limit allows (``warm_server.max_clients``), or out of
+  A server serving as many clients as its descriptor limit allows (``sts.warm.server.max_clients``), or out of
   descriptors, refuses further connections at once (a reserve descriptor accepts them; it never spins on a
   listener it cannot accept from): their commands run in-process (issue 27).
 - Placement: the socket's name hashes the interpreter, the size and mtime of every file of the
@@ -61,7 +61,8 @@ ENV_NAMES = frozenset(
 )
 ENV_PREFIXES = ("LC_", "STS_", "HDF5_", "OMP_", "MKL_", "OPENBLAS_", "NUMEXPR_")
 RLIMITS = tuple(name for name in dir(resource) if name.startswith("RLIMIT_"))
-INT = struct.Struct("!i")  # on the wire (sts.warm_server too): request length, exit status
+WARM_SERVER_FLAG = "--warm-server"  # python -m sts.cli --warm-server SOCKET: the server process
+INT = struct.Struct("!i")  # on the wire (sts.warm.server too): request length, exit status
 _CRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 ACK, NAK = b"+", b"-"  # the server took the command on, or refused it (with why)
 
@@ -120,7 +121,7 @@ def socket_path() -> Path:
         cgroups = ""
     slurm = ".".join(os.environ.get(v, "") for v in ("SLURM_JOB_ID", "SLURM_STEP_ID"))
     groups = f"{os.getgid()}:{sorted(os.getgroups())}"
-    key = f"{source_hash(Path(__file__).resolve().parent)}\n{groups}\n{cgroups}\n{slurm}"
+    key = f"{source_hash(Path(__file__).resolve().parents[1])}\n{groups}\n{cgroups}\n{slurm}"
     path = private_dir() / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.sock"
     if len(os.fsencode(path)) > SUN_PATH_MAX:
         raise Unavailable(f"socket path longer than {SUN_PATH_MAX} bytes: set STS_WARM_DIR to a shorter one")
@@ -249,7 +250,7 @@ def _start_and_connect(path: Path) -> socket.socket:
     env = {k: v for k, v in os.environ.items() if k.startswith("PYTHON") or k in ("LD_LIBRARY_PATH", "VIRTUAL_ENV")}
     with os.fdopen(fd, "ab") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "sts.warm_server", str(path)], env={**env, **minimal_env(os.environ)}, cwd="/",
+            [sys.executable, "-m", "sts.cli", WARM_SERVER_FLAG, str(path)], env={**env, **minimal_env(os.environ)}, cwd="/",
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True, close_fds=True,
         )  # fmt: skip
     deadline = time.monotonic() + STARTUP_S

@@ -212,3 +212,22 @@ def write_table(rows_csvs: Iterable[str | Path], out_csv, out_html) -> pd.DataFr
 
 def read_best_params(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def cnn_cross_stage(packed_path, manifest_csv, arch: str, best_params_json, out_dir, **kwargs) -> pd.DataFrame:
+    """Rule ``cross_dataset_cnn``: ``cnn_cross`` on the packed file with the architecture's tuned parameters."""
+    from sts.cnn.pack import load_packed
+
+    return cnn_cross(load_packed(packed_path), manifest_csv, arch, read_best_params(best_params_json), out_dir,
+                     **kwargs)  # fmt: skip
+
+
+def lgbm_cross_stage(source: str, reference_dir, features_csv, manifest_csv, best_params_json, classes, out_dir,
+                     **kwargs) -> pd.DataFrame:  # fmt: skip
+    """Rule ``cross_dataset_lgbm``: ``lgbm_cross`` on the published EP features (``source`` 'published') or
+    on those computed from the recordings."""
+    if source == "published":
+        cells, features = published_feature_cells(reference_dir, classes)
+    else:
+        cells, features = computed_feature_cells(features_csv, manifest_csv)
+    return lgbm_cross(cells, features, read_best_params(best_params_json), classes, out_dir, **kwargs)
