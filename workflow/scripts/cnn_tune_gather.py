@@ -5,8 +5,7 @@ import logging
 from pathlib import Path
 
 from sts.cnn.stages import tune_gather_stage
-from sts.cnn.tune import TuneSettings
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-tune_gather_stage(snakemake.input.packed, Path(snakemake.output.best).parent, TuneSettings(**snakemake.params.settings),
+tune_gather_stage(snakemake.input.packed, Path(snakemake.output.best).parent, snakemake.params.settings,
                   snakemake.params.storage, reports=snakemake.input.workers)  # fmt: skip

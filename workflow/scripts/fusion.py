@@ -3,9 +3,9 @@
 import logging
 from pathlib import Path
 
-from sts.fusion.stack import Member, fit_fusion
+from sts.fusion.stack import fit_fusion_files
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 i = snakemake.input
-members = [Member(*m) for m in zip(snakemake.params.members, i.models, i.oof, i.predictions)]
-fit_fusion(members, i.manifest, Path(snakemake.output.model).parent, snakemake.params.classes)
+fit_fusion_files(snakemake.params.members, i.models, i.oof, i.predictions, i.manifest, Path(snakemake.output.model).parent,
+                 snakemake.params.classes)  # fmt: skip

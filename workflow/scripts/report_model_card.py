@@ -2,11 +2,10 @@
 
 import logging
 
-from sts.report.model_card import build_card, write_card
+from sts.report.model_card import model_card
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 inp = snakemake.input
-card = build_card(snakemake.params.family, snakemake.wildcards.model, inp.model, inp.get("features"),
-                  manifest=inp.manifest, metrics=inp.metrics, confusion_png=inp.confusion, cohort=snakemake.params.cohort,
-                  ood_holdout=inp.get("ood_holdout"), calibration=inp.get("calibration"))  # fmt: skip
-write_card(card, snakemake.output.markdown, snakemake.output.html)
+model_card(snakemake.params.family, snakemake.wildcards.model, inp.model, inp.get("features"), snakemake.output.markdown,
+           snakemake.output.html, manifest=inp.manifest, metrics=inp.metrics, confusion_png=inp.confusion,
+           cohort=snakemake.params.cohort, ood_holdout=inp.get("ood_holdout"), calibration=inp.get("calibration"))  # fmt: skip
