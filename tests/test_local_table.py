@@ -1,5 +1,5 @@
 """The local cohort's label table (local.labels) is checked when the DAG is built: its columns
-against workflow/schemas/local_cohort.schema.yaml, and across rows (sts.local_table) an id given
+against workflow/schemas/local_cohort.schema.yaml, and across rows (sts.cohort.local_table) an id given
 twice or a file that does not exist. Each stops a dry run with a message naming the column, the
 id or the file, and the row. (Defects of one row's content, e.g. an unknown label or an unsafe
 id, stay excluded rows: tests/test_local_cohort*.py.)"""
@@ -17,7 +17,7 @@ SCHEMA = REPO / "workflow" / "schemas" / "local_cohort.schema.yaml"
 
 
 def test_schema_columns_are_the_readers():
-    from sts.local_table import COLUMNS
+    from sts.cohort.local_table import COLUMNS
 
     schema = yaml.safe_load(SCHEMA.read_text())
     assert set(schema["properties"]) == set(COLUMNS)

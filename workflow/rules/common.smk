@@ -41,7 +41,7 @@ def cohort_table():
 
 
 if config["cohort"] == "local":
-    from sts.local_cohort import read_table
+    from sts.cohort.local import read_table
 
     # The users' label table: its columns (a misspelt one would be ignored) and their types.
     validate(
@@ -53,7 +53,7 @@ if config["cohort"] == "local":
 
 COHORT = cohort_table()
 if config["cohort"] == "local":
-    from sts.local_table import check_label_table
+    from sts.cohort.local_table import check_label_table
 
     # What no row check can see: an id given twice, a file that does not exist (rows named).
     check_label_table(COHORT, config["local"]["labels"])

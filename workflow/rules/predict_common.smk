@@ -8,7 +8,7 @@ def predict_model():
     """An architecture name means the workflow's own model (trained if needed), `lightgbm` the
     baseline's saved fit (on computed features), `fusion` the fusion of the workflow's models,
     else a path."""
-    from sts.cnn.models import ARCHITECTURES
+    from sts.settings import ARCHITECTURES
 
     model = PREDICT["model"]
     if model == "fusion":
@@ -47,7 +47,7 @@ def predict_name():
 
 def predict_inputs():
     """The recordings of predict.inputs (the cohort's own NWB files when it is nwb_dir)."""
-    from sts.predict import find_recordings
+    from sts.serve.predict import find_recordings
 
     folder = PREDICT["inputs"]
     same = os.path.normpath(folder) == os.path.normpath(config["nwb_dir"])

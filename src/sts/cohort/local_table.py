@@ -1,7 +1,7 @@
 """Checks across the rows of the local cohort's label table (``local.labels``) that stop a
 workflow run when its DAG is built, each problem named by its row.
 
-Per row, ``sts.local_cohort.read_local_labels`` keeps every row and excludes the ones it cannot
+Per row, ``sts.cohort.local.read_local_labels`` keeps every row and excludes the ones it cannot
 use (with the reason in the manifest), so that ``sts predict --table`` can classify the rest. A
 training run is stricter about two defects that are the table's, not the recording's: an id given
 twice (which row is meant?) and a file that does not exist (a typo, or files not copied yet).
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sts.local_cohort import duplicate_ids, duplicate_reason
+from sts.cohort.local import duplicate_ids, duplicate_reason
 
 # The CSV's columns as read_local_labels reads them (the schema's properties; a test checks both agree).
 from sts.settings import PROTOCOL_FIELDS
