@@ -195,7 +195,7 @@ def _select(rec, params: SelectionParams) -> Selection:
                 "excluded", f"the lowest step ({rheo[0]:g} pA, sweep {rheo[1]}) already fires: the rheobase is not "
                 f"in this file (a ladder needs a step below its first spiking one)"
             )
-        spontaneous = _fires_spontaneously(rec, lower, rheo, response, params)
+        spontaneous = _fires_spontaneously(lower, rheo, response, params)
         target = rheo[0] + params.plus_pa
         above = [c for c in candidates if c[0] > rheo[0]]
         near = [c for c in above if abs(c[0] - target) <= params.tolerance_pa]
@@ -259,7 +259,7 @@ def _no_second_reason(rheobase: float, target: float, above: list, params: Selec
     return f"{head}; nearest amplitude above the rheobase {nearest:g} pA; {hint})"
 
 
-def _fires_spontaneously(rec, lower: list, rheo: tuple, response, params: SelectionParams) -> bool:
+def _fires_spontaneously(lower: list, rheo: tuple, response, params: SelectionParams) -> bool:
     """Whether the cell fires without depolarising current: an action potential before the
     rheobase sweep's step, or in the highest step at or below 0 pA."""
     def fires(v: np.ndarray, fs: float) -> bool:

@@ -88,9 +88,6 @@ class DacWaveform:
         out.append((min(position, n_points), n_points, STEP, end, level, None, 0))
         return [p for p in out if p[1] > p[0]]
 
-    def last_level(self, sweep: int) -> float:
-        levels = [ep.level + ep.level_inc * sweep for ep in self.epochs]
-        return levels[-1] if levels and self.last_level_between else self.holding
 
 
 def epoch_pieces(wave: DacWaveform, n_sweeps: int, n_points: int) -> list[list[tuple]]:
@@ -98,7 +95,9 @@ def epoch_pieces(wave: DacWaveform, n_sweeps: int, n_points: int) -> list[list[t
     out, previous = [], None
     for sweep in range(n_sweeps):
         out.append(wave.pieces(sweep, n_points, previous))
-        previous = wave.last_level(sweep) if wave.last_level_between else None
+        if wave.last_level_between and wave.epochs:  # the next sweep starts at this one's last epoch level
+            last = wave.epochs[-1]
+            previous = last.level + last.level_inc * sweep
     return out
 
 
@@ -145,6 +144,8 @@ def _abf1_waveforms(abf, raw: bytes) -> list[DacWaveform]:
     units = [clean_unit(u) for u in _as_list(h.sDACChannelUnit)]
     waves = []
     for dac in range(ABF1_DAC_COUNT):
+        if not h.nWaveformEnable[dac]:
+            continue
         rows = range(10 * dac, 10 * dac + 10)
         epochs = tuple(
             Epoch(int(h.nEpochType[i]), float(h.fEpochInitLevel[i]), float(h.fEpochLevelInc[i]),
@@ -153,9 +154,7 @@ def _abf1_waveforms(abf, raw: bytes) -> list[DacWaveform]:
         )  # fmt: skip
         waves.append(DacWaveform(dac, units[dac] if dac < len(units) else "", float(holding[dac]),
                                  int(h.nWaveformSource[dac]), bool(h.nInterEpisodeLevel[dac]), epochs))  # fmt: skip
-        if not h.nWaveformEnable[dac]:
-            waves[-1] = None
-    return [w for w in waves if w is not None]
+    return waves
 
 
 def _abf2_waveforms(abf) -> list[DacWaveform]:
