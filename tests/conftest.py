@@ -229,3 +229,26 @@ def lgbm_baseline(tmp_path_factory):
     from lgbm_data import write_baseline
 
     return write_baseline(tmp_path_factory.mktemp("lgbm"))
+
+
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The figures ``sts predict --figures`` saves, by file name: each axes' title (colour bars have
+    none), the legend's texts, the suptitle and the data of each plotted line, read off the very
+    matplotlib figure before it is written."""
+    import sts.io.atomic
+
+    drawn, save = {}, sts.io.atomic.save_figure_atomic
+
+    def record(fig, path, *args, **kwargs):
+        axes = [ax for ax in fig.axes if ax.get_title()]
+        drawn[Path(path).name] = {
+            "titles": [ax.get_title() for ax in axes],
+            "legend": [t.get_text() for ax in axes if ax.get_legend() for t in ax.get_legend().get_texts()],
+            "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
+            "lines": [line.get_ydata() for ax in axes for line in ax.get_lines() if len(line.get_ydata()) > 2],
+        }
+        save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(sts.io.atomic, "save_figure_atomic", record)
+    return drawn

@@ -203,18 +203,30 @@ def test_abf_protocol_options(tmp_path):
     assert row["status"] == "ok" and row["rheobase_pa"] == ladder.rheobase_pa and row["second_pa"] == ladder.rheobase_pa + 40
 
 
-def test_figures(cells, tmp_path):
+def test_figures(cells, tmp_path, drawn_figures):
     import matplotlib.image as mpimg
+
+    from sts.serve.cnn import CnnPredictor
 
     _, paths, model = cells
     figures = tmp_path / "figures"
     assert predict(model, paths["good_clamp"], paths["no_long_square"], out=tmp_path / "o.csv",
                    extra=["--figures", str(figures)]) == 0  # fmt: skip
-    assert [p.name for p in figures.iterdir()] == [f"{paths['good_clamp'].stem}.png"]  # none for excluded cells
-    img = mpimg.imread(figures / f"{paths['good_clamp'].stem}.png")[..., :3]
+    name = f"{paths['good_clamp'].stem}.png"
+    assert [p.name for p in figures.iterdir()] == [name] and list(drawn_figures) == [name]  # none for excluded cells
+    img = mpimg.imread(figures / name)[..., :3]
     assert img.shape[0] > 600 and img.shape[1] > 900
     # Not blank: traces, two colour maps and text give many distinct colours and real contrast.
     assert img.std() > 0.1 and len(np.unique(img.reshape(-1, 3).round(2), axis=0)) > 500
+    row = pd.read_csv(tmp_path / "o.csv").iloc[0]
+    pred, drawn = row["predicted"], drawn_figures[name]
+    plus = f"rheobase + {row['second_pa'] - row['rheobase_pa']:g} pA"
+    assert drawn["titles"] == [f"rheobase ({row['rheobase_pa']:g} pA)", f"{plus} ({row['second_pa']:g} pA)",
+                               "|CWT|, rheobase", f"|CWT|, {plus}", f"saliency of {pred}, rheobase",
+                               f"saliency of {pred}, {plus}", "class probabilities"]  # fmt: skip
+    traces = CnnPredictor(model, "cpu").prepare(paths["good_clamp"]).traces_mv
+    assert len(drawn["lines"]) == 2 and all(np.array_equal(a, b) for a, b in zip(drawn["lines"], traces))
+    assert f"predicted {pred}" in drawn["suptitle"] and "not drawn" not in drawn["suptitle"]
 
 
 def test_model_without_preparation_is_rejected(cells, tmp_path):

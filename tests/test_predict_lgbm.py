@@ -144,12 +144,52 @@ def test_loading_and_predicting_never_unpickle(lgbm_baseline, monkeypatch):
     assert saved.ood.score(X).shape == (3,)
 
 
-def test_figures_any_square_step_and_nothing_readable(lgbm_baseline, tmp_path):
+def test_figures_draw_the_sweeps_probabilities_and_features_and_say_what_is_not_drawn(lgbm_baseline, tmp_path,
+                                                                                       drawn_figures, caplog):
+    """One figure per classified file: the rheobase and hero sweeps as recorded in the file, the
+    probabilities, the features in training SDs; no scalogram or saliency, said in the figure and
+    logged; without training statistics, no feature panel (said too)."""
+    from dataclasses import replace
+
+    from sts.recordings import open_recording
+    from sts.serve.lgbm import LgbmPredictor
+    from sts.serve.predict import predict_files
+
     files, out, _ = lgbm_baseline
-    first = next(iter(files.values()))
+    first, second = list(files.values())[:2]
     figures = tmp_path / "figures"
-    assert predict(out / "model", first, out=tmp_path / "o.csv", extra=["--figures", str(figures)]) == 0
-    assert [p.name for p in figures.iterdir()] == [f"{first.stem}.png"]
+    (tmp_path / "bad.nwb").write_text("not an NWB file\n")
+    with caplog.at_level("WARNING", logger="sts"):
+        assert predict(out / "model", first, second, tmp_path / "bad.nwb", out=tmp_path / "o.csv",
+                       extra=["--figures", str(figures)]) == 0  # fmt: skip
+    names = [f"{first.stem}.png", f"{second.stem}.png"]
+    assert sorted(p.name for p in figures.iterdir()) == sorted(names) == sorted(drawn_figures)
+    assert "not drawn: scalograms and saliency" in caplog.text
+    assert "bad.nwb excluded (no figure)" in caplog.text
+    table = pd.read_csv(tmp_path / "o.csv").set_index("specimen_id")
+    for path, name in zip((first, second), names):
+        row, drawn = table.loc[path.stem], drawn_figures[name]
+        assert drawn["titles"][0].startswith(f"rheobase (sweep {int(row['rheobase_sweep'])}, ")
+        assert drawn["titles"][1].startswith("hero (sweep ")
+        assert drawn["titles"][2:] == ["class probabilities", drawn["titles"][3]]
+        assert drawn["titles"][3].startswith("LightGBM baseline: EP features; OOD score")
+        assert not any("CWT" in t or "saliency" in t for t in drawn["titles"])
+        assert "not drawn: scalograms and saliency" in drawn["suptitle"]
+        with open_recording(path) as rec:  # the drawn rheobase trace is a stretch of the file's own response
+            response = rec.load(int(row["rheobase_sweep"]))[1]
+        trace = drawn["lines"][0]
+        starts = np.flatnonzero(response == trace[0])
+        assert len(trace) < len(response) and any(np.array_equal(response[i : i + len(trace)], trace) for i in starts)
+    plain = LgbmPredictor(out / "model")
+    plain.saved = replace(plain.saved, ood=None)  # a model saved without training statistics
+    predict_files(plain, [first], tmp_path / "p.csv", figures_dir=tmp_path / "plain")
+    drawn = drawn_figures[names[0]]
+    assert (tmp_path / "plain" / names[0]).exists() and drawn["titles"][2:] == ["class probabilities"]
+    assert "not drawn: the features in training SDs" in drawn["suptitle"]
+
+
+def test_any_square_step_and_nothing_readable(lgbm_baseline, tmp_path):
+    files, out, _ = lgbm_baseline
     # A lab's protocol name on an Allen cell's ladder: excluded as saved; --any-square-step or the
     # name serve the very row of the original file.
     allen = next(f for f in files.values() if is_allen_v1(f))

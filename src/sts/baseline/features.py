@@ -158,6 +158,9 @@ class FeatureResult:
     features: dict[str, float] = field(default_factory=dict)
     info: dict = field(default_factory=dict)  # sweeps used, rheobase/hero sweep numbers...
     unexpected_error: str = ""  # exception type when an unexpected error excluded the cell (sts.prep.sweeps.failed)
+    # "rheobase"/"hero" -> (sweep number, amplitude pA, t_s from step onset, v_mv): what sts predict's
+    # figure draws; not written
+    sweeps: dict = field(default_factory=dict)
 
     def __post_init__(self):
         # Reasons quote readers' and files' text: one line, cut (as sts.prep.sweeps.Selection's).
@@ -317,7 +320,9 @@ def _analyze(sweeps: list[_LS], info: dict, params: FeatureParams, where: str) -
     info = {**info, "rheobase_sweep": sweeps[rheo.name].number, "hero_sweep": sweeps[hero.name].number,
             "hero_amplitude_pa": _num(hero["stim_amp"]),
             "n_spiking_sweeps": int(len(cell["spiking_sweeps"]))}
-    return FeatureResult("ok", "", features, info)
+    drawn = {k: (s.number, s.amplitude_pa, s.t, s.v) for k, s in (("rheobase", sweeps[rheo.name]),
+                                                                 ("hero", sweeps[hero.name]))}  # fmt: skip
+    return FeatureResult("ok", "", features, info, sweeps=drawn)
 
 
 def _hero_extra(strf, sweep, spikes, params: FeatureParams, duration: float) -> dict[str, float]:

@@ -26,6 +26,7 @@ class Prepared:
     image: np.ndarray | None = None  # (3, H, W) in the packed storage type
     attrs: dict = field(default_factory=dict)
     features: np.ndarray | None = None  # (n_features,) EP features (LightGBM baseline)
+    feature_sweeps: dict | None = None  # LightGBM: "rheobase"/"hero" -> (sweep, pA, t_s, v_mv) its features read
     members: dict | None = None  # member name -> its Prepared (fusion)
 
     def __post_init__(self):

@@ -46,8 +46,9 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="output CSV, one row per input file (written atomically)")
     p.add_argument("--figures", default=None, metavar="DIR",
                    help="also write DIR/<specimen_id>.png per classified cell: both sweeps' traces, their "
-                   "scalograms and the saliency of the predicted class (LightGBM: probabilities and the "
-                   "cell's features in training SDs)")  # fmt: skip
+                   "scalograms, the saliency of the predicted class and the probabilities (a fusion: each CNN "
+                   "member's saliency and each member's vote; LightGBM: its rheobase and hero sweeps and the "
+                   "cell's features in training SDs, no scalogram)")  # fmt: skip
     p.add_argument("--table", default=None, metavar="CSV",
                    help="inputs listed as for a local cohort (file; optional specimen_id, label, and the ABF "
                    "ladder first_amplitude_pa, step_pa, onset_s, duration_s per file)")  # fmt: skip

@@ -8,7 +8,7 @@ step's own ``predict_proba``.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +75,46 @@ class CnnPredictor:
         if axes and not np.allclose(axes["freqs_hz"], self.scalogram.freqs_hz):
             raise ValueError(f"{model_path}: saved frequencies differ from its preparation.scalogram parameters")
 
-    def prepare(self, path: str | Path, protocol=None, specimen_id: str | None = None) -> Prepared:
+    def prepare(self, path: str | Path, protocol=None, specimen_id: str | None = None,
+                shared: dict | None = None) -> Prepared:
         """Select the sweeps, compute the scalogram and the network image of one file; never raises
-        for a bad recording (excluded, with the reason)."""
-        from sts.cnn.pack import prepare_images
-        from sts.recordings import NwbReadError, open_recording
-        from sts.prep.scalogram_file import as_stored, scalogram_of
-        from sts.prep.sweeps import select_from_recording
-
+        for a bad recording (excluded, with the reason). ``shared``: one file's stages other models
+        already computed (a fusion's members, ``sts.serve.fusion``), by ``stage_keys``; this model
+        reuses those of equal key and adds its own, so equal preparations run once."""
         path = Path(path)
         sid = specimen_id or path.stem
+        shared = {} if shared is None else shared
+        sweeps_key, cwt_key, image_key = self.stage_keys
+        if sweeps_key not in shared:
+            shared[sweeps_key] = self._select(path, protocol, sid)
+        sel = shared[sweeps_key]
+        if sel.status != "ok":
+            return sel
+        if cwt_key not in shared:
+            from sts.prep.scalogram_file import scalogram_of
+
+            shared[cwt_key] = scalogram_of(sel.traces_mv, self.selection.fs_hz, self.scalogram)
+        scal = shared[cwt_key]
+        if image_key not in shared:
+            shared[image_key] = self._image(scal)
+        image, reason = shared[image_key]
+        if image is None:
+            return Prepared(path, sid, "excluded", reason, attrs=sel.attrs)
+        return Prepared(path, sid, "ok", traces_mv=sel.traces_mv, scalogram=scal, image=image, attrs=sel.attrs)
+
+    @property
+    def stage_keys(self) -> tuple:
+        """What decides each preparation stage's output: the sweeps (selection), their CWT, the
+        network image; two models with equal keys make equal arrays of a file."""
+        sweeps = ("sweeps", self.selection)
+        cwt = (sweeps, replace(self.scalogram, compression="none"))  # the file's compression keeps the values
+        return sweeps, cwt, (cwt, self.scalogram_dtype.str, self.input_size, self.norm, self.image_dtype.str)
+
+    def _select(self, path: Path, protocol, sid: str) -> Prepared:
+        """The file's two sweeps (``traces_mv``, ``attrs``), or why it is excluded."""
+        from sts.recordings import NwbReadError, open_recording
+        from sts.prep.sweeps import select_from_recording
+
         try:
             rec = open_recording(path, protocol)
         except NwbReadError as err:
@@ -101,12 +131,17 @@ class CnnPredictor:
             return Prepared(path, sid, "excluded", f"cannot read sweeps of {path}: {type(err).__name__}: {err}")
         if sel.status != "ok":
             return Prepared(path, sid, "excluded", predict_hint(sel.reason))
-        scal = scalogram_of(sel.traces_mv, self.selection.fs_hz, self.scalogram)
-        stored, reason = as_stored(scal, self.scalogram_dtype)  # as the training cells' files held it
+        return Prepared(path, sid, "ok", traces_mv=sel.traces_mv, attrs=sel.attrs)
+
+    def _image(self, scal: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """The network image of a scalogram rounded as the training cells' files held it, or (None, why not)."""
+        from sts.cnn.pack import prepare_images
+        from sts.prep.scalogram_file import as_stored
+
+        stored, reason = as_stored(scal, self.scalogram_dtype)
         if stored is None:
-            return Prepared(path, sid, "excluded", reason, attrs=sel.attrs)
-        image = prepare_images(stored[None], self.input_size, self.norm)[0].numpy().astype(self.image_dtype)
-        return Prepared(path, sid, "ok", traces_mv=sel.traces_mv, scalogram=scal, image=image, attrs=sel.attrs)
+            return None, reason
+        return prepare_images(stored[None], self.input_size, self.norm)[0].numpy().astype(self.image_dtype), ""
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """(B, n_classes) softmax of (B, 3, H, W) prepared images, as ``sts evaluate`` computes them."""
@@ -125,12 +160,20 @@ class CnnPredictor:
         return proba[0], {"ood_score": score, "in_distribution": bool(score <= self.ood.threshold)}
 
     def figure(self, prepared: Prepared, proba: np.ndarray, path: Path) -> None:
-        """Traces, scalograms and the saliency of the predicted class (``sts.serve.figure``)."""
-        from sts.serve.figure import plot_cell
+        """Traces, scalograms, the saliency of the predicted class, the probabilities (``sts.serve.figure``)."""
+        from sts.serve.figure import plot_cell, scalogram_maps, window_sweeps
 
+        fs = self.selection.fs_hz
         target = int(np.argmax(proba))
-        plot_cell(prepared, proba, self.classes, self.saliency(prepared, target), self.selection.fs_hz,
-                  self.scalogram.freqs_hz, path, title=f"{self.meta['arch']}")  # fmt: skip
+        maps = [scalogram_maps(prepared, fs, self.scalogram.freqs_hz), self.saliency_row(prepared, target)]
+        plot_cell(path, prepared, proba, self.classes, window_sweeps(prepared, fs), maps, title=self.meta["arch"])
+
+    def saliency_row(self, prepared: Prepared, target: int, label: str = ""):
+        """The figure's row of this model's saliency of class ``target``, titled ``label`` + "saliency of ..."."""
+        from sts.serve.figure import saliency_maps
+
+        return saliency_maps(f"{label}saliency of {self.classes[target]}", self.saliency(prepared, target),
+                             self.selection.fs_hz, self.scalogram.freqs_hz)  # fmt: skip
 
     def saliency(self, prepared: Prepared, target: int, method: str = "gradient") -> np.ndarray:
         """(2, n_freqs, n_times) |attribution| of class ``target`` on the scalogram's axes."""

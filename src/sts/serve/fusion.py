@@ -1,5 +1,8 @@
 """``sts predict`` for a fusion model: every member prepares and classifies the same file, the
-saved stacker combines their raw probabilities.
+saved stacker combines their raw probabilities. CNN members share each file's preparation stages
+where their saved parameters agree (``CnnPredictor.stage_keys``): members trained with the same
+sweeps and CWT read and transform the file once, and one that differs only in input size redoes
+only its image; the arrays, hence the probabilities, are those each member makes alone.
 
 A file excluded by any member is excluded, with that member's name and reason (the first
 member, in the model's order, that excludes it). The row's sweep columns are the first CNN
@@ -42,23 +45,30 @@ class FusionPredictor:
                 raise ValueError(f"{model_path}: member {m['name']} has classes {predictor.classes}, "
                                  f"the fusion {self.classes}")  # fmt: skip
             self.members[m["name"]] = predictor
+        keys = [p.stage_keys for p in self.members.values() if hasattr(p, "stage_keys")]  # the CNN members'
+        if keys:
+            log.info("%s: %d CNN members prepare each file with %s distinct sweep selections, CWTs and images",
+                     model_path, len(keys), "/".join(str(len(set(k))) for k in zip(*keys)))  # fmt: skip
         self.sweep_member = next((n for m, n in zip(self.saved.members, self.members) if m["kind"] == "cnn"),
                                  next(iter(self.members)))  # fmt: skip
         self.ood_members = [n for n, p in self.members.items() if "ood_score" in p.extra_columns]
         self.extra_columns = (*(f"predicted_{n}" for n in self.members),
                               *(f"{c}_{n}" for n in self.ood_members for c in ("ood_score", "in_distribution")),
                               *(("in_distribution",) if self.ood_members else ()))  # fmt: skip
-        self._figure_note = False
+        self._figure_note = False  # what the figures cannot draw: logged once
 
     def prepare(self, path, protocol=None, specimen_id: str | None = None):
-        """Every member's preparation of the file; excluded as soon as one member excludes it."""
+        """Every member's preparation of the file; excluded as soon as one member excludes it.
+        Members share the stages their preparations have in common (``shared``, see
+        ``CnnPredictor.prepare``): a file is read, selected and transformed once per distinct
+        preparation, and members of equal preparation get the same arrays."""
         from sts.prep.prepared import Prepared
 
         path = Path(path)
         sid = specimen_id or path.stem
-        prepared = {}
+        prepared, shared = {}, {}
         for name, member in self.members.items():
-            p = member.prepare(path, protocol, sid)
+            p = member.prepare(path, protocol, sid, shared)
             if p.status != "ok":
                 return Prepared(path, sid, "excluded", f"{name}: {p.reason}", readable=p.readable, attrs=p.attrs)
             prepared[name] = p
@@ -89,6 +99,27 @@ class FusionPredictor:
         return proba, extra
 
     def figure(self, prepared, proba, path) -> None:
-        if not self._figure_note:
-            log.info("no figures for the fusion: run sts predict with a member's model for its figures")
+        """The sweeps and |CWT| as the first CNN member prepares them, each CNN member's saliency of
+        the fused prediction, the fused probabilities with each member's vote (``sts.serve.figure``)."""
+        from sts.serve.figure import plot_cell, scalogram_maps, window_sweeps
+
+        target = int(np.argmax(proba))
+        votes, _ = self.member_probabilities(prepared)
+        cnns = [m["name"] for m in self.saved.members if m["kind"] == "cnn"]
+        others = [n for n in self.members if n not in cnns]
+        sweeps, maps, notes = [], [], []
+        if cnns:
+            first, mine = self.members[cnns[0]], prepared.members[cnns[0]]
+            sweeps = window_sweeps(mine, first.selection.fs_hz)
+            maps = [scalogram_maps(mine, first.selection.fs_hz, first.scalogram.freqs_hz)]
+            maps += [self.members[n].saliency_row(prepared.members[n], target, f"{n}: ") for n in cnns]
+            if any(self.members[n].stage_keys[1] != first.stage_keys[1] for n in cnns):
+                notes.append(f"sweeps and |CWT| as {cnns[0]} prepares them (members' preparations differ)")
+            if others:
+                notes.append(f"no saliency of {', '.join(others)} (EP features)")
+        else:
+            notes.append("not drawn: sweeps, scalograms and saliency (no CNN member)")
+        if notes and not self._figure_note:
+            log.warning("--figures with the fusion: %s", "; ".join(notes))
             self._figure_note = True
+        plot_cell(path, prepared, proba, self.classes, sweeps, maps, votes=votes, notes=notes, title="fusion")

@@ -45,10 +45,12 @@ class LgbmPredictor:
         unknown = set(overrides) - {"any_square_step", "tolerance_pa", "long_square_names"}
         if unknown:
             raise ValueError(f"only --long-square-names may differ from the model's feature parameters, not {unknown}")
-        self._figure_note = False
+        self._figure_note = False  # what the figures cannot draw: logged once
 
-    def prepare(self, path, protocol=None, specimen_id: str | None = None):
-        """EP features of one file in the model's order; never raises for a bad recording."""
+    def prepare(self, path, protocol=None, specimen_id: str | None = None, shared: dict | None = None):
+        """EP features of one file in the model's order; never raises for a bad recording. ``shared``
+        (a fusion's stages of the file, ``CnnPredictor.prepare``) is not used: ipfx reads the file
+        its own way."""
         from sts.baseline.features import compute_features
         from sts.prep.prepared import Prepared, with_protocol_hint
 
@@ -70,7 +72,7 @@ class LgbmPredictor:
         features = np.array([v if v is not None and math.isfinite(v) else math.nan for v in values])
         rheobase = result.features.get("threshold_i_long_square", math.nan)
         attrs = {"amplitudes_pa": [rheobase, math.nan], "sweep_numbers": [result.info.get("rheobase_sweep"), None]}
-        return Prepared(path, sid, "ok", features=features, attrs=attrs)
+        return Prepared(path, sid, "ok", features=features, attrs=attrs, feature_sweeps=result.sweeps)
 
     def classify(self, prepared) -> tuple[np.ndarray, dict]:
         """Class probabilities (model class order) and the OOD columns of one prepared cell."""
@@ -82,43 +84,31 @@ class LgbmPredictor:
         return proba, extra
 
     def figure(self, prepared, proba, path) -> None:
-        """Class probabilities and the cell's standardised features (training mean 0, SD 1)."""
+        """The rheobase and hero sweeps, the class probabilities and the cell's features in training
+        SDs (``sts.serve.figure``); no scalogram or saliency (said in the figure, logged once)."""
+        from sts.serve.figure import Features, plot_cell
+
+        notes = ["not drawn: scalograms and saliency (the LightGBM baseline classifies EP features, not scalograms)"]
+        features = None
         ood = self.saved.ood
         if ood is None:
-            if not self._figure_note:
-                log.info("no figures: this LightGBM model has no training statistics (ood) to draw features against")
-                self._figure_note = True
-            return
-        import matplotlib
+            notes.append("not drawn: the features in training SDs (model saved without training statistics)")
+        else:
+            x = prepared.features[None]
+            features = Features(list(self.saved.features), ood.standardise(x)[0], ~np.isfinite(x[0]),
+                                f"LightGBM baseline: EP features; OOD score {ood.score(x)[0]:.2f} "
+                                f"(threshold {ood.threshold:.2f})")  # fmt: skip
+        if not self._figure_note:
+            log.warning("--figures with the LightGBM baseline: %s", "; ".join(notes))
+            self._figure_note = True
+        plot_cell(path, prepared, proba, self.classes, self.figure_sweeps(prepared), features=features, notes=notes,
+                  title="LightGBM baseline")  # fmt: skip
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    @staticmethod
+    def figure_sweeps(prepared) -> list:
+        """The sweeps the spike features read: rheobase and ipfx's hero sweep (first spiking sweep
+        39-61 pA above rheobase, ``sts.baseline.features``)."""
+        from sts.serve.figure import Sweep
 
-        from sts.io.atomic import save_figure_atomic
-
-        z = ood.standardise(prepared.features[None])[0]
-        missing = ~np.isfinite(prepared.features)
-        n = len(z)
-        fig, (ax_p, ax_z) = plt.subplots(1, 2, figsize=(11, 2.0 + 0.22 * n),
-                                         gridspec_kw={"width_ratios": [1, 2]}, constrained_layout=True)  # fmt: skip
-        ax_p.barh(range(len(self.classes)), proba, color="tab:blue")
-        ax_p.set_yticks(range(len(self.classes)), self.classes)
-        ax_p.invert_yaxis()
-        ax_p.set_xlim(0, 1)
-        ax_p.set_xlabel("probability")
-        ax_p.set_title(f"{prepared.specimen_id}: {self.classes[int(np.argmax(proba))]}")
-        colours = np.where(missing, "lightgrey", np.where(np.abs(z) > 3, "tab:red", "tab:green"))
-        ax_z.barh(range(n), np.clip(z, -6, 6), color=colours)
-        ax_z.set_yticks(range(n), [f + (" (undefined)" if m else "") for f, m in zip(self.saved.features, missing)])
-        ax_z.invert_yaxis()
-        ax_z.axvline(0, color="black", lw=0.8)
-        for x in (-3, 3):
-            ax_z.axvline(x, color="grey", lw=0.5, ls="--")
-        ax_z.set_xlim(-6, 6)
-        ax_z.set_xlabel("feature value in training SDs from the training mean (clipped at ±6)")
-        ax_z.set_title("LightGBM baseline: EP features" + (f"; OOD score {ood.score(prepared.features[None])[0]:.2f}"
-                                                            f" (threshold {ood.threshold:.2f})"))  # fmt: skip
-        try:
-            save_figure_atomic(fig, path)
-        finally:
-            plt.close(fig)
+        return [Sweep(f"{name} (sweep {n}, {pa:g} pA)", t, v)
+                for name, (n, pa, t, v) in prepared.feature_sweeps.items()]  # fmt: skip

@@ -178,6 +178,7 @@ def predict_files(
     items = [f if isinstance(f, Item) else Item(Path(f), safe_id(Path(f).stem), protocol) for f in files]
     figures = figure_names(items)
     rows, n_readable = [], 0
+    no_figure = " (no figure)" if figures_dir is not None else ""
     for item, figure in tqdm(list(zip(items, figures)), desc="predict", unit="cell", mininterval=2):
         path = item.path
         if item.excluded:
@@ -191,11 +192,11 @@ def predict_files(
             problem = probability_problem(proba, len(predictor.classes))
             if problem:  # a model whose output is not probabilities never makes an "ok" row
                 p, proba, extra = replace(p, status="excluded", reason=problem), None, {}
-                log.warning("%s excluded: %s", path, problem)
+                log.warning("%s excluded%s: %s", path, no_figure, problem)
             elif figures_dir is not None:
                 predictor.figure(p, proba, Path(figures_dir) / figure)
         else:
-            log.warning("%s excluded: %s", path, p.reason)
+            log.warning("%s excluded%s: %s", path, no_figure, p.reason)
         rows.append({**_row(p, predictor.classes, proba), **extra})
     columns = [*FIXED_COLUMNS, *(f"p_{c}" for c in predictor.classes), *SWEEP_COLUMNS, *predictor.extra_columns]
     table = pd.DataFrame(rows, columns=columns)
