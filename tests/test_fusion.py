@@ -241,6 +241,6 @@ def test_fusion_figures_show_sweeps_scalograms_every_cnn_saliency_and_every_vote
             f"rheobase ({float(row['rheobase_pa']):g} pA)", f"{plus} ({float(row['second_pa']):g} pA)",
             "|CWT|, rheobase", f"|CWT|, {plus}",
             *(f"{n}: saliency of {pred}, {sweep}" for n in cnns for sweep in ("rheobase", plus)),
-            "fused probabilities (bars) and each member's own (markers: its vote)"]  # fmt: skip
+            "fused probabilities (bars), each member's own (markers)"]  # fmt: skip
         assert {f"{n}: {row[f'predicted_{n}']}" for n in [*cnns, "lightgbm"]} <= set(drawn["legend"])
         assert f"fusion — predicted {pred}" in drawn["suptitle"] and "no saliency of lightgbm" in drawn["suptitle"]

@@ -116,10 +116,14 @@ def draw_cell(prepared, proba, classes, sweeps: list[Sweep], maps: list[Maps] = 
     for ax in last:
         if ax is not None:
             ax.set_xlabel("time from step onset (s)")
-    ax_p = fig.add_subplot(grid[row, 0] if features else grid[row, :])
+    ax_p = fig.add_subplot(grid[row, 0] if features or votes else grid[row, :])
     _probabilities(ax_p, proba, classes, votes)
     if features:
         _features(fig.add_subplot(grid[row, 1]), features)
+    elif votes:  # the members' legend beside the probabilities
+        ax_v = fig.add_subplot(grid[row, 1])
+        ax_v.axis("off")
+        ax_v.legend(*ax_p.get_legend_handles_labels(), loc="center left", fontsize=8, title="member: its vote")
     probs = ", ".join(f"{c} {p:.2f}" for c, p in zip(classes, proba))
     text = f"{prepared.specimen_id} ({Path(prepared.path).name}){': ' + title if title else ''} — predicted " \
            f"{classes[pred]}\n{probs}" + "".join(f"\n{n}" for n in notes)  # fmt: skip
@@ -138,10 +142,9 @@ def _probabilities(ax, proba, classes, votes) -> None:
                    label=f"{name}: {classes[int(np.argmax(p))]}")  # fmt: skip
     ax.set_yticks(y, classes)
     ax.invert_yaxis()
-    ax.set(xlim=(0, 1), xlabel="probability")
+    ax.set(xlim=(0, 1.04), xlabel="probability")
     if votes:
-        ax.set_title("fused probabilities (bars) and each member's own (markers: its vote)")
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set_title("fused probabilities (bars), each member's own (markers)")
     else:
         ax.set_title("class probabilities")
 
