@@ -245,7 +245,7 @@ def drawn_figures(monkeypatch):
         drawn[Path(path).name] = {
             "titles": [ax.get_title() for ax in axes],
             "legend": [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()],
-            "suptitle": fig._suptitle.get_text() if fig._suptitle else "",
+            "suptitle": fig.get_suptitle(),
             "lines": [line.get_ydata() for ax in axes for line in ax.get_lines() if len(line.get_ydata()) > 2],
         }
         save(fig, path, *args, **kwargs)

@@ -47,7 +47,7 @@ class Maps:
 
 @dataclass
 class Features:
-    """The LightGBM baseline's EP features in training SDs (NaN-free ``z``; ``missing``: undefined)."""
+    """The LightGBM baseline's EP features in training SDs (``missing``: undefined in this cell, drawn grey)."""
 
     names: list[str]
     z: np.ndarray
@@ -61,6 +61,13 @@ def window_sweeps(prepared, fs_hz: float) -> list[Sweep]:
     t = np.arange(prepared.traces_mv.shape[-1]) / fs_hz
     titles = (f"rheobase ({amps[0]:g} pA)", f"rheobase + {amps[1] - amps[0]:g} pA ({amps[1]:g} pA)")
     return [Sweep(title, t, v) for title, v in zip(titles, prepared.traces_mv)]
+
+
+def feature_sweeps(prepared) -> list[Sweep]:
+    """The sweeps the LightGBM baseline's spike features read: rheobase and ipfx's hero sweep (first
+    spiking sweep 39-61 pA above rheobase, ``sts.baseline.features``), with the data around the step."""
+    return [Sweep(f"{name} (sweep {n}, {pa:g} pA)", t, v)
+            for name, (n, pa, t, v) in (prepared.feature_sweeps or {}).items()]  # fmt: skip
 
 
 def scalogram_maps(prepared, fs_hz: float, freqs_hz) -> Maps:

@@ -86,7 +86,7 @@ class LgbmPredictor:
     def figure(self, prepared, proba, path) -> None:
         """The rheobase and hero sweeps, the class probabilities and the cell's features in training
         SDs (``sts.serve.figure``); no scalogram or saliency (said in the figure, logged once)."""
-        from sts.serve.figure import Features, plot_cell
+        from sts.serve.figure import Features, feature_sweeps, plot_cell
 
         notes = ["not drawn: scalograms and saliency (the LightGBM baseline classifies EP features, not scalograms)"]
         features = None
@@ -101,14 +101,5 @@ class LgbmPredictor:
         if not self._figure_note:
             log.warning("--figures with the LightGBM baseline: %s", "; ".join(notes))
             self._figure_note = True
-        plot_cell(path, prepared, proba, self.classes, self.figure_sweeps(prepared), features=features, notes=notes,
+        plot_cell(path, prepared, proba, self.classes, feature_sweeps(prepared), features=features, notes=notes,
                   title="LightGBM baseline")  # fmt: skip
-
-    @staticmethod
-    def figure_sweeps(prepared) -> list:
-        """The sweeps the spike features read: rheobase and ipfx's hero sweep (first spiking sweep
-        39-61 pA above rheobase, ``sts.baseline.features``)."""
-        from sts.serve.figure import Sweep
-
-        return [Sweep(f"{name} (sweep {n}, {pa:g} pA)", t, v)
-                for name, (n, pa, t, v) in prepared.feature_sweeps.items()]  # fmt: skip
