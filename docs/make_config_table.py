@@ -39,6 +39,7 @@ BLOCKS: dict[str, list[tuple[str, dict]]] = {
     "split": [("SplitParams", {})],
     "baseline": [("BaselineSettings", {})],
     "acquire": [("AcquireSettings", {})],
+    "labels": [("LabelSettings", {})],
     "cnn": [("TuneSettings", "CNN_ARCH_KEYS"), ("PackSettings", {})],
     "cnn.normalisation": [("NormParams", {})],
     "cnn.pruner": [("TuneSettings", "PRUNER_KEYS")],

@@ -117,7 +117,8 @@ def test_rows_excluded_files_and_exit_status(cells, tmp_path):
     p_cols = [f"p_{c}" for c in CLASSES]
     assert list(table.columns) == ["file", "specimen_id", "status", "reason", "predicted", *p_cols,
                                    "rheobase_pa", "second_pa", "second_offset_pa", "rheobase_sweep", "second_sweep",
-                                   "ood_score", "in_distribution", "calibrated"]  # fmt: skip
+                                   "ood_score", "in_distribution", "calibrated", "scheme"]  # fmt: skip
+    assert (table["scheme"] == "study").all()  # the class scheme of the model's classes
     assert (table["ood_score"] == "").all() and (table["in_distribution"] == "").all()  # saved without a detector
     assert table["file"].tolist() == sorted(str(p) for p in paths.values())  # sorted; notes.txt left out
     rows = {kind: table.set_index("file").loc[str(p)] for kind, p in paths.items()}

@@ -42,7 +42,8 @@ def test_served_probabilities_equal_the_evaluation(lgbm_baseline, tmp_path):
     p_cols = [f"p_{c}" for c in CLASSES]
     assert list(served.columns) == ["file", "status", "reason", "predicted", *p_cols, "rheobase_pa", "second_pa",
                                     "second_offset_pa", "rheobase_sweep", "second_sweep", "ood_score",
-                                    "in_distribution", "calibrated"]  # fmt: skip
+                                    "in_distribution", "calibrated", "scheme"]  # fmt: skip
+    assert (served["scheme"] == "study").all()
     evaluated, classes, proba = read_predictions(out / "predictions.csv")
     assert classes == CLASSES and sorted(evaluated["specimen_id"]) == sorted(files)
     got = served.loc[evaluated["specimen_id"], p_cols].astype(float).to_numpy()

@@ -13,10 +13,12 @@ from snakemake.utils import validate
 
 from sts.acquire.cell import Sources
 from sts.acquire.labels import PatchseqColumns
+from sts.acquire.schemes import get_scheme
 from sts.cli import build_parser
 from sts.prep.cli import SCALOGRAM_FLAGS, selection_params, settings_from_args
 from sts.settings import (
-    ACQUIRE_DEFAULTS, DEFAULT_DEVICE, TRAIN_KEYS, CrossDatasetSettings, NormParams, PackSettings, QcParams,
+    ACQUIRE_DEFAULTS, DEFAULT_DEVICE, TRAIN_KEYS, CrossDatasetSettings, LabelSettings, NormParams, PackSettings,
+    QcParams,
     SaliencySettings, ScalogramParams, SelectionParams, SplitParams, SynthParams, TuneSettings, cnn_params,
     cnn_settings, default, rule_params,
 )
@@ -295,7 +297,8 @@ def test_schema_defaults_equal_the_dataclass_defaults():
             elif path not in AS_WRITTEN:
                 problems.append(f"{path}.{key}: no schema default ({home[0].__name__}.{home[1]} = {want!r})")
     assert not problems, problems
-    assert SCHEMA["properties"]["classes"]["default"] == list(STUDY_CLASSES)
+    assert SCHEMA["properties"]["classes"]["default"] is None  # the scheme's classes (sts.acquire.schemes)
+    assert get_scheme(LabelSettings().scheme).classes == STUDY_CLASSES
     # every nested block of a block with a dataclass has its own entry
     for path in SCHEMA_HOMES:
         for key, prop in schema_block(path)["properties"].items():
@@ -349,12 +352,12 @@ CLI_HOMES = {
     "select-sweeps": [(SelectionParams, {})],
     "scalogram": [(ScalogramParams, {})],
     "manifest": [(SplitParams, {})],
-    "baseline-published": [(BaselineSettings, {})],
+    "baseline-published": [(BaselineSettings, {}), (LabelSettings, {})],
     "acquire": [(AcquireSettings, {"api": "dandi_api"}), (SelectionParams, {})],
-    "labels": [(AcquireSettings, PATCHSEQ)],
+    "labels": [(AcquireSettings, PATCHSEQ), (LabelSettings, {})],
     "pack": [(PackSettings, {"size": "input_size"})],
     "tune": [(TuneSettings, {"trials": "n_trials"}), (CnnJobSettings, {})],
-    "train": [(TuneSettings, {})],
+    "train": [(TuneSettings, {}), (LabelSettings, {})],
     "explain": [(SaliencySettings, {})],
 }
 NO_HOME = {"dataset", "label", "defect"}  # a cell's own tags ("" by default)

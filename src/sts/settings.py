@@ -185,6 +185,26 @@ class AcquireSettings:
     patchseq_dendrite_column: str | None = "dendrite_type"
 
 
+@dataclass(frozen=True)
+class LabelSettings:
+    """Config ``labels:``: the class scheme of the run (sts.acquire.schemes): study (the study's four
+    classes), subclass, inhibitory, or a YAML file mapping T-type prefixes to classes."""
+
+    scheme: str = "study"
+
+
+SCHEME_KEY = "label_scheme"  # of a saved model's metadata (LightGBM model.json, CNN model.pt)
+
+
+def saved_scheme(meta: Mapping) -> str:
+    """The class scheme a saved model's metadata names; study for models saved before schemes existed.
+    ValueError for a value that is not a short name."""
+    value = meta.get(SCHEME_KEY, LabelSettings().scheme)
+    if not isinstance(value, str) or not 0 < len(value) <= 300 or not value.isprintable():
+        raise ValueError(f"{SCHEME_KEY} must be a scheme name (study, subclass, inhibitory or a map file), got {value!r:.80}")
+    return value
+
+
 CNN_SPACE: dict = {
     "batch_size": [32, 64],
     "learning_rate": {"low": 1e-3, "high": 0.08},
@@ -435,6 +455,7 @@ SCHEMA_HOMES: dict[str, tuple] = {
     "split": ((SplitParams, {}),),
     "baseline": ((BaselineSettings, {}),),
     "acquire": ((AcquireSettings, {}),),
+    "labels": ((LabelSettings, {}),),
     "cnn": ((TuneSettings, CNN_ARCH_KEYS), (PackSettings, {}), (CnnJobSettings, {})),
     "cnn.normalisation": ((NormParams, {}),),
     "cnn.pruner": ((TuneSettings, PRUNER_KEYS),),

@@ -22,10 +22,26 @@ from sts.settings import (
     rule_params,
 )
 
+from snakemake.logging import logger
+
+from sts.cohort.table import run_scheme
+
+# The class scheme (labels.scheme) and the run's classes, resolved once: config classes null means
+# the scheme's classes; every rule (and the report) reads config["classes"] and config["labels"].
+SCHEME, _classes = run_scheme(config)
+config["classes"] = list(_classes)
+config["labels"] = {**(config.get("labels") or {}), "scheme": SCHEME.name}
+
 # Each block's settings as the dict its dataclass (sts.settings) is built from, computed once:
 # param functions run for every job of the DAG. Per-cell shell rules pass theirs as one
 # --params JSON argument, so a changed key re-runs exactly the rules it reaches.
 PARAMS = rule_params(config)
+if SCHEME.name != "study" and PARAMS["split"]["train_file"]:
+    # The paper's split files hold the study's classes: another scheme splits afresh (stratified).
+    logger.warning(
+        f"labels.scheme {SCHEME.name}: split.train_file/test_file ignored, stratified split"
+    )
+    PARAMS["split"] = {**PARAMS["split"], "train_file": None, "test_file": None}
 
 
 # Every cohort's ids follow sts.cohort.ids: cells with other ids are excluded rows, never paths.

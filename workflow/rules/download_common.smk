@@ -1,6 +1,7 @@
 # Input/params functions of the real-data rules (download.smk), apart from common.smk so that
 # the acquisition stage stays in its own files.
 from sts.acquire.listings import listing_path
+from sts.acquire.schemes import BUILT_IN
 from sts.cohort.table import patchseq_metadata_path
 from sts.settings import acquire_settings
 
@@ -24,13 +25,17 @@ def retry_args():
 
 
 def cohort_params():
-    """What decides the cell table (so editing it re-runs exactly the table)."""
+    """What decides the cell table (so editing it re-runs exactly the table; the study scheme adds
+    no key, so runs from before schemes keep their params)."""
     split = config.get("split") or {}
-    return {
+    params = {
         "cohort": config["cohort"],
         "split": {k: split.get(k) for k in ("train_file", "test_file")},
         "acquire": {k: ACQ[k] for k in TABLE_KEYS},
     }
+    if SCHEME.name != "study":
+        params["labels"] = {"scheme": SCHEME.name}
+    return params
 
 
 def cohort_inputs():
@@ -45,6 +50,8 @@ def cohort_inputs():
     elif config["cohort"] == "dandi":
         # the user's patch-seq metadata, or the one shipped with ipfx
         files.append(str(patchseq_metadata_path(ACQ)))
+    if SCHEME.name not in BUILT_IN:  # a user's map of T-type prefixes to classes
+        files.append(SCHEME.name)
     return files
 
 

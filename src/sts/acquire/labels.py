@@ -1,4 +1,5 @@
-"""The study's four classes (Pvalb, Sst, Vip/Lamp5, Excitatory) from metadata or its label file.
+"""The study's four classes (Pvalb, Sst, Vip/Lamp5, Excitatory) from metadata or its label file
+(other class schemes of patch-seq T-types: ``sts.acquire.schemes``).
 
 All mapping rules live in this one table-like module, so a correction is one edit
 (DATA_FORMATS.md §3):
@@ -59,10 +60,10 @@ class PatchseqColumns:
 
 def label_from_allen(transgenic_line, dendrite_type) -> str:
     """Class of a 2019 cell from its Cre line and dendrite type (strings; NaN tolerated)."""
-    dendrite = _text(dendrite_type).lower()
+    dendrite = text_value(dendrite_type).lower()
     if dendrite in SPINY:
         return "Excitatory"
-    line = _text(transgenic_line)
+    line = text_value(transgenic_line)
     if dendrite == "aspiny":
         for prefix, label in CRE_PREFIX.items():
             if line.startswith(prefix):
@@ -73,9 +74,9 @@ def label_from_allen(transgenic_line, dendrite_type) -> str:
 def label_from_ttype(ttype, dendrite_type=None) -> str:
     """Class of a patch-seq cell from its T-type (e.g. 'Vip Crispld2 Kcne4' -> Vip/Lamp5) and,
     for a cell without one, its dendrite type (strings; NaN tolerated)."""
-    text = _text(ttype)
+    text = text_value(ttype)
     if not text:
-        return "Excitatory" if _text(dendrite_type).lower() in SPINY else UNSURE
+        return "Excitatory" if text_value(dendrite_type).lower() in SPINY else UNSURE
     first = text.split()[0]
     if first in TTYPE_SUBCLASS:
         return TTYPE_SUBCLASS[first]
@@ -84,15 +85,30 @@ def label_from_ttype(ttype, dendrite_type=None) -> str:
     return UNSURE
 
 
-def _text(value) -> str:
+def text_value(value) -> str:
+    """A metadata cell as stripped text ('' for None, NaN or 'nan')."""
     text = "" if value is None else str(value).strip()
     return "" if text.lower() == "nan" else text
+
+
+def unsure_reason(ttype, dendrite_type, scheme: str) -> str:
+    """Why a cell gets no class under ``scheme`` (its T-type, or its lack of one)."""
+    text = text_value(ttype)
+    if not text:
+        return f"no T-type (dendrites {text_value(dendrite_type) or 'unknown'}): no class in scheme {scheme}"
+    return f"T-type {text!r} is not a class of scheme {scheme}"
+
+
+def study_label(ttype, dendrite_type=None) -> tuple[str, str]:
+    """(class, '') of a patch-seq cell under the study's rules (``label_from_ttype``), or (Unsure, reason)."""
+    label = label_from_ttype(ttype, dendrite_type)
+    return label, "" if label != UNSURE else unsure_reason(ttype, dendrite_type, "study")
 
 
 def read_label_file(path: str | Path) -> dict[str, str]:
     """The study's label file (``Label specimen_id`` per line, space separated, no header)."""
     labels = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for number, line in enumerate(Path(path).readtext_value().splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -113,10 +129,15 @@ def shipped_patchseq_metadata() -> Path:
     return path
 
 
-def patchseq_labels(path: str | Path | None = None, columns: PatchseqColumns = PatchseqColumns()) -> pd.DataFrame:
-    """specimen_id, ttype, dendrite_type, label for every cell of a patch-seq metadata CSV
-    (None: the shipped ipfx file). A repeated specimen_id keeps its first row."""
+def patchseq_labels(path: str | Path | None = None, columns: PatchseqColumns = PatchseqColumns(),
+                    scheme=None) -> pd.DataFrame:  # fmt: skip
+    """specimen_id, ttype, dendrite_type, label and reason (why a cell is Unsure; '' when it has a
+    class) for every cell of a patch-seq metadata CSV (None: the shipped ipfx file), under ``scheme``
+    (a ``sts.acquire.schemes.Scheme``; None: the study's rules). A repeated specimen_id keeps its
+    first row."""
     import pandas as pd  # here, so that `sts`'s parser (which reads PatchseqColumns) stays light
+
+    label = scheme.label if scheme is not None else study_label
 
     path = Path(path) if path else shipped_patchseq_metadata()
     size = path.stat().st_size
@@ -137,16 +158,21 @@ def patchseq_labels(path: str | Path | None = None, columns: PatchseqColumns = P
     if repeated:
         log.warning("%s: %d repeated specimen ids, first row kept", path, repeated)
         out = out.drop_duplicates("specimen_id")
-    out["label"] = [label_from_ttype(t, d) for t, d in zip(out["ttype"], out["dendrite_type"])]
+    labelled = [label(t, d) for t, d in zip(out["ttype"], out["dendrite_type"])]
+    out["label"] = [label for label, _ in labelled]
+    out["reason"] = [reason for _, reason in labelled]
     return out.reset_index(drop=True)
 
 
 def write_patchseq_labels(metadata_csv: str | Path | None, out_csv: str | Path,
-                          columns: PatchseqColumns = PatchseqColumns()) -> pd.DataFrame:
-    """``sts labels patchseq``: ``specimen_id,label`` for every cell of the metadata, written atomically."""
+                          columns: PatchseqColumns = PatchseqColumns(), scheme=None) -> pd.DataFrame:
+    """``sts labels patchseq``: ``specimen_id,label,reason`` for every cell of the metadata under
+    ``scheme`` (reason: why an Unsure cell has no class), written atomically."""
     from sts.io.atomic import write_csv_atomic
 
-    table = patchseq_labels(metadata_csv, columns)[["specimen_id", "label"]]
+    table = patchseq_labels(metadata_csv, columns, scheme)[["specimen_id", "label", "reason"]]
     write_csv_atomic(out_csv, table)
     log.info("%d cells: %s", len(table), table["label"].value_counts().to_dict())
+    for reason, n in table.loc[table["reason"] != "", "reason"].value_counts().items():
+        log.info("excluded %d: %s", n, reason)
     return table

@@ -58,14 +58,15 @@ def load_computed(features_csv, manifest_csv, feature_params=None) -> FeatureCel
 
 
 def computed_baseline(features_csv, manifest_csv, out_dir, feature_params: dict, trials: int, seed: int, folds: int,
-                      jobs: int, classes=None) -> dict:  # fmt: skip
+                      jobs: int, classes=None, scheme: str = "study") -> dict:  # fmt: skip
     """Rule ``baseline``: the LightGBM baseline (``sts.baseline.flow.run_baseline``) on the EP features
     computed from the recordings; ``feature_params`` (the config's ``features:`` block) made the table
-    and is saved with the model."""
+    and is saved with the model, with the class ``scheme``."""
     from sts.baseline.features import FeatureParams
     from sts.baseline.flow import BaselineSettings, run_baseline
     from sts.settings import from_dict
 
     settings = BaselineSettings(trials=trials, seed=seed, jobs=jobs, folds=folds)
     features = from_dict(FeatureParams, feature_params, "features")
-    return run_baseline(load_computed(features_csv, manifest_csv, features), out_dir, settings, classes=classes)
+    return run_baseline(load_computed(features_csv, manifest_csv, features), out_dir, settings, classes=classes,
+                        scheme=scheme)

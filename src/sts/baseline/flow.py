@@ -89,12 +89,13 @@ def study_name(train: Split, settings: BaselineSettings) -> str:
 
 
 def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = BaselineSettings(),
-                 classes=None, resume: bool = True) -> dict:  # fmt: skip
+                 classes=None, resume: bool = True, scheme: str = "study") -> dict:  # fmt: skip
     """Tune, fit, evaluate on the holdout and explain (and save the fit); returns the holdout metrics.
 
     ``classes`` (the configured ones) orders the metrics and probability columns; a class
     without training cells gets probability 0. Default: the training labels, sorted.
-    ``resume=False`` deletes the journal and searches afresh.
+    ``resume=False`` deletes the journal and searches afresh. ``scheme``: the class scheme of the
+    labels (``sts.acquire.schemes``), in features.json and the saved model.
     """
     from sts.io.atomic import write_csv_atomic, write_json_atomic
     from sts.baseline.explain import explain
@@ -111,7 +112,7 @@ def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = Base
     log.info("%s: %d features; train %s; test %s", cells.name, len(cells.features), summary["train"], summary["test"])
     if len(cells.excluded):
         log.warning("excluded split cells: %s", summary["excluded"])
-    write_json_atomic(out / "features.json", {"features": cells.features, **summary})
+    write_json_atomic(out / "features.json", {"features": cells.features, "label_scheme": scheme, **summary})
     write_csv_atomic(out / "excluded.csv", spreadsheet_safe(cells.excluded))  # users open it
 
     journal = out / JOURNAL
@@ -134,7 +135,7 @@ def run_baseline(cells: FeatureCells, out_dir, settings: BaselineSettings = Base
     pred, proba = predict_in_order(model, test.X, classes)
     if cells.feature_params is not None:
         save_model(out / "model", model, cells.features, classes, train.X, feature_params=cells.feature_params,
-                   best_params=result.best_params, seed=s.seed, labels=train.y)  # fmt: skip
+                   best_params=result.best_params, seed=s.seed, labels=train.y, scheme=scheme)  # fmt: skip
     metrics = write_evaluation(out, test.specimen_id, test.y, pred, proba, classes,
                                title=f"LightGBM ({cells.name}), holdout")  # fmt: skip
     log.info("holdout: balanced accuracy %.4f, weighted F1 %.4f, accuracy %.4f (n=%d)",

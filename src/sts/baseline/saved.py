@@ -6,7 +6,8 @@ A saved model is a folder (``results/baseline/model/``) with two files:
 * ``model.json`` — ``format: "sts-lightgbm-baseline"`` and ``format_version``, the sha256 of
   model.txt, ``features`` (names, in the booster's column order), ``classes`` (the probability
   columns, configured order) and ``fitted_classes`` (the booster's outputs: classes with
-  training cells, sorted), ``feature_params`` (``sts.baseline.features.FeatureParams``: the
+  training cells, sorted), ``label_scheme`` (the class scheme, ``sts.acquire.schemes``; absent in
+  models saved before it: study), ``feature_params`` (``sts.baseline.features.FeatureParams``: the
   ipfx and sweep settings that made the features), ``imputation`` / ``standardisation`` (none
   for the trees: NaN is routed natively, as in training), ``ood`` (``sts.trust.ood``), the
   tuned parameters, training cell counts and package versions.
@@ -25,6 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sts.settings import SCHEME_KEY, saved_scheme
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,11 @@ class SavedModel:
     feature_params: object  # FeatureParams
     ood: object | None  # KnnNovelty
     meta: dict
+
+    @property
+    def scheme(self) -> str:
+        """The class scheme of its classes (study for models saved before schemes)."""
+        return saved_scheme(self.meta)
 
     def predict_proba(self, X, threads: int | None = None) -> np.ndarray:
         """(n, len(classes)) probabilities of features ``X`` (n, len(features)), as the baseline's
@@ -85,7 +93,7 @@ def _versions() -> dict:
 
 
 def save_model(out_dir, model, features: list[str], classes: list[str], X_train, feature_params=None,
-               best_params: dict | None = None, seed: int | None = None, labels=None) -> Path:
+               best_params: dict | None = None, seed: int | None = None, labels=None, scheme: str = "study") -> Path:
     """Write ``model.txt`` then ``model.json`` (each atomically) for a fitted LGBMClassifier
     ``model`` trained on ``X_train`` (its ``features`` columns); returns the model.json path.
 
@@ -105,6 +113,7 @@ def save_model(out_dir, model, features: list[str], classes: list[str], X_train,
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "model_file": BOOSTER_FILE, "model_sha256": _sha256(text.encode()),
         "features": [str(f) for f in features], "classes": [str(c) for c in classes], "fitted_classes": fitted,
+        SCHEME_KEY: scheme,
         "feature_source": "sts.baseline.features.compute_features (sts ep-features), on each file's long squares",
         "feature_params": asdict(feature_params or FeatureParams()),
         "imputation": "none: undefined features stay NaN and LightGBM routes them natively, as in training",
@@ -186,6 +195,10 @@ def load_model(path) -> SavedModel:
     fitted = _names(meta, "fitted_classes", meta_path)
     if set(fitted) - set(classes) or len(fitted) < 2:
         raise ModelFileError(f"{meta_path}: fitted_classes {fitted} must be at least two of classes {classes}")
+    try:
+        saved_scheme(meta)
+    except ValueError as err:
+        raise ModelFileError(f"{meta_path}: {err}") from None
     try:
         feature_params = FeatureParams.from_dict(meta.get("feature_params") or {})
     except (TypeError, ValueError) as err:

@@ -11,7 +11,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from sts.settings import (
-    DTYPES, SALIENCY_METHODS, CnnJobSettings, NormParams, PackSettings, SaliencySettings, TuneSettings, default,
+    DTYPES, SALIENCY_METHODS, CnnJobSettings, LabelSettings, NormParams, PackSettings, SaliencySettings, TuneSettings,
+    default,
 )
 
 
@@ -62,7 +63,7 @@ def _train(args) -> int:
 
     train_stage(args.packed, args.best_params, args.out_dir, args.arch, seed=args.seed, weights=args.weights,
                 weights_path=args.weights_path, device=args.device, recalibrate_bn=args.recalibrate_bn,
-                preparation=_json_arg(args.preparation), threads=args.threads)  # fmt: skip
+                preparation=_json_arg(args.preparation), threads=args.threads, scheme=args.scheme)  # fmt: skip
     return 0
 
 
@@ -155,6 +156,8 @@ def add_parser(sub) -> None:
     p.add_argument("--arch", required=True, help="the architecture tuned in BEST_PARAMS (checked)")
     p.add_argument("--seed", type=int, default=default(TuneSettings, "seed"))
     p.add_argument("--preparation", default=None, help="JSON of the sweep/scalogram parameters stored in model.pt")
+    p.add_argument("--scheme", default=LabelSettings().scheme,
+                   help="class scheme of the packed labels, stored in model.pt (default: %(default)s)")
     _weights(p)
     _common(p)
     p.set_defaults(func=_train)

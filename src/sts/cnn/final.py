@@ -3,7 +3,8 @@
 No cells are held out for early stopping: the refit trains for ``final_epochs`` of
 best_params.json, the mean over the CV folds of the epoch at which early stopping kept the
 best weights. ``model.pt`` carries everything needed to classify a new recording: weights,
-arch, classes, input size, normalisation, and the sweep-selection and scalogram parameters
+arch, classes and their class scheme (``label_scheme``; absent before schemes: study), input size,
+normalisation, and the sweep-selection and scalogram parameters
 that produced the inputs (``preparation``), and ``ood``: the out-of-distribution detector
 (``sts.trust.ood.EmbeddingNovelty``) fitted on the final network's embeddings of the training
 cells, as tensors and plain values (``weights_only=True`` loads it).
@@ -20,7 +21,7 @@ import pandas as pd
 
 from sts.cnn.safe_torch import plain
 from sts.cnn.train import TrainParams, fit
-from sts.settings import DEFAULT_DEVICE, TuneSettings, default
+from sts.settings import DEFAULT_DEVICE, SCHEME_KEY, TuneSettings, default
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +41,11 @@ def train_final(
     preparation: dict | None = None,
     threads: int | None = None,
     recalibrate_bn: bool = default(TuneSettings, "recalibrate_bn"),
+    scheme: str = "study",
 ) -> Path:
     """Refit and write model.pt, history.csv and training_curves.png to ``out_dir``.
-    ``best_params``: best_params.json of ``arch``'s search (its ``arch`` must be ``arch``)."""
+    ``best_params``: best_params.json of ``arch``'s search (its ``arch`` must be ``arch``);
+    ``scheme``: the class scheme of the labels (model.pt's ``label_scheme``)."""
     from sts.io.atomic import save_torch_atomic, write_csv_atomic
 
     if best_params.get("arch") != arch:
@@ -62,7 +65,7 @@ def train_final(
     ood = fit_ood(arch, result.state_dict, len(packed.classes), hp.get("dropout", 0.0), packed, train_idx,
                   weights, device)  # fmt: skip
     model = {
-        "state_dict": result.state_dict, "arch": arch, "classes": list(packed.classes),
+        "state_dict": result.state_dict, "arch": arch, "classes": list(packed.classes), SCHEME_KEY: scheme,
         "input_size": list(packed.input_size), "normalisation": json.loads(packed.norm.to_json()),
         "image_dtype": str(np.asarray(packed.images[:0]).dtype),  # packed storage: inputs were rounded to it
         "scalogram_dtype": packed.scalogram_dtype,  # and before that, the scalograms (sts predict does both)

@@ -233,7 +233,10 @@ def build_manifest(
     table = table[COLUMNS + extras].sort_values("specimen_id", kind="stable")
     write_csv_atomic(out_csv, for_spreadsheets(table, classes))
     n_ok = int((table["status"] == "ok").sum())
-    log.info("manifest: %d cells, %d usable, %d excluded; %s", len(table), n_ok, len(table) - n_ok, summary)
+    how = ("the split files" if split.train_file else
+           f"a stratified split (test_fraction {split.test_fraction:g}, seed {split.seed})")  # fmt: skip
+    log.info("manifest: %d cells, %d usable, %d excluded, split by %s; %s", len(table), n_ok, len(table) - n_ok,
+             how, summary)  # fmt: skip
     return table
 
 

@@ -59,20 +59,61 @@ def allen_cells(acq: Mapping) -> pd.DataFrame:
     return table
 
 
-def dandi_cells(acq: Mapping) -> pd.DataFrame:
+def scheme_name(config: Mapping) -> str:
+    """Config ``labels.scheme`` (absent: the default, study)."""
+    from sts.settings import LabelSettings
+
+    return str((config.get("labels") or {}).get("scheme") or LabelSettings().scheme)
+
+
+def run_scheme(config: Mapping):
+    """The run's class scheme (``sts.acquire.schemes.Scheme``) and classes: config ``classes``, or
+    null for the scheme's. With the study scheme ``classes`` may name any labels (a local cohort's
+    own); with another, a subset of the scheme's. Another scheme than study labels patch-seq cells
+    from their T-types: cohort dandi only, without acquire.label_file (it holds the study's classes).
+    Stops (ValueError naming the keys) otherwise."""
+    from sts.acquire.schemes import STUDY, SchemeError, get_scheme, run_classes
+
+    try:
+        scheme = get_scheme(scheme_name(config))
+        if scheme.name == STUDY:
+            return scheme, tuple(config.get("classes") or scheme.classes)
+        classes = run_classes(scheme, config.get("classes"))
+    except SchemeError as err:
+        raise ValueError(f"labels.scheme: {err}") from None
+    if config["cohort"] != "dandi":
+        raise ValueError(f"labels.scheme {scheme.name} labels patch-seq cells from their T-types: cohort dandi only "
+                         f"(cohort {config['cohort']} has the study's classes or its own; use scheme study)")  # fmt: skip
+    if acquire_settings(config)["label_file"]:
+        raise ValueError(f"labels.scheme {scheme.name}: acquire.label_file holds the study's classes; leave it "
+                         "out (labels come from the patch-seq metadata) or use scheme study")  # fmt: skip
+    return scheme, classes
+
+
+def dandi_cells(acq: Mapping, scheme=None) -> pd.DataFrame:
     raw = read_listing(acq, "seq").drop_duplicates("specimen_id")  # several assets per cell: the first
     table = pd.DataFrame({"specimen_id": raw["specimen_id"].str.strip(), "dataset": "seq"})
     if acq["label_file"]:  # it decides every label (cohort_table): the metadata is not read
         table["label"], table["label_source"] = lab.UNSURE, ""
         return table
     path = patchseq_metadata_path(acq)
-    known = lab.patchseq_labels(path, patchseq_columns(acq)).set_index("specimen_id")["label"]
+    labelled = lab.patchseq_labels(path, patchseq_columns(acq), scheme)
+    _log_reasons(labelled, table["specimen_id"])
+    known = labelled.set_index("specimen_id")["label"]
     table["label"] = table["specimen_id"].map(known).fillna(lab.UNSURE)
-    table["label_source"] = f"T-type / dendrite type ({Path(path).name})"
+    name = getattr(scheme, "name", "study")
+    table["label_source"] = f"T-type / dendrite type ({Path(path).name})" + ("" if name == "study" else f", scheme {name}")
     missing = int((~table["specimen_id"].isin(known.index)).sum())
     if missing:
         log.warning("%d cells are not in %s: labelled Unsure", missing, path)
     return table
+
+
+def _log_reasons(labelled: pd.DataFrame, ids) -> None:
+    """Why the listed cells a scheme cannot place are Unsure (counts per reason)."""
+    reasons = labelled.loc[labelled["specimen_id"].isin(set(ids)) & (labelled["reason"] != ""), "reason"]
+    for reason, n in reasons.value_counts().items():
+        log.info("Unsure (excluded by the manifest): %d cells: %s", n, reason)
 
 
 def patchseq_metadata_path(acq: Mapping) -> Path:
@@ -136,7 +177,7 @@ def cohort_table(config: Mapping) -> pd.DataFrame:
     elif cohort == "allen":
         table = allen_cells(acq)
     elif cohort == "dandi":
-        table = dandi_cells(acq)
+        table = dandi_cells(acq, run_scheme(config)[0])
     else:
         raise ValueError(f"unknown cohort {cohort!r} (synthetic, allen, dandi, paper or local)")
     if acq["label_file"]:

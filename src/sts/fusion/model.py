@@ -1,7 +1,7 @@
 """The fusion's saved model: one JSON file, no pickle.
 
 ``model.json``: ``format: "sts-fusion"``, ``format_version``, ``classes`` (probability columns,
-configured order), ``members`` (in feature order: ``name``, ``kind`` cnn|lightgbm, ``path``
+configured order), ``label_scheme`` (their class scheme; absent before schemes: study), ``members`` (in feature order: ``name``, ``kind`` cnn|lightgbm, ``path``
 relative to model.json's folder, ``sha256`` of that file), ``features`` (how the stacker's input
 is made: log-probabilities clipped at ``floor``, member-major), ``stacker`` (``coef``,
 ``intercept``, ``fitted_classes`` of the multinomial logistic regression), ``params``
@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from sts.settings import SCHEME_KEY
 
 FORMAT = "sts-fusion"
 FORMAT_VERSION = 1
@@ -53,7 +55,7 @@ def member_kind(path) -> str:
 
 
 def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_balanced_accuracy: float,
-                floor: float) -> Path:
+                floor: float, scheme: str = "study") -> Path:
     """Write model.json atomically (members' paths relative to its folder)."""
     from sts.trust.calibration import file_sha256
     from sts.io.atomic import write_json_atomic
@@ -62,6 +64,7 @@ def save_fusion(path, members, classes, stacker: dict, params, n_train: int, cv_
     folder = path.parent.resolve()
     doc = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "classes": [str(c) for c in classes],
+        SCHEME_KEY: scheme,
         "members": [{"name": m.name, "kind": member_kind(m.model),
                      "path": os.path.relpath(Path(m.model).resolve(), folder), "sha256": file_sha256(m.model)}
                     for m in members],

@@ -123,7 +123,8 @@ def join_members(members: list[Member], which: str, cells: pd.DataFrame, classes
     return joined.reset_index(drop=True), excluded
 
 
-def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: FusionParams = FusionParams()) -> dict:
+def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: FusionParams = FusionParams(),
+               scheme: str = "study") -> dict:  # fmt: skip
     """Fit the stacker on the members' out-of-fold predictions of the training cells, its own
     out-of-fold predictions per manifest fold, score the holdout, save the model; return metrics."""
     from sts.trust.calibration import check_training_rows
@@ -175,14 +176,14 @@ def fit_fusion(members: list[Member], manifest_csv, out_dir, classes, params: Fu
 
     cv = float(balanced_accuracy_score(y, oof_frame["predicted"]))
     save_fusion(out / "model.json", members, classes, stacker, params, n_train=len(y), cv_balanced_accuracy=cv,
-                floor=FEATURE_FLOOR)
+                floor=FEATURE_FLOOR, scheme=scheme)
     log.info("fusion: out-of-fold balanced accuracy %.4f; holdout %.4f (%d cells); %d cells excluded", cv,
              metrics["balanced_accuracy"], len(test), len(excluded))  # fmt: skip
     return metrics
 
 
-def fit_fusion_files(names, models, oofs, predictions, manifest_csv, out_dir, classes) -> dict:
+def fit_fusion_files(names, models, oofs, predictions, manifest_csv, out_dir, classes, scheme: str = "study") -> dict:
     """Rule ``fusion``: ``fit_fusion`` over the members given as parallel lists of their name, model,
-    out-of-fold and holdout prediction files."""
+    out-of-fold and holdout prediction files; ``scheme``: the class scheme, in model.json."""
     members = [Member(*m) for m in zip(names, models, oofs, predictions)]
-    return fit_fusion(members, manifest_csv, out_dir, classes)
+    return fit_fusion(members, manifest_csv, out_dir, classes, scheme=scheme)

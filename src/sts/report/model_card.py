@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sts.settings import saved_scheme
+
 GENERAL_LIMITS = [
     "Holdout scores describe cells like the training cohort's (same labs, protocols, rigs and labelling); they are "
     "not evidence about recordings made elsewhere.",
@@ -133,7 +135,8 @@ def cnn_card(arch: str, model_pt: str | Path, **kwargs) -> CardInputs:
     prep = meta.get("preparation") or {}
     tp = dict(meta.get("train_params") or {})
     ood = meta.get("ood")
-    details = {"architecture": arch, "classes": ", ".join(meta["classes"]), "weights": tp.pop("weights", ""),
+    details = {"architecture": arch, "class scheme": saved_scheme(meta), "classes": ", ".join(meta["classes"]),
+               "weights": tp.pop("weights", ""),
                "epochs": tp.pop("epochs", ""), "seed": tp.pop("seed", ""),
                "CV balanced accuracy (best trial)": meta.get("cv_balanced_accuracy"),
                "tuned parameters": ", ".join(f"{k}={v}" for k, v in tp.items())}  # fmt: skip
@@ -163,7 +166,7 @@ def lgbm_card(model_json: str | Path | None, features_csv=None, **kwargs) -> Car
                           limits=limits, **kwargs)  # fmt: skip
     meta = json.loads(Path(model_json).read_text())
     ood = meta.get("ood")
-    details = {"classes": ", ".join(meta["classes"]),
+    details = {"class scheme": saved_scheme(meta), "classes": ", ".join(meta["classes"]),
                f"features ({len(meta['features'])})": ", ".join(meta["features"]),
                "training cells": meta.get("n_train"), "seed": meta.get("seed"),
                "tuned parameters": ", ".join(f"{k}={v}" for k, v in (meta.get("best_params") or {}).items()),
@@ -201,7 +204,7 @@ def fusion_card(model_json: str | Path, **kwargs) -> CardInputs:
     """The fusion's card from its model.json (members, stacker, what it was fitted on)."""
     meta = json.loads(Path(model_json).read_text())
     stacker = {k: v for k, v in (meta.get("stacker") or {}).items() if isinstance(v, (str, int, float))}
-    details = {"classes": ", ".join(meta["classes"]),
+    details = {"class scheme": saved_scheme(meta), "classes": ", ".join(meta["classes"]),
                "members": ", ".join(f"{m['name']} ({m['kind']}, {m['path']})" for m in meta["members"]),
                "fitted on": meta.get("fitted_on"), "training cells": meta.get("n_train"),
                "CV balanced accuracy": meta.get("cv_balanced_accuracy")}  # fmt: skip

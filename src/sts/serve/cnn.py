@@ -15,7 +15,7 @@ import numpy as np
 
 import sts.cnn  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
 from sts.prep.prepared import Prepared, with_protocol_hint
-from sts.settings import DEFAULT_DEVICE
+from sts.settings import DEFAULT_DEVICE, saved_scheme
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class CnnPredictor:
         self.image_dtype = np.dtype(self.meta.get("image_dtype", DEFAULT_IMAGE_DTYPE))
         self.scalogram_dtype = np.dtype(self.meta.get("scalogram_dtype", LEGACY_SCALOGRAM_DTYPE))
         self.classes = [str(c) for c in self.meta["classes"]]
+        self.scheme = saved_scheme(self.meta)  # the class scheme (study for older model.pt)
         from sts.cnn.evaluate import read_ood
 
         self.ood = read_ood(self.meta, model_path, self.model)  # None (logged) for an older model.pt

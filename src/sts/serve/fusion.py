@@ -49,6 +49,7 @@ class FusionPredictor:
         if keys:
             log.info("%s: %d CNN members prepare each file with %s distinct sweep selections, CWTs and images",
                      model_path, len(keys), "/".join(str(len(set(k))) for k in zip(*keys)))  # fmt: skip
+        self.scheme = next(iter(self.members.values())).scheme  # the members' (same classes, same scheme)
         self.sweep_member = next((n for m, n in zip(self.saved.members, self.members) if m["kind"] == "cnn"),
                                  next(iter(self.members)))  # fmt: skip
         self.ood_members = [n for n, p in self.members.items() if "ood_score" in p.extra_columns]

@@ -27,6 +27,7 @@ class LgbmPredictor:
         self.model_path = Path(model_path)
         self.threads = threads
         self.classes = self.saved.classes
+        self.scheme = self.saved.scheme
         self.params = self.saved.feature_params
         if self.params.delay_fit == "ipfx":
             log.warning("%s: saved before delay_ratio had a reproducible fit: served with ipfx's, which may differ "

@@ -11,7 +11,9 @@ before the image is made, so the image equals the packed one bit for bit.
 Inference goes through the evaluation step's own ``predict_proba``.
 
 The output CSV has one row per input file: ``file, specimen_id, status, reason, predicted,
-p_<class>...`` (model class order), ``rheobase_pa, second_pa, rheobase_sweep, second_sweep``.
+p_<class>...`` (model class order), ``rheobase_pa, second_pa, rheobase_sweep, second_sweep``, the
+predictor's extra columns, and ``scheme``: the class scheme of the model's classes (its saved
+``label_scheme``; study for models saved before schemes).
 A file that cannot be prepared is an ``excluded`` row with the reason sweep selection gives.
 A file's stem is its ``specimen_id`` when it is a valid id (``sts.cohort.ids``), else a safe id derived
 from it (``sts.cohort.ids.derived_id``: its allowed characters and a hash), which also names its
@@ -197,14 +199,16 @@ def predict_files(
                 predictor.figure(p, proba, Path(figures_dir) / figure)
         else:
             log.warning("%s excluded%s: %s", path, no_figure, p.reason)
-        rows.append({**_row(p, predictor.classes, proba), **extra})
-    columns = [*FIXED_COLUMNS, *(f"p_{c}" for c in predictor.classes), *SWEEP_COLUMNS, *predictor.extra_columns]
+        rows.append({**_row(p, predictor.classes, proba), **extra, "scheme": predictor.scheme})
+    columns = [*FIXED_COLUMNS, *(f"p_{c}" for c in predictor.classes), *SWEEP_COLUMNS, *predictor.extra_columns,
+               "scheme"]  # fmt: skip
     table = pd.DataFrame(rows, columns=columns)
     for col in ("rheobase_sweep", "second_sweep"):
         table[col] = table[col].astype("Int64")
-    write_csv_atomic(out_csv, spreadsheet_safe(table, FIXED_COLUMNS))  # users open it in spreadsheets
+    write_csv_atomic(out_csv, spreadsheet_safe(table, [*FIXED_COLUMNS, "scheme"]))  # users open it in spreadsheets
     n_ok = int((table["status"] == "ok").sum())
-    log.info("%d files: %d classified, %d excluded -> %s", len(table), n_ok, len(table) - n_ok, out_csv)
+    log.info("%d files: %d classified, %d excluded (class scheme %s) -> %s", len(table), n_ok, len(table) - n_ok,
+             predictor.scheme, out_csv)  # fmt: skip
     if items and not n_readable:
         raise NoReadableInput(f"none of the {len(items)} input files could be read (first: {rows[0]['reason']}; "
                               f"all reasons in {out_csv})")  # fmt: skip

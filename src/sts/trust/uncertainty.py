@@ -1,4 +1,5 @@
-"""Bootstrap uncertainty of holdout scores (balanced accuracy, weighted F1).
+"""Bootstrap uncertainty of holdout scores (balanced accuracy, weighted F1; and, for the baseline's
+benchmark, ``scores_with_intervals``: accuracy, balanced accuracy, macro-F1, per-class recall).
 
 Method: class-stratified bootstrap with percentile intervals. Each of ``n_resamples``
 resamples draws, within every true class, as many holdout cells as that class has, with
@@ -74,11 +75,14 @@ def stratified_resamples(true_codes: np.ndarray, n_resamples: int, rng: np.rando
 def scores(true_codes: np.ndarray, pred_codes: np.ndarray, n_classes: int, idx: np.ndarray | None = None) -> dict:
     """Balanced accuracy and weighted F1 of each row of ``idx`` (cells of one resample), as
     scikit-learn computes them (``balanced_accuracy_score``; ``f1_score(average='weighted',
-    zero_division=0)``): arrays of shape (n_rows,). ``idx=None`` scores the cells as given."""
+    zero_division=0)``): arrays of shape (n_rows,); and ``accuracy``, ``macro_f1`` (``f1_score(
+    average='macro', labels=all classes, zero_division=0)``) and ``recall`` (n_rows, n_classes;
+    ``recall_score(average=None, zero_division=0)``). ``idx=None`` scores the cells as given."""
     true_codes, pred_codes = np.asarray(true_codes), np.asarray(pred_codes)
     if idx is None:
         idx = np.arange(len(true_codes))[None, :]
-    out = {m: np.empty(len(idx)) for m in METRICS}
+    out = {m: np.empty(len(idx)) for m in (*METRICS, "accuracy", "macro_f1")}
+    out["recall"] = np.empty((len(idx), n_classes))
     k = n_classes
     step = max(1, _CHUNK_CELLS // max(1, idx.shape[1]))
     for start in range(0, len(idx), step):
@@ -93,6 +97,9 @@ def scores(true_codes: np.ndarray, pred_codes: np.ndarray, n_classes: int, idx: 
         denom = support + predicted  # 2 tp + fp + fn
         f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
         out["weighted_f1"][start : start + step] = (support * f1).sum(axis=1) / support.sum(axis=1)
+        out["accuracy"][start : start + step] = tp.sum(axis=1) / support.sum(axis=1)
+        out["macro_f1"][start : start + step] = f1.mean(axis=1)
+        out["recall"][start : start + step] = recall
     return out
 
 
@@ -137,4 +144,44 @@ def paired_difference(
     for m in METRICS:
         a, b = float(point_a[m][0]), float(point_b[m][0])
         out[m] = {"a": a, "b": b, "difference": a - b, **_interval(res_a[m] - res_b[m], settings.confidence)}
+    return out
+
+
+SCORES = ("accuracy", "balanced_accuracy", "macro_f1")  # with per-class recall: ``scores_with_intervals``
+
+
+def sklearn_scores(true_codes: np.ndarray, pred_codes: np.ndarray, n_classes: int) -> dict:
+    """Accuracy, balanced accuracy, macro-F1 and per-class recall (an array, classes in code order)
+    of integer-coded labels, by scikit-learn."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, recall_score
+
+    codes = list(range(n_classes))
+    return {
+        "accuracy": accuracy_score(true_codes, pred_codes),
+        "balanced_accuracy": balanced_accuracy_score(true_codes, pred_codes),
+        "macro_f1": f1_score(true_codes, pred_codes, labels=codes, average="macro", zero_division=0),
+        "recall": recall_score(true_codes, pred_codes, labels=codes, average=None, zero_division=0),
+    }
+
+
+def scores_with_intervals(
+    y_true: Sequence, y_pred: Sequence, classes: Sequence[str], settings: BootstrapSettings = BootstrapSettings()
+) -> dict:
+    """Accuracy, balanced accuracy, macro-F1 and each class's recall of one set of predictions,
+    each ``{"value", "low", "high", "std"}``: scikit-learn's score of the cells as given, and the
+    percentile interval of its values over the class-stratified resamples of the cells (module
+    docstring; scored at once by ``scores``, which computes scikit-learn's values); with the
+    settings, method and ``n_cells``."""
+    true_codes, pred_codes = encode(y_true, y_pred, classes)
+    if not len(true_codes):
+        raise ValueError("no cells to resample")
+    k = len(classes)
+    idx = stratified_resamples(true_codes, settings.n_resamples, np.random.default_rng(settings.seed))
+    point, resampled = sklearn_scores(true_codes, pred_codes, k), scores(true_codes, pred_codes, k, idx)
+    out = {**settings.describe(), "n_cells": int(len(true_codes))}
+    for m in SCORES:
+        out[m] = {"value": float(point[m]), **_interval(resampled[m], settings.confidence)}
+    out["recall"] = {str(c): {"value": float(point["recall"][j]), **_interval(resampled["recall"][:, j],
+                                                                               settings.confidence)}
+                     for j, c in enumerate(classes)}  # fmt: skip
     return out
