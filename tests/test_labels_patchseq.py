@@ -76,7 +76,7 @@ def test_cli_writes_the_labels_csv(tmp_path):
     out = tmp_path / "labels" / "patchseq.csv"
     assert main(["labels", "patchseq", str(out)]) == 0  # default: the shipped metadata
     table = pd.read_csv(out, dtype=str)
-    assert list(table.columns) == ["specimen_id", "label"] and len(table) == 4435
+    assert list(table.columns) == ["specimen_id", "label", "reason"] and len(table) == 4435
     assert set(table["label"]) == {"Pvalb", "Sst", "Vip/Lamp5", "Excitatory", "Unsure"}
     assert sorted(p.name for p in out.parent.iterdir()) == ["patchseq.csv"]  # no temporary file left
     mine = tmp_path / "mine.csv"
@@ -84,9 +84,10 @@ def test_cli_writes_the_labels_csv(tmp_path):
     out2 = tmp_path / "mine_labels.csv"
     args = ["labels", "patchseq", str(mine), str(out2), "--id-column", "id", "--ttype-column", "tt"]
     assert main(args + ["--dendrite-column", "dend"]) == 0
-    assert out2.read_text().splitlines() == ["specimen_id,label", "7,Vip/Lamp5", "8,Excitatory"]
+    assert out2.read_text().splitlines() == ["specimen_id,label,reason", "7,Vip/Lamp5,", "8,Excitatory,"]
     assert main(args + ["--dendrite-column", "none"]) == 0
-    assert out2.read_text().splitlines() == ["specimen_id,label", "7,Vip/Lamp5", "8,Unsure"]
+    assert out2.read_text().splitlines() == ["specimen_id,label,reason", "7,Vip/Lamp5,",
+                                             "8,Unsure,no T-type (dendrites unknown): no class in scheme study"]
 
 
 def test_dandi_cohort_labels_default_to_the_shipped_metadata(tmp_path):

@@ -54,6 +54,7 @@ def test_lightgbm_card_counts_metrics_and_ood(inputs):
     assert "| Sst | 1 | 1 |" in md  # confusion matrix row: one Sst cell called Pvalb, one right
     assert "Holdout cells flagged out of distribution: 1 of 3" in md
     assert "dvdt_cutoff_mv_ms=20" in md and "Not calibrated" in md and "synthetic demo" in md
+    assert "class scheme: study" in md  # saved before class schemes: read as the study's
     write_card(card, tmp_path / "card.md", tmp_path / "card.html")
     assert (tmp_path / "card.md").read_text() == md and "<table" in (tmp_path / "card.html").read_text()
 
@@ -66,7 +67,7 @@ def test_cnn_card_reads_model_pt_and_calibration(inputs):
 
     tmp_path, manifest, _ = inputs
     ood = EmbeddingNovelty.fit(np.random.default_rng(0).random((5, 8)))
-    torch.save({"arch": "resnet18", "classes": CLASSES, "input_size": [32, 32], "image_dtype": "float16",
+    torch.save({"arch": "resnet18", "classes": CLASSES, "label_scheme": "inhibitory", "input_size": [32, 32], "image_dtype": "float16",
                 "normalisation": {"log": True}, "cv_balanced_accuracy": 0.61, "ood": ood.to_state(),
                 "train_params": {"learning_rate": 0.001, "epochs": 4, "weights": "none"},
                 "preparation": {"sweeps": {"window_s": 1.2}, "scalogram": {"n_freqs": 180}}}, tmp_path / "model.pt")
@@ -83,6 +84,7 @@ def test_cnn_card_reads_model_pt_and_calibration(inputs):
     assert f"score <= {ood.threshold:.4g}" in md and "the 5 training cells'" in md
     assert "Holdout cells flagged out of distribution: 2 of 3" in md
     assert "temperature: 1.5" in md and "holdout.ece_after: 0.05" in md and "Not calibrated" not in md
+    assert "class scheme: inhibitory" in md
     assert "reliability" not in md  # the bins are the reliability figure's
     assert "synthetic demo" not in md and "`results/models/resnet18/confusion_matrix.png`" in md
 

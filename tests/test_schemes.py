@@ -128,6 +128,8 @@ def test_run_scheme_of_a_config(tmp_path):
         run_scheme({**dandi, "cohort": "allen"})
     with pytest.raises(ValueError, match="label_file"):
         run_scheme({**dandi, "acquire": {"label_file": "labels.txt"}})
+    with pytest.raises(ValueError, match="baseline-published --scheme inhibitory"):
+        run_scheme({**dandi, "baseline": {"features": "published"}})
     with pytest.raises(ValueError, match="labels.scheme: classes"):
         run_scheme({**dandi, "classes": ["Excitatory", "Sst"]})
 

@@ -108,7 +108,7 @@ def study_label(ttype, dendrite_type=None) -> tuple[str, str]:
 def read_label_file(path: str | Path) -> dict[str, str]:
     """The study's label file (``Label specimen_id`` per line, space separated, no header)."""
     labels = {}
-    for number, line in enumerate(Path(path).readtext_value().splitlines(), 1):
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()

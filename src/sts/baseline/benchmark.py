@@ -22,7 +22,7 @@ import pandas as pd
 
 from sts.baseline.flow import FeatureCells
 from sts.settings import BaselineSettings
-from sts.trust.uncertainty import SCORES, BootstrapSettings, scores_with_intervals
+from sts.trust.uncertainty import SCORED_METHOD, SCORES, BootstrapSettings, scores_with_intervals
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ def markdown(results: dict) -> str:
         cells = [_ci(r[m]) for m in SCORES] + [_ci(r["recall"][c]) for c in classes]
         lines.append(f"| {name} | {r['n_cells']:,} | " + " | ".join(cells) + " |")
     b = results["bootstrap"]
-    note = (f"Scheme {results['scheme']}, {results['n_features']} features, {results['source']}. "
+    source = results["source"] if "scheme" in results["source"] else f"{results['source']}, scheme {results['scheme']}"
+    note = (f"{results['n_features']} features; {source}. "
             f"{100 * b['confidence']:.0f} % intervals: {b['method']}, {b['n_resamples']} resamples, seed {b['seed']}.")  # fmt: skip
     return "\n".join(lines) + "\n\n" + note + "\n"
 
@@ -96,7 +97,7 @@ def write_benchmark(out_dir, cells: FeatureCells, holdout: pd.DataFrame, classes
     results = {
         "scheme": scheme, "classes": list(classes), "n_features": len(cells.features), "features": cells.features,
         "source": cells.name, "counts": cells.summary(),
-        "bootstrap": bootstrap.describe(),
+        "bootstrap": {**bootstrap.describe(), "method": SCORED_METHOD},
         "evaluations": {name: scores_with_intervals(p["label"], p["predicted"], classes, bootstrap)
                         for name, p in evaluations.items()},
     }  # fmt: skip

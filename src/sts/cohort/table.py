@@ -70,8 +70,8 @@ def run_scheme(config: Mapping):
     """The run's class scheme (``sts.acquire.schemes.Scheme``) and classes: config ``classes``, or
     null for the scheme's. With the study scheme ``classes`` may name any labels (a local cohort's
     own); with another, a subset of the scheme's. Another scheme than study labels patch-seq cells
-    from their T-types: cohort dandi only, without acquire.label_file (it holds the study's classes).
-    Stops (ValueError naming the keys) otherwise."""
+    from their T-types: cohort dandi only, without acquire.label_file (it holds the study's classes)
+    and with computed baseline features. Stops (ValueError naming the keys) otherwise."""
     from sts.acquire.schemes import STUDY, SchemeError, get_scheme, run_classes
 
     try:
@@ -87,6 +87,9 @@ def run_scheme(config: Mapping):
     if acquire_settings(config)["label_file"]:
         raise ValueError(f"labels.scheme {scheme.name}: acquire.label_file holds the study's classes; leave it "
                          "out (labels come from the patch-seq metadata) or use scheme study")  # fmt: skip
+    if (config.get("baseline") or {}).get("features") == "published":
+        raise ValueError(f"labels.scheme {scheme.name}: baseline.features published fits the study's labels; use "
+                         f"computed, or sts baseline-published --scheme {scheme.name}")  # fmt: skip
     return scheme, classes
 
 

@@ -148,6 +148,7 @@ def paired_difference(
 
 
 SCORES = ("accuracy", "balanced_accuracy", "macro_f1")  # with per-class recall: ``scores_with_intervals``
+SCORED_METHOD = "class-stratified bootstrap of the scored cells, percentile interval"  # holdout or out-of-fold
 
 
 def sklearn_scores(true_codes: np.ndarray, pred_codes: np.ndarray, n_classes: int) -> dict:
@@ -178,7 +179,7 @@ def scores_with_intervals(
     k = len(classes)
     idx = stratified_resamples(true_codes, settings.n_resamples, np.random.default_rng(settings.seed))
     point, resampled = sklearn_scores(true_codes, pred_codes, k), scores(true_codes, pred_codes, k, idx)
-    out = {**settings.describe(), "n_cells": int(len(true_codes))}
+    out = {**settings.describe(), "method": SCORED_METHOD, "n_cells": int(len(true_codes))}
     for m in SCORES:
         out[m] = {"value": float(point[m]), **_interval(resampled[m], settings.confidence)}
     out["recall"] = {str(c): {"value": float(point["recall"][j]), **_interval(resampled["recall"][:, j],
