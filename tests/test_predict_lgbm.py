@@ -93,6 +93,7 @@ def _tampered(out, tmp_path, edit=None, text=None):
     ("unknown feature parameter", "unknown keys ['window_s']"),
     ("class missing", "fitted_classes"),
     ("not ours", "not a LightGBM model written by the sts baseline"),
+    ("scheme not a name", "label_scheme must be a scheme name"),
 ])  # fmt: skip
 def test_tampered_model_is_refused(lgbm_baseline, tmp_path, case, message):
     from sts.baseline.saved import ModelFileError, load_model
@@ -104,6 +105,7 @@ def test_tampered_model_is_refused(lgbm_baseline, tmp_path, case, message):
         "unknown feature parameter": lambda m: m["feature_params"].update(window_s=1.0),
         "class missing": lambda m: m["classes"].remove("Sst"),
         "not ours": lambda m: m.pop("format"),
+        "scheme not a name": lambda m: m.update(label_scheme={"study": 1}),
     }
     if case == "edited booster":
         model = _tampered(out, tmp_path, text=lambda t: t.replace("learning_rate: 0.1", "learning_rate: 0.2"))
@@ -114,6 +116,17 @@ def test_tampered_model_is_refused(lgbm_baseline, tmp_path, case, message):
     with pytest.raises(SystemExit) as err:  # the command says why, before reading any recording
         predict(model, next(iter(files.values())), out=tmp_path / "o.csv")
     assert message in str(err.value.code) and not (tmp_path / "o.csv").exists()
+
+
+def test_a_model_saved_before_schemes_reads_as_study(lgbm_baseline, tmp_path):
+    from sts.baseline.saved import load_model
+
+    _, out, _ = lgbm_baseline
+    assert json.loads((out / "model" / "model.json").read_text())["label_scheme"] == "study"
+    old = _tampered(out, tmp_path, edit=lambda m: m.pop("label_scheme"))
+    assert load_model(old).scheme == "study"
+    newer = _tampered(out, tmp_path / "b", edit=lambda m: m.update(label_scheme="inhibitory"))
+    assert load_model(newer).scheme == "inhibitory"
 
 
 def test_model_txt_and_non_standard_json_are_refused(lgbm_baseline, tmp_path):

@@ -201,7 +201,8 @@ def saved_scheme(meta: Mapping) -> str:
     ValueError for a value that is not a short name."""
     value = meta.get(SCHEME_KEY, LabelSettings().scheme)
     if not isinstance(value, str) or not 0 < len(value) <= 300 or not value.isprintable():
-        raise ValueError(f"{SCHEME_KEY} must be a scheme name (study, subclass, inhibitory or a map file), got {value!r:.80}")
+        raise ValueError(f"{SCHEME_KEY} must be a scheme name (study, subclass, inhibitory or a map file), "
+                         f"got {value!r:.80}")
     return value
 
 

@@ -1,4 +1,5 @@
-"""``sts labels ...``: the study's classes from metadata tables (rules in ``sts.acquire.labels``)."""
+"""``sts labels ...``: classes from metadata tables (the study's rules in ``sts.acquire.labels``, other
+class schemes in ``sts.acquire.schemes``)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def add_parser(subparsers) -> None:
 
     default_scheme = LabelSettings().scheme
 
-    top = subparsers.add_parser("labels", help="the study's classes from metadata (CSV specimen_id,label)")
+    top = subparsers.add_parser("labels", help="classes from metadata (CSV specimen_id,label,reason)")
     sub = top.add_subparsers(dest="labels_command", required=True, metavar="SOURCE")
     default = PatchseqColumns()
     p = sub.add_parser(

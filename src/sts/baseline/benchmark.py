@@ -73,7 +73,8 @@ def markdown(results: dict) -> str:
     b = results["bootstrap"]
     source = results["source"] if "scheme" in results["source"] else f"{results['source']}, scheme {results['scheme']}"
     note = (f"{results['n_features']} features; {source}. "
-            f"{100 * b['confidence']:.0f} % intervals: {b['method']}, {b['n_resamples']} resamples, seed {b['seed']}.")  # fmt: skip
+            f"{100 * b['confidence']:.0f} % intervals: {b['method']}, {b['n_resamples']} resamples, "
+            f"seed {b['seed']}.")  # fmt: skip
     return "\n".join(lines) + "\n\n" + note + "\n"
 
 

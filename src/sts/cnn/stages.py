@@ -49,7 +49,8 @@ def tune_gather_stage(packed_path, out_dir, settings: TuneSettings | dict, stora
 def train_stage(packed_path, best_params_path, out_dir, arch: str, seed: int = default(TuneSettings, "seed"),
                 weights: str = default(TuneSettings, "weights"), weights_path: str | None = None,
                 device: str = DEFAULT_DEVICE, recalibrate_bn: bool = default(TuneSettings, "recalibrate_bn"),
-                preparation: dict | None = None, threads: int | None = None, scheme: str = "study") -> Path:  # fmt: skip
+                preparation: dict | None = None, threads: int | None = None,
+                scheme: str = "study") -> Path:  # fmt: skip
     """Rule ``cnn_train``, ``sts train``: the final fit of ``arch`` with its tuned parameters
     (best_params.json of ``arch``'s search, checked by ``train_final``); returns model.pt's path.
     ``scheme``: the class scheme of the labels, stored in model.pt."""

@@ -82,8 +82,8 @@ def run_scheme(config: Mapping):
     except SchemeError as err:
         raise ValueError(f"labels.scheme: {err}") from None
     if config["cohort"] != "dandi":
-        raise ValueError(f"labels.scheme {scheme.name} labels patch-seq cells from their T-types: cohort dandi only "
-                         f"(cohort {config['cohort']} has the study's classes or its own; use scheme study)")  # fmt: skip
+        raise ValueError(f"labels.scheme {scheme.name} labels patch-seq cells from their T-types: cohort dandi "
+                         f"only (cohort {config['cohort']} has the study's classes or its own; use scheme study)")  # fmt: skip
     if acquire_settings(config)["label_file"]:
         raise ValueError(f"labels.scheme {scheme.name}: acquire.label_file holds the study's classes; leave it "
                          "out (labels come from the patch-seq metadata) or use scheme study")  # fmt: skip
@@ -105,7 +105,8 @@ def dandi_cells(acq: Mapping, scheme=None) -> pd.DataFrame:
     known = labelled.set_index("specimen_id")["label"]
     table["label"] = table["specimen_id"].map(known).fillna(lab.UNSURE)
     name = getattr(scheme, "name", "study")
-    table["label_source"] = f"T-type / dendrite type ({Path(path).name})" + ("" if name == "study" else f", scheme {name}")
+    table["label_source"] = f"T-type / dendrite type ({Path(path).name})" + (
+        "" if name == "study" else f", scheme {name}")
     missing = int((~table["specimen_id"].isin(known.index)).sum())
     if missing:
         log.warning("%d cells are not in %s: labelled Unsure", missing, path)

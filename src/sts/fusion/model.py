@@ -1,12 +1,13 @@
 """The fusion's saved model: one JSON file, no pickle.
 
 ``model.json``: ``format: "sts-fusion"``, ``format_version``, ``classes`` (probability columns,
-configured order), ``label_scheme`` (their class scheme; absent before schemes: study), ``members`` (in feature order: ``name``, ``kind`` cnn|lightgbm, ``path``
-relative to model.json's folder, ``sha256`` of that file), ``features`` (how the stacker's input
-is made: log-probabilities clipped at ``floor``, member-major), ``stacker`` (``coef``,
-``intercept``, ``fitted_classes`` of the multinomial logistic regression), ``params``
-(``FusionParams``), ``n_train``, ``cv_balanced_accuracy`` (its out-of-fold score). Its
-temperature lives in the ``calibration.json`` beside it, as for every served model.
+configured order), ``label_scheme`` (their class scheme; absent before schemes: study),
+``members`` (in feature order: ``name``, ``kind`` cnn|lightgbm, ``path`` relative to model.json's
+folder, ``sha256`` of that file), ``features`` (how the stacker's input is made: log-probabilities
+clipped at ``floor``, member-major), ``stacker`` (``coef``, ``intercept``, ``fitted_classes`` of the
+multinomial logistic regression), ``params`` (``FusionParams``), ``n_train``, ``cv_balanced_accuracy``
+(its out-of-fold score). Its temperature lives in the ``calibration.json`` beside it, as for every
+served model.
 
 Loading checks the format, sizes and shapes, that every member file exists and still has its
 recorded sha256 (a refitted member invalidates the fusion).
