@@ -1,6 +1,7 @@
 """Tiny end-to-end deep-learning stage through the command line (`sts pack | tune | train | evaluate |
-explain`, the functions of sts.cnn.stages that the rules run): tuning (killed, then resumed), final fit,
-holdout evaluation checked against scikit-learn, saliency maps on the scalogram's shape."""
+explain`, the functions of sts.cnn.stages that the rules run): tuning (killed, then resumed), the best
+trial's fold embeddings, final fit with its out-of-fold OOD threshold, holdout evaluation checked
+against scikit-learn, saliency maps on the scalogram's shape."""
 
 from __future__ import annotations
 
@@ -89,7 +90,8 @@ def test_a_second_call_with_the_same_settings_runs_no_trial(tuned, stage):
 def model_dir(tuned, stage):
     out = stage / "model"
     assert main(["train", str(stage / "packed.h5"), str(tuned[0] / "best_params.json"), str(out), "--arch", "resnet18",
-                 "--device", "cpu", "--threads", "1", "--preparation", json.dumps(PREPARATION)]) == 0  # fmt: skip
+                 "--device", "cpu", "--threads", "1", "--preparation", json.dumps(PREPARATION),
+                 "--ood-folds", str(tuned[0] / "ood_folds.npz")]) == 0  # fmt: skip
     return out
 
 
@@ -110,6 +112,76 @@ def test_model_file_carries_what_prediction_needs(model_dir, tuned):
     ood = meta["ood"]  # the detector on the final network's training embeddings, as tensors
     assert ood["method"] == "knn-embedding" and ood["quantile"] == 0.99 and isinstance(ood["train"], torch.Tensor)
     assert ood["train"].shape == (ood["n_train"], 512) and ood["threshold"] > 0
+    assert ood["threshold_source"] == "out_of_fold" and ood["n_threshold"] == ood["n_train"]  # every training cell
+
+
+def test_fold_embeddings_are_the_best_trials_fold_networks(tuned, stage):
+    """ood_folds.npz: per manifest fold, its validation cells and the other training cells, embedded
+    by the fold's network: refitting fold 0 with the best trial's parameters and seed gives its
+    score, and the pooled features of that network (torchvision's layers up to the head) its rows."""
+    from sts.cnn.train import TrainParams, fit
+    from sts.cnn.tune import cv_folds
+
+    out, best, _, settings = tuned
+    packed = load_packed(stage / "packed.h5")
+    with np.load(out / "ood_folds.npz", allow_pickle=False) as z:
+        saved = {k: z[k] for k in z.files}
+    assert str(saved["arch"]) == "resnet18" and int(saved["trial"]) == best["trial"] and int(saved["n_folds"]) == 3
+    train = (packed.split == "train")
+    for k in range(3):
+        assert set(saved[f"valid_id_{k}"]) == set(packed.specimen_id[train & (packed.fold == k)])
+        assert set(saved[f"train_id_{k}"]) == set(packed.specimen_id[train & (packed.fold != k)])
+    train_idx, valid_idx = cv_folds(packed)[0]
+    params = TrainParams(**best["params"], max_epochs=settings.max_epochs, seed=settings.seed, device="cpu",
+                         recalibrate_bn=settings.recalibrate_bn)  # fmt: skip
+    result = fit("resnet18", packed.images, packed.y, len(CLASSES), train_idx, valid_idx, params, threads=1)
+    assert result.best_score == best["fold_scores"][0]
+    from sts.cnn.models import build_model
+
+    net = build_model("resnet18", len(CLASSES), best["params"].get("dropout", 0.0), 32)
+    net.load_state_dict(result.state_dict)
+    body = torch.nn.Sequential(*list(net.children())[:-1]).eval()  # everything but fc
+    with torch.no_grad():
+        for idx, key in ((train_idx, "train_0"), (valid_idx, "valid_0")):
+            pooled = body(torch.from_numpy(packed.images[idx].astype(np.float32))).flatten(1).numpy()
+            np.testing.assert_allclose(saved[key], pooled, rtol=1e-3, atol=1e-4)
+
+
+def test_ood_threshold_is_the_quantile_of_the_out_of_fold_scores(model_dir, tuned):
+    """Independent of sts.trust.ood: scikit-learn's NearestNeighbors on the saved fold embeddings."""
+    from sklearn.neighbors import NearestNeighbors
+    from sklearn.preprocessing import normalize
+
+    ood = torch.load(model_dir / "model.pt", weights_only=True)["ood"]
+    scores = []
+    with np.load(tuned[0] / "ood_folds.npz", allow_pickle=False) as z:
+        for k in range(int(z["n_folds"])):
+            nn = NearestNeighbors(n_neighbors=ood["k"]).fit(normalize(z[f"train_{k}"]))
+            scores.append(nn.kneighbors(normalize(z[f"valid_{k}"]))[0].mean(axis=1))
+    scores = np.concatenate(scores)
+    assert ood["n_threshold"] == len(scores) and ood["k"] == 5
+    assert ood["threshold"] == pytest.approx(np.quantile(scores, ood["quantile"]), rel=1e-5)
+
+
+def test_fold_embeddings_of_other_data_or_none(tuned, stage, tmp_path):
+    """sts train checks the file before the fit: another architecture's or other cells' is refused;
+    one without folds (a search whose best trial kept none) leaves the leave-one-out threshold."""
+    from sts.cnn import fold_embeddings
+    from sts.cnn.final import read_folds
+
+    packed = load_packed(stage / "packed.h5")
+    emb = fold_embeddings.load(tuned[0] / "ood_folds.npz")
+    with pytest.raises(ValueError, match="fold embeddings of 'resnet18', not of 'densenet121'"):
+        read_folds(tuned[0] / "ood_folds.npz", "densenet121", packed, tuned[1])
+    fewer = fold_embeddings.FoldEmbeddings(emb.arch, emb.trial, emb.folds[:2], emb.ids[:2])
+    fold_embeddings.save(tmp_path / "fewer.npz", fewer)
+    with pytest.raises(ValueError, match="fewer.npz: the folds' validation cells are not the packed file's 18"):
+        read_folds(tmp_path / "fewer.npz", "resnet18", packed, tuned[1])
+    fold_embeddings.save_empty(tmp_path / "none.npz", "resnet18")
+    assert read_folds(tmp_path / "none.npz", "resnet18", packed, tuned[1]) is None
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz: not a fold-embeddings file"):
+        read_folds(tmp_path / "bad.npz", "resnet18", packed, tuned[1])
 
 
 def test_holdout_metrics_match_sklearn(model_dir, stage):

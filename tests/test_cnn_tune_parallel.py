@@ -144,6 +144,19 @@ def test_two_workers_share_one_study(packed_file, tmp_path):
     assert np.allclose(proba.sum(axis=1), 1, atol=1e-4)
     for t in finished(study):
         assert oof_path(out, study.study_name, t.number).exists() == (t.state == S.COMPLETE)
+    # Fold embeddings: kept for the best trial (ood_folds.npz), none for pruned or lower-scoring ones.
+    from sts.cnn import fold_embeddings
+
+    emb = fold_embeddings.load(out / "ood_folds.npz", "mobilenet_v2")
+    assert emb.trial == best["trial"] and len(emb.folds) == 3 and emb.n_valid == train.sum()
+    assert all(t.shape == (6, 1280) and v.shape == (3, 1280) for t, v in emb.folds)
+    for t in finished(study):
+        kept = fold_embeddings.trial_path(out, study.study_name, t.number).exists()
+        assert kept == (t.state == S.COMPLETE and t.value == best["cv_balanced_accuracy"]), t.number
+    # A best trial without them (run before they were kept): a file without folds, a warning.
+    fold_embeddings.trial_path(out, study.study_name, best["trial"]).unlink()
+    tune_gather(packed, out, CLI_SETTINGS)
+    assert fold_embeddings.load(out / "ood_folds.npz").folds == []
 
 
 def test_a_killed_worker_resumes_and_retries_its_orphan(packed_file, tmp_path):
@@ -235,6 +248,12 @@ def test_slurm_profile_submits_one_job_per_worker_and_the_gather_waits_for_all(t
     assert stats == {"cnn_tune": str(3 * len(archs)), "cnn_tune_gather": str(len(archs))}
     gathers = re.findall(r"^(?:local)?rule cnn_tune_gather:\n\s+input: (.*)$", proc.stdout, re.M)
     assert len(gathers) == len(archs)
+    gathered = re.findall(r"^(?:local)?rule cnn_tune_gather:\n\s+input: .*\n\s+output: (.*)$", proc.stdout, re.M)
+    trains = re.findall(r"^rule cnn_train:\n\s+input: (.*)$", proc.stdout, re.M)
+    assert len(gathered) == len(trains) == len(archs)
+    for arch in archs:  # the best trial's fold embeddings: the gather's output, the final fit's input
+        folds = f"results/tuning/{arch}/ood_folds.npz"
+        assert sum(folds in out.split(", ") for out in gathered) == sum(folds in i.split(", ") for i in trains) == 1
     for inputs in gathers:
         arch = re.search(r"results/tuning/(\w+)/", inputs)[1]
         assert {f"results/tuning/{arch}/worker_{k}.done" for k in range(3)} <= set(inputs.split(", "))

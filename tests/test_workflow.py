@@ -255,6 +255,7 @@ def test_bad_config_is_rejected(tmp_path, base_config, edit, message):
 def test_cnn_outputs(run, base_config):
     import json
 
+    import numpy as np
     import torch
 
     from sts.trust.metrics import read_predictions
@@ -276,6 +277,10 @@ def test_cnn_outputs(run, base_config):
         assert meta["input_size"] == [base_config["cnn"]["input_size"]] * 2
         assert meta["preparation"] == {"sweeps": base_config["sweeps"], "scalogram": base_config["scalogram"]}
         assert meta["scalogram_dtype"] == meta["image_dtype"] == "float16"  # what sts predict rounds to
+        n_train = len(manifest[(manifest["status"] == "ok") & (manifest["split"] == "train")])
+        with np.load(tuning / "ood_folds.npz", allow_pickle=False) as folds:  # the best trial's, made into the threshold
+            assert int(folds["trial"]) == best["trial"] and int(folds["n_folds"]) == base_config["split"]["n_folds"]
+        assert meta["ood"]["threshold_source"] == "out_of_fold" and meta["ood"]["n_threshold"] == n_train
         with h5py.File(models / "saliency.h5") as f:
             assert f["saliency"].shape == (len(classes), 2, 180, 4800)
         for png in ("confusion_matrix.png", "training_curves.png", "saliency.png"):

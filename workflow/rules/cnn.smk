@@ -1,6 +1,7 @@
 # Deep-learning stage: pack the scalograms once per input size, then per architecture an
-# Optuna search over the CV folds (cnn.tune_workers jobs sharing one study, then a gather),
-# a final fit on all training cells (with its out-of-distribution detector), one holdout
+# Optuna search over the CV folds (cnn.tune_workers jobs sharing one study, then a gather;
+# its best trial's fold embeddings set the out-of-distribution threshold), a final fit on all
+# training cells (with its out-of-distribution detector), one holdout
 # evaluation (with the detector's flags on the holdout cells) and per-class saliency maps.
 # Each architecture's jobs get only its own settings as params, so changing one
 # architecture's settings re-runs that architecture only.
@@ -102,6 +103,7 @@ rule cnn_tune_gather:
         trials="results/tuning/{arch}/trials.csv",
         search="results/tuning/{arch}/search.json",
         oof="results/tuning/{arch}/oof_best.csv",
+        ood_folds="results/tuning/{arch}/ood_folds.npz",
     log:
         "logs/cnn_tune_gather/{arch}.log",
     conda:
@@ -120,6 +122,7 @@ rule cnn_train:
     input:
         packed=cnn_packed,
         best="results/tuning/{arch}/best_params.json",
+        ood_folds="results/tuning/{arch}/ood_folds.npz",
         weights=cnn_weights_file,
     output:
         model="results/models/{arch}/model.pt",

@@ -63,7 +63,8 @@ def _train(args) -> int:
 
     train_stage(args.packed, args.best_params, args.out_dir, args.arch, seed=args.seed, weights=args.weights,
                 weights_path=args.weights_path, device=args.device, recalibrate_bn=args.recalibrate_bn,
-                preparation=_json_arg(args.preparation), threads=args.threads, scheme=args.scheme)  # fmt: skip
+                preparation=_json_arg(args.preparation), threads=args.threads, scheme=args.scheme,
+                ood_folds_path=args.ood_folds)  # fmt: skip
     return 0
 
 
@@ -123,8 +124,9 @@ def add_parser(sub) -> None:
                        description="Mean CV balanced accuracy over the manifest's training folds; median "
                        "pruning; the study is journaled in OUT_DIR (or an RDB, --storage), so a killed search "
                        "resumes. Writes best_params.json, trials.csv, search.json, oof_best.csv (the best "
-                       "trial's out-of-fold predictions). Parallel: run `--worker K` for K = 0..N-1 at once "
-                       "(processes, cluster jobs), then `--gather`.")  # fmt: skip
+                       "trial's out-of-fold predictions), ood_folds.npz (its folds' embeddings, for sts train). "
+                       "Parallel: run `--worker K` for K = 0..N-1 at once (processes, cluster jobs), then "
+                       "`--gather`.")  # fmt: skip
     p.add_argument("packed", help="packed HDF5 from sts pack")
     p.add_argument("out_dir")
     p.add_argument("--arch", required=True)
@@ -158,6 +160,9 @@ def add_parser(sub) -> None:
     p.add_argument("--preparation", default=None, help="JSON of the sweep/scalogram parameters stored in model.pt")
     p.add_argument("--scheme", default=LabelSettings().scheme,
                    help="class scheme of the packed labels, stored in model.pt (default: %(default)s)")
+    p.add_argument("--ood-folds", default=None, metavar="NPZ",
+                   help="ood_folds.npz from sts tune (beside BEST_PARAMS): the OOD threshold from out-of-fold "
+                   "embeddings; without it, from the training cells' leave-one-out scores (too tight)")  # fmt: skip
     _weights(p)
     _common(p)
     p.set_defaults(func=_train)

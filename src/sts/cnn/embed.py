@@ -38,3 +38,14 @@ def proba_and_embeddings(model, images: np.ndarray, idx: np.ndarray, device, bat
         hook.remove()
     emb = np.concatenate([c.numpy() for c in captured]) if captured else np.zeros((0, embedding_dim(model)))
     return proba, emb.astype(np.float32)
+
+
+def network_embeddings(arch: str, state_dict: dict, n_classes: int, dropout: float, weights: str, images: np.ndarray,
+                       idx: np.ndarray, device) -> np.ndarray:  # fmt: skip
+    """(len(idx), d) embeddings of ``images[idx]`` by the network of a fitted ``state_dict``
+    (``weights``: what it was trained from, which decides inception_v3's input transform)."""
+    from sts.cnn.models import model_from_meta
+
+    meta = {"arch": arch, "classes": list(range(n_classes)), "dropout": dropout, "input_size": [images.shape[-1]],
+            "state_dict": state_dict, "train_params": {"weights": weights}}  # fmt: skip
+    return proba_and_embeddings(model_from_meta(meta, device), images, idx, device)[1]

@@ -70,8 +70,9 @@ def evaluate_model(
     write_csv_atomic(Path(out_dir) / OOD_HOLDOUT, pd.DataFrame({"specimen_id": packed.specimen_id[idx],
                      "label": packed.label[idx], "predicted": pred, "ood_score": scores, "in_distribution": flags}))
     if ood is not None:
-        log.info("%s holdout: %d of %d cells above the OOD threshold %.4f (training quantile %g)", meta["arch"],
-                 int((~flags).sum()), len(idx), ood.threshold, ood.quantile)  # fmt: skip
+        log.info("%s holdout: %d of %d cells above the OOD threshold %.4f (the %g quantile of %s scores)",
+                 meta["arch"], int((~flags).sum()), len(idx), ood.threshold, ood.quantile,
+                 ood.threshold_source)  # fmt: skip
     log.info("%s holdout: balanced accuracy %.4f, weighted F1 %.4f, accuracy %.4f (n=%d)", meta["arch"],
              *(metrics[k] for k in ("balanced_accuracy", "weighted_f1", "accuracy", "n_test")))  # fmt: skip
     return metrics

@@ -6,8 +6,10 @@ best weights. ``model.pt`` carries everything needed to classify a new recording
 arch, classes and their class scheme (``label_scheme``; absent before schemes: study), input size,
 normalisation, and the sweep-selection and scalogram parameters
 that produced the inputs (``preparation``), and ``ood``: the out-of-distribution detector
-(``sts.trust.ood.EmbeddingNovelty``) fitted on the final network's embeddings of the training
-cells, as tensors and plain values (``weights_only=True`` loads it).
+(``sts.trust.ood.EmbeddingNovelty``): the final network's embeddings of the training cells as
+its reference set, its threshold from the search's out-of-fold embeddings (``ood_folds.npz``,
+``sts.cnn.fold_embeddings``; without them, from the training cells' leave-one-out scores),
+as tensors and plain values (``weights_only=True`` loads it).
 """
 
 from __future__ import annotations
@@ -42,15 +44,18 @@ def train_final(
     threads: int | None = None,
     recalibrate_bn: bool = default(TuneSettings, "recalibrate_bn"),
     scheme: str = "study",
+    ood_folds: str | Path | None = None,
 ) -> Path:
     """Refit and write model.pt, history.csv and training_curves.png to ``out_dir``.
     ``best_params``: best_params.json of ``arch``'s search (its ``arch`` must be ``arch``);
-    ``scheme``: the class scheme of the labels (model.pt's ``label_scheme``)."""
+    ``scheme``: the class scheme of the labels (model.pt's ``label_scheme``);
+    ``ood_folds``: that search's ood_folds.npz (None: a leave-one-out OOD threshold, logged)."""
     from sts.io.atomic import save_torch_atomic, write_csv_atomic
 
     if best_params.get("arch") != arch:
         raise ValueError(f"best parameters of {best_params.get('arch')!r} given to train {arch!r}: "
                          f"use the best_params.json of {arch}'s search")  # fmt: skip
+    folds = read_folds(ood_folds, arch, packed, best_params)  # checked before the fit
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hp = best_params["params"]
@@ -63,7 +68,7 @@ def train_final(
                  checkpoint=out / CHECKPOINT, threads=threads)  # fmt: skip
     history = pd.DataFrame(result.history)
     ood = fit_ood(arch, result.state_dict, len(packed.classes), hp.get("dropout", 0.0), packed, train_idx,
-                  weights, device)  # fmt: skip
+                  weights, device, folds)  # fmt: skip
     model = {
         "state_dict": result.state_dict, "arch": arch, "classes": list(packed.classes), SCHEME_KEY: scheme,
         "input_size": list(packed.input_size), "normalisation": json.loads(packed.norm.to_json()),
@@ -84,20 +89,46 @@ def train_final(
     return out / MODEL_FILE
 
 
-def fit_ood(arch, state_dict, n_classes, dropout, packed, train_idx, weights, device) -> dict:
-    """``EmbeddingNovelty.to_state()`` of the trained network's embeddings of the training cells."""
-    from sts.cnn.embed import proba_and_embeddings
+def read_folds(path, arch: str, packed, best_params: dict) -> list | None:
+    """The search's fold embeddings (``sts.cnn.fold_embeddings``) as (train, valid) pairs, checked
+    against the packed training cells and the best trial; None without any (logged)."""
+    from sts.cnn import fold_embeddings
+    from sts.cnn.tune import cv_folds
+
+    if path is None:
+        log.warning("%s: no fold embeddings given (ood_folds.npz of the search): the OOD threshold comes from the "
+                    "training cells' leave-one-out scores, which flags more unseen cells than 1 - quantile", arch)
+        return None
+    emb = fold_embeddings.load(path, arch)
+    if not emb.folds:
+        log.warning("%s: %s holds no folds: leave-one-out OOD threshold", arch, path)
+        return None
+    if emb.trial != best_params.get("trial", emb.trial):
+        raise ValueError(f"{path}: fold embeddings of trial {emb.trial}, but best_params.json is trial "
+                         f"{best_params.get('trial')}: gather the search again")  # fmt: skip
+    valid = sorted(str(s) for _, v in emb.ids for s in v)
+    expected = sorted(str(s) for _, v in cv_folds(packed) for s in packed.specimen_id[v])
+    if valid != expected:
+        raise ValueError(f"{path}: the folds' validation cells are not the packed file's {len(expected)} CV cells "
+                         f"({len(valid)} given): fold embeddings of other data")  # fmt: skip
+    return emb.folds
+
+
+def fit_ood(arch, state_dict, n_classes, dropout, packed, train_idx, weights, device, folds=None) -> dict:
+    """``EmbeddingNovelty.to_state()``: the trained network's embeddings of the training cells,
+    the threshold from ``folds`` (``read_folds``; None: leave-one-out)."""
+    from sts.cnn.embed import network_embeddings
     from sts.cnn.train import select_device
     from sts.trust.ood import EmbeddingNovelty
 
-    dev = select_device(device)
-    meta = {"arch": arch, "classes": list(range(n_classes)), "dropout": dropout, "input_size": packed.input_size,
-            "state_dict": state_dict, "train_params": {"weights": weights}}  # fmt: skip
-    model = model_from_meta(meta, dev)
-    _, emb = proba_and_embeddings(model, packed.images, train_idx, dev)
-    ood = EmbeddingNovelty.fit(emb)
-    log.info("%s: OOD detector on %d training embeddings (d=%d, k=%d): threshold %.4f at the %g quantile of "
-             "their leave-one-out scores", arch, len(emb), ood.dim, ood.k, ood.threshold, ood.quantile)  # fmt: skip
+    emb = network_embeddings(arch, state_dict, n_classes, dropout, weights, packed.images, train_idx,
+                             select_device(device))  # fmt: skip
+    if folds and folds[0][0].shape[1] != emb.shape[1]:
+        raise ValueError(f"{arch}: fold embeddings of size {folds[0][0].shape[1]}, the network's are {emb.shape[1]}")
+    ood = EmbeddingNovelty.fit(emb, folds=folds)
+    log.info("%s: OOD detector on %d training embeddings (d=%d, k=%d): threshold %.4f at the %g quantile of %d "
+             "%s scores", arch, len(emb), ood.dim, ood.k, ood.threshold, ood.quantile, ood.n_threshold,
+             ood.threshold_source)  # fmt: skip
     return ood.to_state()
 
 
@@ -130,19 +161,9 @@ def load_model(path: str | Path, device="cpu"):
     """(model in eval mode, metadata dict) from a model.pt, loaded without unpickling code
     (``UnsafeModelError`` for a file that would need it)."""
     from sts.cnn.model_meta import check_network
+    from sts.cnn.models import model_from_meta
     from sts.cnn.safe_torch import safe_load
 
     meta = safe_load(path)
     check_network(meta, path)  # before the network is built from it
     return model_from_meta(meta, device), meta
-
-
-def model_from_meta(meta: dict, device="cpu"):
-    """The network of a model.pt's contents, in eval mode on ``device``."""
-    from sts.cnn.models import build_model
-
-    model = build_model(meta["arch"], len(meta["classes"]), meta["dropout"], int(meta["input_size"][0]))
-    model.load_state_dict(meta["state_dict"])
-    if meta["arch"] == "inception_v3":  # as trained: ImageNet backbones re-map their inputs
-        model.transform_input = meta["train_params"].get("weights") == "imagenet"
-    return model.to(device).eval()

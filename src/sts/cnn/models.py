@@ -80,6 +80,15 @@ def build_model(
     return model
 
 
+def model_from_meta(meta: dict, device="cpu"):
+    """The network of a model.pt's contents, in eval mode on ``device``."""
+    model = build_model(meta["arch"], len(meta["classes"]), meta["dropout"], int(meta["input_size"][0]))
+    model.load_state_dict(meta["state_dict"])
+    if meta["arch"] == "inception_v3":  # as trained: ImageNet backbones re-map their inputs
+        model.transform_input = meta["train_params"].get("weights") == "imagenet"
+    return model.to(device).eval()
+
+
 def fetch_weights(arch: str, out_path: str | Path) -> Path:
     """Download ``arch``'s ImageNet weights through torchvision and save the state dict."""
     import torchvision.models as tvm

@@ -50,17 +50,18 @@ def train_stage(packed_path, best_params_path, out_dir, arch: str, seed: int = d
                 weights: str = default(TuneSettings, "weights"), weights_path: str | None = None,
                 device: str = DEFAULT_DEVICE, recalibrate_bn: bool = default(TuneSettings, "recalibrate_bn"),
                 preparation: dict | None = None, threads: int | None = None,
-                scheme: str = "study") -> Path:  # fmt: skip
+                scheme: str = "study", ood_folds_path=None) -> Path:  # fmt: skip
     """Rule ``cnn_train``, ``sts train``: the final fit of ``arch`` with its tuned parameters
     (best_params.json of ``arch``'s search, checked by ``train_final``); returns model.pt's path.
-    ``scheme``: the class scheme of the labels, stored in model.pt."""
+    ``scheme``: the class scheme of the labels, stored in model.pt; ``ood_folds_path``: the
+    search's ood_folds.npz, the OOD threshold's source."""
     from sts.cnn.final import train_final
     from sts.cnn.pack import load_packed
 
     best = json.loads(Path(best_params_path).read_text())
     return train_final(load_packed(packed_path), arch, best, out_dir, seed=seed, weights=weights,
                        weights_path=weights_path, device=device, preparation=preparation, threads=threads,
-                       recalibrate_bn=recalibrate_bn, scheme=scheme)  # fmt: skip
+                       recalibrate_bn=recalibrate_bn, scheme=scheme, ood_folds=ood_folds_path)  # fmt: skip
 
 
 def evaluate_stage(model_path, packed_path, out_dir, device: str = DEFAULT_DEVICE, threads: int | None = None) -> dict:

@@ -7,7 +7,9 @@ stops hopeless trials; ``search.json`` counts the epochs that pruning saved (est
 the mean epochs of the completed trials). Every completed trial also leaves its out-of-fold
 predictions, ``oof/{study}/trial_{n}.csv``: each training cell's class probabilities from the
 fold that validated it, at that fold's kept epoch (``specimen_id, fold, label, predicted,
-p_<class>...``; ``sts.trust.metrics.read_predictions`` reads it).
+p_<class>...``; ``sts.trust.metrics.read_predictions`` reads it); a completed trial that leads
+the study also leaves its folds' embeddings, ``oof/{study}/trial_{n}_ood.npz``
+(``sts.cnn.fold_embeddings``: what the CNN's out-of-distribution threshold comes from).
 
 The search space is a dict (``sts.settings.CNN_SPACE``, overridable from config): a list is a
 categorical choice; ``{low, high}`` is a range (``learning_rate`` log-uniform, ``decay_period`` and
@@ -16,9 +18,9 @@ categorical choice; ``{low, high}`` is a range (``learning_rate`` log-uniform, `
 Parallel search (see ``sts.cnn.study``): ``tune_worker`` takes trials of the architecture's
 shared study until it has ``n_trials`` finished ones and writes ``worker_{k}.done``; any number
 of workers can run at once and a killed one resumes. ``tune_gather`` then writes
-``best_params.json``, ``trials.csv``, ``search.json`` and ``oof_best.csv`` (the best trial's
-out-of-fold predictions). ``tune`` is worker 0 then the gather: with one worker, the same
-trials as a plain sequential ``study.optimize``. ``tune_job`` is one tuning job of the workflow
+``best_params.json``, ``trials.csv``, ``search.json``, ``oof_best.csv`` (the best trial's
+out-of-fold predictions) and ``ood_folds.npz`` (its folds' embeddings). ``tune`` is worker 0
+then the gather: with one worker, the same trials as a plain sequential ``study.optimize``. ``tune_job`` is one tuning job of the workflow
 (``cnn.tune_workers`` of them per architecture): ``cnn.trials_per_gpu`` workers at once on the
 job's device, each its own process (see ``tune_job`` for what that costs on a GPU).
 """
@@ -35,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sts.cnn import fold_embeddings
 from sts.cnn.study import WORKER, claim, data_key, finished, open_study, recover_orphans
 from sts.cnn.train import TrainParams, fit
 from sts.settings import TuneSettings
@@ -80,7 +83,7 @@ def _objective(packed, out: Path, settings: TuneSettings, study_name: str, threa
 
     def objective(trial):
         hp = suggest(trial, space)
-        scores, best_epochs, epochs, oof = [], [], 0, []
+        scores, best_epochs, epochs, oof, fits = [], [], 0, [], []
         for k, (train_idx, valid_idx) in enumerate(folds):
             params = TrainParams(**hp, max_epochs=settings.max_epochs, seed=settings.seed + k,
                                  weights=settings.weights, weights_path=settings.weights_path,
@@ -107,11 +110,26 @@ def _objective(packed, out: Path, settings: TuneSettings, study_name: str, threa
                                           result.valid_proba, classes)  # fmt: skip
                 frame.insert(1, "fold", k)
                 oof.append(frame)
-        # Written before the trial is told COMPLETE: a complete trial always has its file.
+            fits.append((train_idx, valid_idx, result.state_dict))
+        value = float(np.mean(scores))
+        # Written before the trial is told COMPLETE: a complete trial always has its file, and
+        # the best one its fold embeddings (no completed trial can score above it unseen).
         write_csv_atomic(oof_path(out, study_name, trial.number), pd.concat(oof, ignore_index=True))
-        return float(np.mean(scores))
+        if _leads(trial.study, value):
+            emb = fold_embeddings.embed_folds(settings.arch, packed, fits, hp.get("dropout", 0.0), settings.weights,
+                                              settings.device, trial.number)  # fmt: skip
+            fold_embeddings.save(fold_embeddings.trial_path(out, study_name, trial.number), emb)
+        return value
 
     return objective
+
+
+def _leads(study, value: float) -> bool:
+    """Whether ``value`` is at least every completed trial's (those of any worker)."""
+    import optuna
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    return all(value >= t.value for t in done)
 
 
 def oof_path(out_dir: str | Path, study_name: str, number: int) -> Path:
@@ -240,6 +258,28 @@ def tune(packed, out_dir: str | Path, settings: TuneSettings, threads: int | Non
     return tune_gather(packed, out_dir, settings, storage_url, [worker_report_path(out_dir, report["worker"])])
 
 
+def _keep_best_fold_embeddings(study, out: Path, arch: str, best) -> None:
+    """The best trial's fold embeddings -> ood_folds.npz (a file without folds when it has none);
+    those of trials that scored lower deleted."""
+    import shutil
+
+    import optuna
+
+    from sts.io.atomic import atomic_path
+
+    source = fold_embeddings.trial_path(out, study.study_name, best.number)
+    if source.exists():
+        with atomic_path(out / fold_embeddings.FILE, ".npz") as tmp:
+            shutil.copyfile(source, tmp)
+    else:
+        log.warning("%s: the best trial (%d) has no fold embeddings (it ran before they were kept): the OOD "
+                    "threshold stays the training cells' leave-one-out quantile", arch, best.number)  # fmt: skip
+        fold_embeddings.save_empty(out / fold_embeddings.FILE, arch)
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.value < best.value:
+            fold_embeddings.trial_path(out, study.study_name, t.number).unlink(missing_ok=True)
+
+
 def trials_frame(study) -> pd.DataFrame:
     rows = []
     for t in study.trials:
@@ -252,7 +292,8 @@ def trials_frame(study) -> pd.DataFrame:
 
 
 def write_outputs(study, out: Path, settings: TuneSettings, wall_s: float, workers: int = 1) -> dict:
-    """best_params.json, trials.csv, search.json (pruning savings included) and oof_best.csv.
+    """best_params.json, trials.csv, search.json (pruning savings included), oof_best.csv and
+    ood_folds.npz (the fold embeddings of lower-scoring trials are deleted).
 
     ``wall_s``: the longest worker's wall time; ``workers``: how many took part."""
     import optuna
@@ -283,6 +324,7 @@ def write_outputs(study, out: Path, settings: TuneSettings, wall_s: float, worke
     if not oof.exists():
         raise FileNotFoundError(f"{oof}: out-of-fold predictions of the best trial are missing (deleted?)")
     write_text_atomic(out / "oof_best.csv", oof.read_text())
+    _keep_best_fold_embeddings(study, out, settings.arch, best)
     write_csv_atomic(out / "trials.csv", trials_frame(study))
     write_json_atomic(out / "search.json", summary)
     write_json_atomic(out / "best_params.json", best_params)

@@ -50,7 +50,8 @@ NOT_CALIBRATED = (
 @dataclass
 class CardInputs:
     """What one card shows. ``preparation``: section -> {parameter: value}; ``ood``: the detector's
-    summary (method, space, k, quantile, threshold, n_train); ``ood_holdout``: a CSV with an
+    summary (method, space, k, quantile, threshold, n_train; threshold_source and n_threshold
+    where it is not the training cells' leave-one-out quantile); ``ood_holdout``: a CSV with an
     ``in_distribution`` column per holdout cell; ``details``: other facts about the model."""
 
     model: str
@@ -146,9 +147,15 @@ def cnn_card(arch: str, model_pt: str | Path, **kwargs) -> CardInputs:
                              **(meta.get("normalisation") or {})}}  # fmt: skip
     summary = None if ood is None else {k: ood[k] for k in ("method", "space", "k", "quantile", "threshold", "n_train")}
     limits = ["Inputs are prepared from the parameters saved in model.pt; recordings whose protocol cannot give a "
-              "rheobase and a rheobase + 40 pA sweep within the window are excluded, not classified.",
-              "The OOD threshold comes from the training cells' embeddings by the network fitted on them, which sit "
-              "closer together than unseen cells: expect more holdout cells above it than 1 - quantile."]  # fmt: skip
+              "rheobase and a rheobase + 40 pA sweep within the window are excluded, not classified."]  # fmt: skip
+    if ood is not None and ood.get("threshold_source") == "out_of_fold":  # absent: saved before it was recorded
+        summary |= {"threshold_source": "out_of_fold", "n_threshold": ood.get("n_threshold")}
+        limits.append("The OOD threshold comes from the CV fold networks' out-of-fold scores, not from the final "
+                      "network's embedding space, whose distances are comparable in distribution only.")  # fmt: skip
+    elif ood is not None:
+        limits.append("The OOD threshold comes from the training cells' embeddings by the network fitted on them, "
+                      "which sit closer together than unseen cells: expect more holdout cells above it than "
+                      "1 - quantile (re-train to take it from out-of-fold embeddings).")  # fmt: skip
     if ood is None:
         limits.append("This model.pt was saved without an OOD detector: sts predict leaves ood_score empty.")
     return CardInputs(arch, "CNN", str(model_pt), preparation=preparation, details=details, ood=summary,
@@ -300,10 +307,15 @@ def _ood_blocks(card: CardInputs) -> list:
         return ["No out-of-distribution detector saved with this model: `sts predict` leaves ood_score and "
                 "in_distribution empty."]  # fmt: skip
     o = card.ood
+    if o.get("threshold_source") == "out_of_fold":
+        source = (f"the {o['n_threshold']} training cells' out-of-fold scores (each by the CV fold network that did "
+                  "not train on it)")  # fmt: skip
+    else:
+        source = f"the {o['n_train']} training cells' leave-one-out scores"
     blocks = [f"`sts predict` adds ood_score (mean distance of the cell to its {o['k']} nearest training cells in "
               f"{o['space']}) and in_distribution (score <= {o['threshold']:.4g}, the {o['quantile']:g} quantile of "
-              f"the {o['n_train']} training cells' leave-one-out scores; method {o['method']}): by construction "
-              f"about {100 * (1 - o['quantile']):.0f} % of training cells lie above it."]  # fmt: skip
+              f"{source}; method {o['method']}): by construction about {100 * (1 - o['quantile']):.0f} % of those "
+              "scores lie above it."]  # fmt: skip
     flagged = None
     if isinstance(card.ood_holdout, pd.DataFrame):
         flagged = (int((card.ood_holdout["in_distribution"] == "False").sum()), len(card.ood_holdout))

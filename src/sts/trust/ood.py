@@ -1,5 +1,5 @@
 """Out-of-distribution scores: a cell's distance to its k nearest training cells, thresholded
-at a quantile of the training cells' own leave-one-out scores.
+at a quantile of scores of cells the detector's reference set does not contain.
 
 Two spaces share that rule (``knn_scores``, ``loo_threshold``):
 
@@ -11,7 +11,8 @@ Two spaces share that rule (``knn_scores``, ``loo_threshold``):
   correlated, skewed features the covariance is near singular, and classes form separate
   clusters that one ellipsoid would cover with empty space between them. Caveat: imputation
   hides missingness (a cell whose spike-train features are all undefined scores on its other
-  features only, pulled towards typical values).
+  features only, pulled towards typical values). Threshold: the quantile of the training
+  cells' own leave-one-out scores (the features do not depend on the model).
 * ``EmbeddingNovelty`` — a CNN's penultimate embedding (the global-pooled features its head
   reads, ``sts.cnn.embed``), L2-normalised; the score is the mean Euclidean distance to the
   ``k`` nearest training embeddings (0..2 on the unit sphere). It sees what the network sees
@@ -19,12 +20,24 @@ Two spaces share that rule (``knn_scores``, ``loo_threshold``):
   not standardised: the direction of a pooled ReLU feature vector carries the class
   structure, its length mostly image contrast, and standardising hundreds of near-constant
   dimensions of a few hundred cells would amplify noise (deep kNN, Sun et al., ICML 2022).
-  Caveat: the training cells' embeddings come from the network fitted on them, so they sit
-  closer together than new cells of the same distribution do: the false-alarm rate on
-  unseen cells of the training distribution exceeds ``1 - quantile`` (measure it on the
-  holdout: ``sts evaluate`` writes ``ood_holdout.csv``).
+  Threshold: the quantile of out-of-fold scores (``out_of_fold_scores``): in each CV fold of
+  the tuning search's best trial, the fold network's embedding of each validation cell scored
+  against that network's embeddings of the fold's training cells. The final network's
+  training embeddings stay the reference set that new cells are scored against. Why: those
+  embeddings come from the network fitted on them, so they sit closer together than new
+  cells of the same distribution do; a threshold from their own leave-one-out scores (what
+  ``fit`` does without folds, and what models saved before the folds were kept carry,
+  ``threshold_source: leave_one_out``) is too tight, and the demo's holdout saw 3–19 % of
+  cells above it at a nominal 1 %. A validation cell is to its fold network what a new cell
+  is to the final one. Caveat: the fold networks are not the final network (fewer cells,
+  early-stopped rather than a fixed epoch count, other seeds), so their embedding spaces
+  differ and the distances are comparable in distribution only; the final network's
+  reference set is also larger (all training cells, vs the fold's (K-1)/K of them), which
+  makes new cells' nearest neighbours slightly closer than in the folds: the threshold errs
+  towards fewer false alarms. Measure it on the holdout: ``sts evaluate`` writes
+  ``ood_holdout.csv``, ``benchmarks/bench_ood.py`` compares both thresholds there.
 
-With the default quantile 0.99, about 1 % of training cells lie above the threshold.
+With the default quantile 0.99, about 1 % of the cells the threshold comes from lie above it.
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from sts.settings import OodSettings
 
 DEFAULT_K = OodSettings.k
 DEFAULT_QUANTILE = OodSettings.quantile
+LEAVE_ONE_OUT, OUT_OF_FOLD = "leave_one_out", "out_of_fold"  # where a threshold comes from
 
 
 @dataclass(frozen=True)
@@ -129,8 +143,7 @@ def loo_threshold(ref: np.ndarray, k: int, quantile: float, scale: float = 1.0) 
     (``knn_scores / scale``); k is capped at n - 1."""
     if len(ref) < 2:
         raise ValueError(f"need at least 2 training cells for an OOD score, got {len(ref)}")
-    if not 0 < quantile <= 1:
-        raise ValueError(f"quantile {quantile} must lie in (0, 1]")
+    _check_quantile(quantile)
     k = int(min(k, len(ref) - 1))
     own = knn_scores(ref, ref, k, leave_one_out=True) / scale
     return k, float(np.quantile(own, quantile))
@@ -138,23 +151,35 @@ def loo_threshold(ref: np.ndarray, k: int, quantile: float, scale: float = 1.0) 
 
 @dataclass(frozen=True)
 class EmbeddingNovelty:
-    """A fitted scorer on a CNN's embeddings; ``train`` holds the training cells' unit vectors."""
+    """A fitted scorer on a CNN's embeddings; ``train`` holds the training cells' unit vectors.
+    ``threshold_source``: ``out_of_fold`` (the quantile of ``n_threshold`` out-of-fold scores)
+    or ``leave_one_out`` (of the training cells' own; models saved before out-of-fold scores)."""
 
     train: np.ndarray  # (n, d) float32, rows of length 1
     k: int
     quantile: float
     threshold: float
+    threshold_source: str = LEAVE_ONE_OUT
+    n_threshold: int | None = None  # scores the threshold is the quantile of (None: not recorded)
 
     METHOD = "knn-embedding"
 
     @classmethod
-    def fit(cls, embeddings, k: int = DEFAULT_K, quantile: float = DEFAULT_QUANTILE) -> "EmbeddingNovelty":
-        """Fit on the training cells' embeddings (n, d)."""
+    def fit(cls, embeddings, k: int = DEFAULT_K, quantile: float = DEFAULT_QUANTILE,
+            folds: list[tuple[np.ndarray, np.ndarray]] | None = None) -> "EmbeddingNovelty":  # fmt: skip
+        """Fit on the training cells' embeddings (n, d); the threshold from ``folds`` (per CV fold:
+        (the fold network's embeddings of its training cells, of its validation cells), see
+        ``out_of_fold_scores``) when given, else from the training cells' leave-one-out scores."""
         E = unit_rows(embeddings)
         if E.ndim != 2 or len(E) < 2:
             raise ValueError(f"need at least 2 training cells for an OOD score, got shape {E.shape}")
-        k, threshold = loo_threshold(E, k, quantile)
-        return cls(E, k, float(quantile), threshold)
+        if not folds:
+            k, threshold = loo_threshold(E, k, quantile)
+            return cls(E, k, float(quantile), threshold, LEAVE_ONE_OUT, len(E))
+        _check_quantile(quantile)
+        k = int(min(k, len(E) - 1))
+        scores = out_of_fold_scores(folds, k)
+        return cls(E, k, float(quantile), float(np.quantile(scores, quantile)), OUT_OF_FOLD, len(scores))
 
     @property
     def dim(self) -> int:
@@ -170,17 +195,21 @@ class EmbeddingNovelty:
 
         return {"method": self.METHOD, "space": "penultimate embedding (global-pooled, L2-normalised)",
                 "k": self.k, "quantile": self.quantile, "threshold": self.threshold, "n_train": len(self.train),
+                "threshold_source": self.threshold_source, "n_threshold": self.n_threshold,
                 "train": torch.from_numpy(np.ascontiguousarray(self.train, dtype=np.float32))}  # fmt: skip
 
     @classmethod
     def from_state(cls, d: dict, dim: int | None = None) -> "EmbeddingNovelty":
-        """Validated (``dim``: the network's embedding size); raises ValueError on anything inconsistent."""
+        """Validated (``dim``: the network's embedding size); raises ValueError on anything inconsistent.
+        A state saved before ``threshold_source`` was recorded has a leave-one-out threshold."""
         if not isinstance(d, dict) or d.get("method") != cls.METHOD:
             raise ValueError(f"ood: expected {{'method': {cls.METHOD!r}, ...}}")
         try:
             train = d["train"]
             train = np.asarray(train.numpy() if hasattr(train, "numpy") else train, dtype=np.float32)
             k, quantile, threshold = int(d["k"]), float(d["quantile"]), float(d["threshold"])
+            source = str(d.get("threshold_source", LEAVE_ONE_OUT))
+            n_threshold = None if d.get("n_threshold") is None else int(d["n_threshold"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"ood: {type(err).__name__}: {err}") from err
         if train.ndim != 2 or (dim is not None and train.shape[1] != dim):
@@ -189,7 +218,29 @@ class EmbeddingNovelty:
             raise ValueError("ood: non-finite values")
         if not 1 <= k < len(train):
             raise ValueError(f"ood: k={k} needs 1 <= k < {len(train)} training cells")
-        return cls(train, k, quantile, threshold)
+        if source not in (LEAVE_ONE_OUT, OUT_OF_FOLD):
+            raise ValueError(f"ood: threshold_source {source!r} is neither {LEAVE_ONE_OUT!r} nor {OUT_OF_FOLD!r}")
+        return cls(train, k, quantile, threshold, source, n_threshold)
+
+
+def out_of_fold_scores(folds: list[tuple[np.ndarray, np.ndarray]], k: int) -> np.ndarray:
+    """Every fold's validation cells scored against the same fold's training cells, each pair
+    (training embeddings (n, d), validation embeddings (m, d)) from that fold's network,
+    concatenated in fold order; k is capped at each fold's n."""
+    scores = []
+    for i, (train, valid) in enumerate(folds):
+        train, valid = unit_rows(train), unit_rows(valid)
+        if train.shape[1] != valid.shape[1] or len(train) < 1:
+            raise ValueError(f"fold {i}: training embeddings {train.shape} and validation {valid.shape} do not pair")
+        scores.append(knn_scores(valid, train, int(min(k, len(train)))))
+    if not scores or not sum(map(len, scores)):
+        raise ValueError("no out-of-fold validation cells to set the OOD threshold from")
+    return np.concatenate(scores)
+
+
+def _check_quantile(quantile: float) -> None:
+    if not 0 < quantile <= 1:
+        raise ValueError(f"quantile {quantile} must lie in (0, 1]")
 
 
 def unit_rows(X) -> np.ndarray:
