@@ -16,8 +16,9 @@ file without folds and ``sts train`` keeps the leave-one-out threshold (logged).
 
 Format: numpy ``.npz`` read with ``allow_pickle=False``: ``arch``, ``trial``, ``n_folds``, and
 per fold ``k`` ``train_{k}`` (n, d) and ``valid_{k}`` (m, d) float32 embeddings with their
-specimen ids ``train_id_{k}``, ``valid_id_{k}``. Size: (K + 1) x training cells x d x 4 bytes
-(paper scale, 4,472 training cells, InceptionV3's d = 2048, K = 3: 147 MB).
+specimen ids ``train_id_{k}``, ``valid_id_{k}``. Size: K x training cells x d x 4 bytes (each
+fold holds every training cell once; the demo's 120 cells: 0.7-3 MB; paper scale, 4,472
+training cells, InceptionV3's d = 2048, K = 3: 110 MB).
 """
 
 from __future__ import annotations
