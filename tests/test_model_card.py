@@ -87,6 +87,15 @@ def test_cnn_card_reads_model_pt_and_calibration(inputs):
     assert "class scheme: inhibitory" in md
     assert "reliability" not in md  # the bins are the reliability figure's
     assert "synthetic demo" not in md and "`results/models/resnet18/confusion_matrix.png`" in md
+    assert "expect more holdout cells above it" in md  # a leave-one-out threshold is too tight
+    rng = np.random.default_rng(1)  # a model trained since issue 29: the threshold from out-of-fold scores
+    oof = EmbeddingNovelty.fit(rng.random((5, 8)), folds=[(rng.random((4, 8)), rng.random((3, 8)))] * 2)
+    meta = torch.load(tmp_path / "model.pt", weights_only=True)
+    torch.save({**meta, "ood": oof.to_state()}, tmp_path / "model.pt")
+    md = to_markdown(build_card("cnn", "resnet18", tmp_path / "model.pt", manifest=manifest,
+                                metrics=tmp_path / "metrics.json"))  # fmt: skip
+    assert f"score <= {oof.threshold:.4g}" in md and "the 6 training cells' out-of-fold scores" in md
+    assert "expect more holdout cells above it" not in md
 
 
 def test_fusion_card(inputs):
