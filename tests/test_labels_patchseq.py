@@ -109,3 +109,26 @@ def test_dandi_cohort_labels_default_to_the_shipped_metadata(tmp_path):
     label_file.write_text("".join(f"Sst {s}\n" for s in picked))
     table = cohort_table({"cohort": "dandi", "acquire": {**acquire, "label_file": str(label_file)}})
     assert set(table["label"]) == {"Sst"} and table["label_source"].str.startswith("label file").all()
+
+
+def test_a_scheme_excludes_the_cells_it_cannot_place_before_any_download(tmp_path):
+    """The raw metadata read with pandas is the reference: under `inhibitory` a listed cell whose T-type's first
+    word is not Lamp5/Pvalb/Sst/Vip is an excluded row with its reason (never a download job), the rest ok."""
+    raw = pd.read_csv(labels.shipped_patchseq_metadata(), dtype=str, keep_default_na=False)
+    ttype = raw.set_index("cell_specimen_id")["corresponding_AIT2.3.1_alias"].str.strip()
+    picked = split_seq_ids()[:60] + ["999"]
+    pd.DataFrame({"specimen_id": picked}).to_csv(tmp_path / "dandi_assets.csv", index=False)
+    config = {"cohort": "dandi", "acquire": {"metadata_dir": str(tmp_path)}, "labels": {"scheme": "inhibitory"}}
+    table = cohort_table(config).set_index("specimen_id")
+    for sid in picked[:-1]:
+        first = ttype[sid].split()[0] if ttype[sid] else ""
+        if first in ("Lamp5", "Pvalb", "Sst", "Vip"):
+            assert (table.loc[sid, "status"], table.loc[sid, "label"], table.loc[sid, "reason"]) == ("ok", first, "")
+        else:
+            assert table.loc[sid, "status"] == "excluded" and table.loc[sid, "label"] == "Unsure"
+            assert "inhibitory" in table.loc[sid, "reason"], table.loc[sid, "reason"]
+    assert table.loc["999", "status"] == "excluded" and "not in" in table.loc["999", "reason"]
+    assert 0 < (table["status"] == "ok").sum() < len(picked) - 1
+    # The study scheme keeps today's table: Unsure cells are still rows with status ok (the manifest excludes them).
+    study = cohort_table({**config, "labels": {"scheme": "study"}})
+    assert (study["status"] == "ok").all() and (study["reason"] == "").all()

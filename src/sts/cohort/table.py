@@ -105,6 +105,10 @@ def dandi_cells(acq: Mapping, scheme=None) -> pd.DataFrame:
     known = labelled.set_index("specimen_id")["label"]
     table["label"] = table["specimen_id"].map(known).fillna(lab.UNSURE)
     name = getattr(scheme, "name", "study")
+    if name != "study":  # a cell the scheme cannot place is excluded here with its reason (no download)
+        reasons = labelled.set_index("specimen_id")["reason"]
+        table["reason"] = [reasons.get(sid) or f"not in {Path(path).name}" if label == lab.UNSURE else ""
+                           for sid, label in zip(table["specimen_id"], table["label"])]  # fmt: skip
     table["label_source"] = f"T-type / dendrite type ({Path(path).name})" + (
         "" if name == "study" else f", scheme {name}")
     missing = int((~table["specimen_id"].isin(known.index)).sum())
@@ -117,7 +121,7 @@ def _log_reasons(labelled: pd.DataFrame, ids) -> None:
     """Why the listed cells a scheme cannot place are Unsure (counts per reason)."""
     reasons = labelled.loc[labelled["specimen_id"].isin(set(ids)) & (labelled["reason"] != ""), "reason"]
     for reason, n in reasons.value_counts().items():
-        log.info("Unsure (excluded by the manifest): %d cells: %s", n, reason)
+        log.info("Unsure (excluded): %d cells: %s", n, reason)
 
 
 def patchseq_metadata_path(acq: Mapping) -> Path:
@@ -150,15 +154,17 @@ def paper_cells(config: Mapping) -> pd.DataFrame:
 
 
 def with_id_status(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with ``status`` ('ok' / 'excluded') and ``reason``: unsafe ids excluded (``sts.cohort.ids``)."""
+    """``table`` with ``status`` ('ok' / 'excluded') and ``reason``: unsafe ids excluded (``sts.cohort.ids``),
+    as are rows that come with a reason already (a cell the class scheme cannot place)."""
     from sts.cohort.ids import id_problem
 
     table = table.copy()
-    table["reason"] = [id_problem(s) for s in table["specimen_id"].astype(str)]
+    earlier = table["reason"].fillna("").astype(str) if "reason" in table else [""] * len(table)
+    table["reason"] = [id_problem(s) or r for s, r in zip(table["specimen_id"].astype(str), earlier)]
     table["status"] = ["excluded" if r else "ok" for r in table["reason"]]
     bad = table[table["status"] != "ok"]
     if len(bad):
-        log.warning("%d cells excluded for unsafe ids, e.g. %s", len(bad), bad["reason"].iloc[0])
+        log.warning("%d cells excluded before any download, e.g. %s", len(bad), bad["reason"].iloc[0])
     return table
 
 
