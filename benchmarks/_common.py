@@ -31,3 +31,14 @@ def snakemake(workdir: Path, config: Path, *args: str) -> float:
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-4000:]}")
     return wall
+
+
+def print_medians(results: dict[str, list[dict]], keys, unit: str = "s", scale: float = 1.0) -> None:
+    """Median of each key over the rounds of the trees 'before' and 'after', and the relative change."""
+    import statistics
+
+    for key in keys:
+        before = statistics.median(x[key] for x in results["before"])
+        after = statistics.median(x[key] for x in results["after"])
+        print(f"median {key}: before {before * scale:.3f} {unit}, after {after * scale:.3f} {unit} "
+              f"({after / before - 1:+.1%})")  # fmt: skip

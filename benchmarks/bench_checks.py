@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _common import print_medians
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -28,6 +29,8 @@ SHARED = ROOT.parent / "shared"
 RUN = r"""
 import json, sys, time
 from pathlib import Path
+
+from _common import print_medians
 import sts.cnn  # noqa: F401 (thread settings before torch)
 from sts.serve.cnn import CnnPredictor
 from sts.serve.predict import predict_files
@@ -110,10 +113,7 @@ def main() -> None:
             print(f"round {r} {name:6}: select {res['select_s'] * 1e3:.1f} ms/cell ({res['selected']} selected), "
                   f"predict {res['predict_s'] * 1e3:.1f} ms/file ({res['predicted']} ok), model load {res['load_s']:.2f} s",
                   flush=True)  # fmt: skip
-    for key in ("select_s", "predict_s", "load_s"):
-        before = statistics.median(x[key] for x in results["before"])
-        after = statistics.median(x[key] for x in results["after"])
-        print(f"median {key}: before {before * 1e3:.1f} ms, after {after * 1e3:.1f} ms ({after / before - 1:+.1%})")
+    print_medians(results, ("select_s", "predict_s", "load_s"), "ms", 1e3)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _common import print_medians  # noqa: E402
 from bench_checks import real_files  # noqa: E402
 
 RUN = r"""
@@ -95,10 +95,7 @@ def main() -> None:
                   f"{res['prepare_s']:.3f} s/file, model load {res['load_s']:.2f} s{fig}", flush=True)  # fmt: skip
         same = (work / f"before_{r}" / "out.csv").read_bytes() == (work / f"after_{r}" / "out.csv").read_bytes()
         print(f"round {r}: CSVs {'identical' if same else 'DIFFER'}", flush=True)
-    for key in ("predict_s", "prepare_s", "load_s"):
-        before = statistics.median(x[key] for x in results["before"])
-        after = statistics.median(x[key] for x in results["after"])
-        print(f"median {key}: before {before:.3f} s, after {after:.3f} s ({after / before - 1:+.1%})")
+    print_medians(results, ("predict_s", "prepare_s", "load_s"))
 
 
 if __name__ == "__main__":

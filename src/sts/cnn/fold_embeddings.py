@@ -90,7 +90,8 @@ def load(path: str | Path, arch: str | None = None) -> FoldEmbeddings:
             emb = FoldEmbeddings(str(z["arch"]), int(z["trial"]),
                                  [(z[f"train_{k}"].astype(np.float32), z[f"valid_{k}"].astype(np.float32))
                                   for k in range(n)],
-                                 [(z[f"train_id_{k}"].astype(str), z[f"valid_id_{k}"].astype(str)) for k in range(n)])  # fmt: skip
+                                 [(z[f"train_id_{k}"].astype(str), z[f"valid_id_{k}"].astype(str))
+                                  for k in range(n)])  # fmt: skip
     except (OSError, KeyError, TypeError, ValueError, AttributeError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path}: not a fold-embeddings file ({type(err).__name__}: {err})") from err
     if arch is not None and emb.arch != arch:

@@ -20,9 +20,10 @@ shared study until it has ``n_trials`` finished ones and writes ``worker_{k}.don
 of workers can run at once and a killed one resumes. ``tune_gather`` then writes
 ``best_params.json``, ``trials.csv``, ``search.json``, ``oof_best.csv`` (the best trial's
 out-of-fold predictions) and ``ood_folds.npz`` (its folds' embeddings). ``tune`` is worker 0
-then the gather: with one worker, the same trials as a plain sequential ``study.optimize``. ``tune_job`` is one tuning job of the workflow
-(``cnn.tune_workers`` of them per architecture): ``cnn.trials_per_gpu`` workers at once on the
-job's device, each its own process (see ``tune_job`` for what that costs on a GPU).
+then the gather: with one worker, the same trials as a plain sequential ``study.optimize``.
+``tune_job`` is one tuning job of the workflow (``cnn.tune_workers`` of them per architecture):
+``cnn.trials_per_gpu`` workers at once on the job's device, each its own process (see
+``tune_job`` for what that costs on a GPU).
 """
 
 from __future__ import annotations
