@@ -80,3 +80,36 @@ def test_formats_round_trip(tmp_path):
     plt.close(fig)
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert leftovers(tmp_path) == []
+
+
+def test_a_writer_killed_outright_leaves_a_temporary_that_the_next_write_removes(tmp_path):
+    """SIGKILL inside the block (no cleanup can run): its temporary stays until the same file is written again;
+    a live writer's temporary and another host's are never touched."""
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "cell.h5"
+    env = {**os.environ, "STS_WARM": "0"}
+    writing = ("import sys, time\nfrom sts.io.atomic import atomic_path\n"
+               "with atomic_path(sys.argv[1], '.h5') as tmp:\n    tmp.write_text('x')\n"
+               "    print(tmp.name, flush=True)\n    time.sleep(60)\n")  # fmt: skip
+    live = subprocess.Popen([sys.executable, "-c", writing, str(target)], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        live_name = live.stdout.readline().strip()
+        killed = ("import os, signal, sys\nfrom sts.io.atomic import atomic_h5\n"
+                  "with atomic_h5(sys.argv[1]) as f:\n    f['x'] = [1, 2]\n    f.flush()\n"
+                  "    os.kill(os.getpid(), signal.SIGKILL)\n")  # fmt: skip
+        proc = subprocess.Popen([sys.executable, "-c", killed, str(target)], env=env)
+        assert proc.wait() == -signal.SIGKILL
+        other_host = f".cell.h5.tmp-otherhost-{proc.pid}-abc.h5"  # the dead pid, but not this host's
+        (tmp_path / other_host).write_bytes(b"partial")
+        assert len(leftovers(tmp_path)) == 3 and not target.exists()  # the live one, the killed one, the other
+        with atomic_h5(target) as f:
+            f["x"] = [3]
+        assert leftovers(tmp_path) == sorted([live_name, other_host])
+        with h5py.File(target) as f:
+            assert list(f["x"][()]) == [3]
+    finally:
+        live.kill()
+        live.wait()

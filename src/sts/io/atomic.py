@@ -2,13 +2,18 @@
 
 Each file is written under a temporary name in its own folder and moved onto its real name
 with ``os.replace`` only once complete: a killed job never leaves a half-written output, and a
-reader never sees one. The temporary file is removed when the write fails.
+reader never sees one. The temporary file is removed when the write fails; one left by a writer
+killed outright (SIGKILL, out of memory) is removed by the next write of the same file, which
+knows it from its name: ``.<name>.tmp-<host>-<pid>-...``, a process of this host that is gone
+(never another host's: a shared file system may hold a live writer's file there).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +29,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
     removed. ``suffix`` keeps the extension for writers that look at it (``savefig``, h5py)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.tmp", suffix=suffix, dir=path.parent)
+    _remove_orphans(path)
+    fd, name = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}-", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -33,6 +39,34 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temp_prefix(path: Path) -> str:
+    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64]
+    return f".{path.name}.tmp-{host}-"
+
+
+def _remove_orphans(path: Path) -> None:
+    """Temporary files of ``path`` left by writers of this host that no longer run."""
+    prefix = _temp_prefix(path)
+    try:
+        entries = [e.name for e in os.scandir(path.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return
+    for name in entries:
+        pid = name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            (path.parent / name).unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _umask() -> int:
