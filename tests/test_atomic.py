@@ -113,3 +113,20 @@ def test_a_writer_killed_outright_leaves_a_temporary_that_the_next_write_removes
     finally:
         live.kill()
         live.wait()
+
+
+@pytest.mark.parametrize("suffix", [".features.json", ".h5", ".json"])
+def test_the_longest_id_is_written_whatever_the_host_name(tmp_path, monkeypatch, suffix):
+    """Ids of MAX_ID_LENGTH characters name per-cell files; the temporary name beside them must stay under the
+    file system's 255 bytes with a long cluster host name (a 64-character one, the Linux maximum)."""
+    from sts.cohort.ids import MAX_ID_LENGTH
+    from sts.io import atomic
+
+    monkeypatch.setattr(atomic.socket, "gethostname", lambda: "node-0123." + "x" * 54)
+    target = tmp_path / ("1" * MAX_ID_LENGTH + suffix)
+    if suffix == ".h5":
+        with atomic_h5(target) as f:
+            f["x"] = [1]
+    else:
+        write_json_atomic(target, {"ok": True})
+    assert target.exists() and leftovers(tmp_path) == []

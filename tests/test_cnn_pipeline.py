@@ -90,8 +90,8 @@ def test_a_second_call_with_the_same_settings_runs_no_trial(tuned, stage):
 def model_dir(tuned, stage):
     out = stage / "model"
     assert main(["train", str(stage / "packed.h5"), str(tuned[0] / "best_params.json"), str(out), "--arch", "resnet18",
-                 "--device", "cpu", "--threads", "1", "--preparation", json.dumps(PREPARATION),
-                 "--ood-folds", str(tuned[0] / "ood_folds.npz")]) == 0  # fmt: skip
+                 "--device", "cpu", "--threads", "1", "--preparation", json.dumps(PREPARATION)]) == 0  # fmt: skip
+    # no --ood-folds: the search's ood_folds.npz beside best_params.json (test_ood_threshold_is_the_quantile_of_the_out_of_fold_scores)
     return out
 
 

@@ -59,12 +59,19 @@ def _tune(args) -> int:
 
 
 def _train(args) -> int:
+    from sts.cnn import fold_embeddings
     from sts.cnn.stages import train_stage
 
+    ood_folds = args.ood_folds
+    if ood_folds is None:  # the search's own, beside its best_params.json (as the workflow passes it)
+        beside = Path(args.best_params).parent / fold_embeddings.FILE
+        ood_folds = beside if beside.is_file() else None
+    elif ood_folds == "none":
+        ood_folds = None
     train_stage(args.packed, args.best_params, args.out_dir, args.arch, seed=args.seed, weights=args.weights,
                 weights_path=args.weights_path, device=args.device, recalibrate_bn=args.recalibrate_bn,
                 preparation=_json_arg(args.preparation), threads=args.threads, scheme=args.scheme,
-                ood_folds_path=args.ood_folds)  # fmt: skip
+                ood_folds_path=ood_folds)  # fmt: skip
     return 0
 
 
@@ -161,8 +168,9 @@ def add_parser(sub) -> None:
     p.add_argument("--scheme", default=LabelSettings().scheme,
                    help="class scheme of the packed labels, stored in model.pt (default: %(default)s)")
     p.add_argument("--ood-folds", default=None, metavar="NPZ",
-                   help="ood_folds.npz from sts tune (beside BEST_PARAMS): the OOD threshold from out-of-fold "
-                   "embeddings; without it, from the training cells' leave-one-out scores (too tight)")  # fmt: skip
+                   help="the search's fold embeddings, for the OOD threshold from out-of-fold scores (default: "
+                   "ood_folds.npz beside BEST_PARAMS, as sts tune writes it); 'none' or no such file: from the "
+                   "training cells' leave-one-out scores (too tight)")  # fmt: skip
     _weights(p)
     _common(p)
     p.set_defaults(func=_train)

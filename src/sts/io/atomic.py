@@ -4,15 +4,15 @@ Each file is written under a temporary name in its own folder and moved onto its
 with ``os.replace`` only once complete: a killed job never leaves a half-written output, and a
 reader never sees one. The temporary file is removed when the write fails; one left by a writer
 killed outright (SIGKILL, out of memory) is removed by the next write of the same file, which
-knows it from its name: ``.<name>.tmp-<host>-<pid>-...``, a process of this host that is gone
+knows it from its name: ``.<name>.tmp-<host hash>-<pid>-...``, a process of this host that is gone
 (never another host's: a shared file system may hold a live writer's file there).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
 import socket
 import tempfile
 from contextlib import contextmanager
@@ -42,7 +42,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]
 
 
 def _temp_prefix(path: Path) -> str:
-    host = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())[:64]
+    """Of fixed length beside the name (the host hashed): a name of up to 200 characters, as ids
+    allow (``sts.cohort.ids``), stays under the file systems' 255 bytes with any host name."""
+    host = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
     return f".{path.name}.tmp-{host}-"
 
 
