@@ -112,6 +112,8 @@ def _run_aggregate(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> None:
     """Register ``ep-features`` and ``ep-features-aggregate`` on the ``sts`` subparsers."""
+    from sts.prep.protocol_args import add_cell_arguments, add_protocol_options
+
     p = subparsers.add_parser(
         "ep-features",
         help="ipfx EP features of one cell from its long-square sweeps (JSON)",
@@ -120,16 +122,10 @@ def add_parser(subparsers) -> None:
         "...) as JSON. A cell whose features cannot be computed still gets OUT.json, with status "
         "'excluded' and the reason; undefined features are null.",
     )
-    p.add_argument("nwb", help="the cell's file (Allen NWB v1, MIES NWB 2 or .abf)")
-    p.add_argument("out", help="output JSON")
-    p.add_argument("--specimen-id", required=True)
-    p.add_argument("--dataset", default="", help="dataset tag stored in the record (clamp, seq, ...)")
-    p.add_argument("--label", default="", help="cell class stored in the record")
+    add_cell_arguments(p, "output JSON")
     p.add_argument("--params", default=None, metavar="JSON",
                    help="feature settings as JSON, e.g. {\"any_square_step\": true} (the workflow passes the keys "
                         "its sweeps: block sets: dv_cutoff_mv_ms, long_square_names, min_step_s, any_square_step)")  # fmt: skip
-    from sts.prep.protocol_args import add_protocol_options
-
     add_protocol_options(p)
     p.set_defaults(func=_run_features)
 

@@ -7,7 +7,7 @@ import argparse
 import logging
 
 from sts.io.threads import single_threaded
-from sts.prep.protocol_args import add_protocol_options, protocol_from_args
+from sts.prep.protocol_args import add_cell_arguments, add_protocol_options, protocol_from_args
 from sts.settings import ScalogramParams, SelectionParams, default
 
 
@@ -87,11 +87,7 @@ def add_parser(sub) -> None:
         "at rheobase + PLUS pA, cut a window from step onset, resample to FS. A cell that cannot be "
         "used still gets OUT.h5, with status 'excluded' and the reason.",
     )
-    p.add_argument("nwb", help="the cell's recording (Allen NWB v1, MIES NWB 2, generic NWB 2 or ABF)")
-    p.add_argument("out", help="output HDF5 (dataset traces_mv, shape (2, n))")
-    p.add_argument("--specimen-id", required=True)
-    p.add_argument("--dataset", default="", help="dataset tag stored as attribute (clamp, seq, ...)")
-    p.add_argument("--label", default="", help="cell class stored as attribute")
+    add_cell_arguments(p, "output HDF5 (dataset traces_mv, shape (2, n))")
     add_selection_options(p)
     add_protocol_options(p)
     p.set_defaults(func=_select_sweeps)

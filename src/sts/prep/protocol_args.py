@@ -1,4 +1,5 @@
-"""The ABF step ladder on the command line (``select-sweeps``, ``ep-features``, ``predict``).
+"""A cell's recording on the command line: its file and identity (``select-sweeps``,
+``ep-features``) and the ABF step ladder (those and ``predict``).
 
 Imports nothing heavy at module level: the per-cell commands import numpy only after
 ``sts.io.threads.single_threaded``.
@@ -7,6 +8,15 @@ Imports nothing heavy at module level: the per-cell commands import numpy only a
 from __future__ import annotations
 
 import argparse
+
+
+def add_cell_arguments(p: argparse.ArgumentParser, out_help: str) -> None:
+    """A per-cell command's recording, output and the cell's identity (kept with the output)."""
+    p.add_argument("nwb", help="the cell's recording (Allen NWB v1, MIES NWB 2, generic NWB 2 or ABF)")
+    p.add_argument("out", help=out_help)
+    p.add_argument("--specimen-id", required=True)
+    p.add_argument("--dataset", default="", help="dataset tag kept with the output (clamp, seq, ...)")
+    p.add_argument("--label", default="", help="cell class kept with the output")
 
 
 def add_protocol_options(p: argparse.ArgumentParser) -> None:
